@@ -1,0 +1,124 @@
+// Helpers for tests that use the real thing: child processes tracked by PID
+// (and ended by PID when their owner goes), waiting on a condition with a
+// deadline instead of sleeping, free ports, a real epmd and real erl nodes.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace beamlink::test {
+
+using namespace std::chrono_literals;
+
+// Polls `cond` until it returns true or `timeout` passes. Returns whether it
+// became true. The poll interval is short (5 ms); this is a deadline-bounded
+// wait on a condition, not a sleep standing in for synchronisation.
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 10s);
+
+// A TCP port on 127.0.0.1 that was free when asked (bound to port 0, read back,
+// closed). `count` consecutive free ports when count > 1.
+int free_port(int count = 1);
+
+// A child process. The destructor sends SIGTERM then, after a grace period,
+// SIGKILL, and reaps it: every process a test starts is ended by PID.
+class Subprocess {
+ public:
+  struct Options {
+    std::map<std::string, std::string> env;  // added to (or replacing in) the environment
+    bool capture_stdout = true;
+    bool capture_stderr = true;
+    bool pipe_stdin = false;
+  };
+  Subprocess(std::vector<std::string> argv, Options opts);
+  explicit Subprocess(std::vector<std::string> argv) : Subprocess(std::move(argv), Options{}) {}
+  ~Subprocess();
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+  int pid() const { return pid_; }
+  bool running();                        // not exited (zombie counts as exited)
+  // Waits for exit; returns the exit code (128+signal when killed), or nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout = 10s);
+  void signal(int sig);
+  void stop();                           // SIGTERM, wait, SIGKILL if needed
+  void write_stdin(const std::string& s);
+  void close_stdin();
+
+  // Everything read so far (drained without blocking on each call).
+  std::string out();
+  std::string err();
+  // Waits until stdout (or stderr) contains `needle`.
+  bool wait_out(const std::string& needle, std::chrono::milliseconds timeout = 10s);
+  bool wait_err(const std::string& needle, std::chrono::milliseconds timeout = 10s);
+
+ private:
+  void drain();
+  int pid_ = -1;
+  int out_fd_ = -1, err_fd_ = -1, in_fd_ = -1;
+  std::string out_, err_;
+  std::optional<int> status_;
+};
+
+// Runs a command to completion with a timeout and returns {exit code, stdout, stderr}.
+struct RunResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+RunResult run(std::vector<std::string> argv, std::chrono::milliseconds timeout = 30s,
+              std::map<std::string, std::string> env = {});
+
+// A real epmd on its own port, in the foreground, ended by PID.
+class Epmd {
+ public:
+  Epmd();  // picks a free port
+  explicit Epmd(int port);
+  int port() const { return port_; }
+  void kill();      // SIGKILL and reap
+  void restart();   // start again on the same port
+  bool up();        // answers NAMES
+ private:
+  void start();
+  int port_;
+  std::unique_ptr<Subprocess> proc_;
+};
+
+// A real erl node driven over its stdin: each eval() sends one Erlang
+// expression and returns what it evaluated to, printed with ~0p on one line.
+// The driver module lives in tests/fixtures/erl_driver.erl.
+class ErlNode {
+ public:
+  struct Options {
+    std::string name;               // full name, e.g. "t1@127.0.0.1"
+    std::string cookie = "beamlink-test-cookie";
+    int epmd_port = 4369;
+    int ticktime = 60;
+    std::vector<std::string> extra_args;
+  };
+  explicit ErlNode(Options opts);
+  ~ErlNode();
+  const std::string& name() const { return opts_.name; }
+  int pid() const { return proc_->pid(); }
+  Subprocess& process() { return *proc_; }
+  // Evaluates `expr` (without the final dot) on the node; returns the ~0p text
+  // of the result, or "{driver_error,...}" text when evaluation raised.
+  std::string eval(const std::string& expr, std::chrono::milliseconds timeout = 15s);
+
+ private:
+  Options opts_;
+  std::unique_ptr<Subprocess> proc_;
+  int seq_ = 0;
+};
+
+// Paths inside the source and build trees.
+std::string source_path(const std::string& rel);
+std::string binary_path(const std::string& rel);
+// The compiled fixtures directory (erlc output), compiled on first use.
+std::string fixtures_ebin();
+
+}  // namespace beamlink::test
