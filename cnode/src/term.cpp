@@ -206,7 +206,8 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
       case ERL_NEWER_REFERENCE_EXT: {
         if (!need(3)) return bad("truncated reference header", at);
         std::size_t words = get_u16(buf + at + 1);
-        if (words == 0 || words > 5) return bad("reference with " + std::to_string(words) + " words", at);
+        if (words == 0 || words > 5)
+          return bad("reference with " + std::to_string(words) + " words", at);
         auto n = atom_extent(buf, size, at + 3);
         if (!n) return n.error();
         std::size_t fixed = (tag == ERL_NEW_REFERENCE_EXT ? 1 : 4) + 4 * words;
@@ -216,7 +217,8 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
       }
       case ERL_NEW_FUN_EXT: {
         if (!need(5)) return bad("truncated fun header", at);
-        std::size_t n = get_u32(buf + at + 1);  // includes the size field and tag? size counts from Size
+        std::size_t n =
+            get_u32(buf + at + 1);  // includes the size field and tag? size counts from Size
         if (n < 4 || left - 1 < n) return bad("truncated fun", at);
         at += 1 + n;
         break;
@@ -266,13 +268,13 @@ bool TermReader::next_is_atom() const {
                t->tag == ERL_ATOM_UTF8_EXT || t->tag == ERL_SMALL_ATOM_UTF8_EXT);
 }
 
-#define BEAMLINK_DECODE(call, what)                                          \
-  do {                                                                       \
-    std::size_t extent = 0;                                                  \
-    if (auto valid = ensure_valid(&extent); !valid) return valid.error();    \
-    int idx = static_cast<int>(index_);                                      \
-    if ((call) < 0) return bad(std::string("expected ") + (what), index_);   \
-    index_ = static_cast<std::size_t>(idx);                                  \
+#define BEAMLINK_DECODE(call, what)                                        \
+  do {                                                                     \
+    std::size_t extent = 0;                                                \
+    if (auto valid = ensure_valid(&extent); !valid) return valid.error();  \
+    int idx = static_cast<int>(index_);                                    \
+    if ((call) < 0) return bad(std::string("expected ") + (what), index_); \
+    index_ = static_cast<std::size_t>(idx);                                \
   } while (0)
 
 Result<std::string> TermReader::read_atom() {
@@ -297,7 +299,8 @@ Result<double> TermReader::read_double() {
 Result<std::string_view> TermReader::read_binary() {
   std::size_t extent = 0;
   if (auto v = ensure_valid(&extent); !v) return v.error();
-  if (static_cast<unsigned char>(buf_[index_]) != ERL_BINARY_EXT) return bad("expected a binary", index_);
+  if (static_cast<unsigned char>(buf_[index_]) != ERL_BINARY_EXT)
+    return bad("expected a binary", index_);
   std::size_t len = get_u32(buf_ + index_ + 1);
   std::string_view out(buf_ + index_ + 5, len);
   index_ += extent;
@@ -388,7 +391,9 @@ Result<void> TermReader::skip() {
 Result<void> TermReader::expect_atom(std::string_view atom) {
   auto a = read_atom();
   if (!a) return a.error();
-  if (*a != atom) return make_error(Errc::bad_term, "expected atom '" + std::string(atom) + "', got '" + *a + "'");
+  if (*a != atom)
+    return make_error(Errc::bad_term,
+                      "expected atom '" + std::string(atom) + "', got '" + *a + "'");
   return {};
 }
 
@@ -425,20 +430,23 @@ void TermWriter::fail(std::string what) {
   if (ok()) error_ = make_error(Errc::bad_term, "cannot encode " + what);
 }
 
-#define BEAMLINK_ENCODE(call, what) \
-  do {                              \
+#define BEAMLINK_ENCODE(call, what)     \
+  do {                                  \
     if (ok() && (call) < 0) fail(what); \
-    return *this;                   \
+    return *this;                       \
   } while (0)
 
 TermWriter& TermWriter::atom(std::string_view a) {
-  if (a.size() > 255) {
+  // The limit is 255 characters, not bytes: a UTF-8 atom may take 1020.
+  std::size_t chars = 0;
+  for (char c : a) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  if (chars > 255 || a.size() > 255 * 4) {
     fail("atom longer than 255 characters");
     return *this;
   }
-  BEAMLINK_ENCODE(ei_x_encode_atom_len_as(x_, a.data(), static_cast<int>(a.size()), ERLANG_UTF8,
-                                          ERLANG_UTF8),
-                  "atom");
+  BEAMLINK_ENCODE(
+      ei_x_encode_atom_len_as(x_, a.data(), static_cast<int>(a.size()), ERLANG_UTF8, ERLANG_UTF8),
+      "atom");
 }
 
 TermWriter& TermWriter::binary(std::string_view bytes) {
@@ -446,14 +454,24 @@ TermWriter& TermWriter::binary(std::string_view bytes) {
 }
 
 TermWriter& TermWriter::integer(std::int64_t v) {
+  // ei writes INTEGER_EXT only for 28-bit values and SMALL_BIG_EXT above;
+  // erl (and term_to_binary) use INTEGER_EXT for the whole 32-bit range.
+  if ((v > 255 || v < 0) && v >= INT32_MIN && v <= INT32_MAX) {
+    char b[5] = {static_cast<char>(ERL_INTEGER_EXT)};
+    put_u32(b + 1, static_cast<std::uint32_t>(v));
+    BEAMLINK_ENCODE(ei_x_append_buf(x_, b, sizeof b), "integer");
+  }
   BEAMLINK_ENCODE(ei_x_encode_longlong(x_, v), "integer");
 }
 
 TermWriter& TermWriter::uinteger(std::uint64_t v) {
+  if (v <= INT32_MAX) return integer(static_cast<std::int64_t>(v));
   BEAMLINK_ENCODE(ei_x_encode_ulonglong(x_, v), "integer");
 }
 
-TermWriter& TermWriter::floating(double v) { BEAMLINK_ENCODE(ei_x_encode_double(x_, v), "float"); }
+TermWriter& TermWriter::floating(double v) {
+  BEAMLINK_ENCODE(ei_x_encode_double(x_, v), "float");
+}
 
 TermWriter& TermWriter::string(std::string_view s) {
   BEAMLINK_ENCODE(ei_x_encode_string_len(x_, s.data(), static_cast<int>(s.size())), "string");
@@ -468,7 +486,9 @@ TermWriter& TermWriter::list(int length) {
   BEAMLINK_ENCODE(ei_x_encode_list_header(x_, length), "list header");
 }
 
-TermWriter& TermWriter::nil() { BEAMLINK_ENCODE(ei_x_encode_empty_list(x_), "empty list"); }
+TermWriter& TermWriter::nil() {
+  BEAMLINK_ENCODE(ei_x_encode_empty_list(x_), "empty list");
+}
 
 TermWriter& TermWriter::map(int arity) {
   BEAMLINK_ENCODE(ei_x_encode_map_header(x_, arity), "map header");
@@ -514,7 +534,6 @@ TermWriter& TermWriter::raw(std::span<const char> term) {
   BEAMLINK_ENCODE(ei_x_append_buf(x_, term.data(), static_cast<int>(term.size())), "raw term");
 }
 
-
 #undef BEAMLINK_ENCODE
 
 Result<void> TermWriter::status() const {
@@ -526,7 +545,9 @@ std::span<const char> TermWriter::bytes() const noexcept {
   return {x_->buff, static_cast<std::size_t>(x_->index)};
 }
 
-std::size_t TermWriter::size() const noexcept { return static_cast<std::size_t>(x_->index); }
+std::size_t TermWriter::size() const noexcept {
+  return static_cast<std::size_t>(x_->index);
+}
 
 void TermWriter::clear(bool with_version) {
   x_->index = 0;

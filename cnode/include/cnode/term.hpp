@@ -107,8 +107,8 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
 
 // What the next term is, as ei_get_type reports it.
 struct TermType {
-  int tag = 0;    // ERL_*_EXT value
-  int size = 0;   // arity, length or byte count, depending on tag
+  int tag = 0;   // ERL_*_EXT value
+  int size = 0;  // arity, length or byte count, depending on tag
 };
 
 class TermReader {
@@ -133,12 +133,12 @@ class TermReader {
   bool next_is_atom() const;
 
   Result<std::string> read_atom();
-  Result<std::int64_t> read_int();       // any integer that fits in int64
+  Result<std::int64_t> read_int();  // any integer that fits in int64
   Result<double> read_double();
   Result<std::string_view> read_binary();  // a view into the buffer
-  Result<std::string> read_string();     // STRING_EXT or a list of bytes
+  Result<std::string> read_string();       // STRING_EXT or a list of bytes
   Result<int> read_tuple_header();
-  Result<int> read_list_header();        // 0 for []
+  Result<int> read_list_header();  // 0 for []
   Result<int> read_map_header();
   Result<Pid> read_pid();
   Result<Ref> read_ref();

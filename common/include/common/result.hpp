@@ -17,46 +17,64 @@ namespace beamlink {
 
 enum class Errc {
   ok = 0,
-  invalid_argument,     // the caller passed something malformed
-  not_found,            // a name, node or process that does not exist
-  already_exists,       // a name that is already taken
-  timeout,              // a deadline passed
-  connection_refused,   // nothing listens where we connected
-  connection_closed,    // the peer closed, or we closed it
-  io_error,             // any other socket or file error (source holds errno)
-  protocol_error,       // the peer sent bytes that break the protocol
-  frame_too_large,      // a frame over the configured maximum
-  bad_term,             // an external term format error
-  handshake_failed,     // the distribution handshake did not complete
-  cookie_rejected,      // the peer closed after our digest: cookies differ
-  not_connected,        // no connection to that node
-  queue_full,           // a bounded queue refused more
-  insecure,             // a cookie file others can read, and the like
-  badrpc,               // the remote side answered {badrpc, Reason}
-  shutting_down,        // the node is stopping
+  invalid_argument,    // the caller passed something malformed
+  not_found,           // a name, node or process that does not exist
+  already_exists,      // a name that is already taken
+  timeout,             // a deadline passed
+  connection_refused,  // nothing listens where we connected
+  connection_closed,   // the peer closed, or we closed it
+  io_error,            // any other socket or file error (source holds errno)
+  protocol_error,      // the peer sent bytes that break the protocol
+  frame_too_large,     // a frame over the configured maximum
+  bad_term,            // an external term format error
+  handshake_failed,    // the distribution handshake did not complete
+  cookie_rejected,     // the peer closed after our digest: cookies differ
+  not_connected,       // no connection to that node
+  queue_full,          // a bounded queue refused more
+  insecure,            // a cookie file others can read, and the like
+  badrpc,              // the remote side answered {badrpc, Reason}
+  shutting_down,       // the node is stopping
 };
 
 // A short stable name, for logs and JSON.
 constexpr std::string_view errc_name(Errc e) noexcept {
   switch (e) {
-    case Errc::ok: return "ok";
-    case Errc::invalid_argument: return "invalid_argument";
-    case Errc::not_found: return "not_found";
-    case Errc::already_exists: return "already_exists";
-    case Errc::timeout: return "timeout";
-    case Errc::connection_refused: return "connection_refused";
-    case Errc::connection_closed: return "connection_closed";
-    case Errc::io_error: return "io_error";
-    case Errc::protocol_error: return "protocol_error";
-    case Errc::frame_too_large: return "frame_too_large";
-    case Errc::bad_term: return "bad_term";
-    case Errc::handshake_failed: return "handshake_failed";
-    case Errc::cookie_rejected: return "cookie_rejected";
-    case Errc::not_connected: return "not_connected";
-    case Errc::queue_full: return "queue_full";
-    case Errc::insecure: return "insecure";
-    case Errc::badrpc: return "badrpc";
-    case Errc::shutting_down: return "shutting_down";
+    case Errc::ok:
+      return "ok";
+    case Errc::invalid_argument:
+      return "invalid_argument";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::already_exists:
+      return "already_exists";
+    case Errc::timeout:
+      return "timeout";
+    case Errc::connection_refused:
+      return "connection_refused";
+    case Errc::connection_closed:
+      return "connection_closed";
+    case Errc::io_error:
+      return "io_error";
+    case Errc::protocol_error:
+      return "protocol_error";
+    case Errc::frame_too_large:
+      return "frame_too_large";
+    case Errc::bad_term:
+      return "bad_term";
+    case Errc::handshake_failed:
+      return "handshake_failed";
+    case Errc::cookie_rejected:
+      return "cookie_rejected";
+    case Errc::not_connected:
+      return "not_connected";
+    case Errc::queue_full:
+      return "queue_full";
+    case Errc::insecure:
+      return "insecure";
+    case Errc::badrpc:
+      return "badrpc";
+    case Errc::shutting_down:
+      return "shutting_down";
   }
   return "unknown";
 }
