@@ -21,7 +21,9 @@ extern char** environ;
 namespace beamlink::test {
 namespace {
 
-void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void set_nonblock(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 void read_all(int fd, std::string& into) {
   if (fd < 0) return;
@@ -230,7 +232,9 @@ RunResult run(std::vector<std::string> argv, std::chrono::milliseconds timeout,
 
 Epmd::Epmd() : Epmd(free_port()) {}
 
-Epmd::Epmd(int port) : port_(port) { start(); }
+Epmd::Epmd(int port) : port_(port) {
+  start();
+}
 
 void Epmd::start() {
   proc_ = std::make_unique<Subprocess>(
@@ -272,8 +276,12 @@ void Epmd::restart() {
 
 // ---------------------------------------------------------------- ErlNode
 
-std::string source_path(const std::string& rel) { return std::string(BEAMLINK_SOURCE_DIR) + "/" + rel; }
-std::string binary_path(const std::string& rel) { return std::string(BEAMLINK_BINARY_DIR) + "/" + rel; }
+std::string source_path(const std::string& rel) {
+  return std::string(BEAMLINK_SOURCE_DIR) + "/" + rel;
+}
+std::string binary_path(const std::string& rel) {
+  return std::string(BEAMLINK_BINARY_DIR) + "/" + rel;
+}
 
 std::string fixtures_ebin() {
   static std::mutex m;
@@ -292,11 +300,19 @@ std::string fixtures_ebin() {
   return dir;
 }
 
-ErlNode::ErlNode(Options opts) : opts_(std::move(opts)) {
+ErlNode::ErlNode(Options opts, bool wait) : opts_(std::move(opts)) {
   // -noshell without -noinput: the driver reads its requests from stdin.
-  std::vector<std::string> argv = {"erl",        "-noshell", "-name",         opts_.name,
-                                   "-setcookie", opts_.cookie, "-pa",         fixtures_ebin(),
-                                   "-kernel",    "net_ticktime", std::to_string(opts_.ticktime)};
+  std::vector<std::string> argv = {"erl",
+                                   "-noshell",
+                                   "-name",
+                                   opts_.name,
+                                   "-setcookie",
+                                   opts_.cookie,
+                                   "-pa",
+                                   fixtures_ebin(),
+                                   "-kernel",
+                                   "net_ticktime",
+                                   std::to_string(opts_.ticktime)};
   for (auto& a : opts_.extra_args) argv.push_back(a);
   argv.insert(argv.end(), {"-s", "erl_driver", "start"});
   Subprocess::Options o;
@@ -304,6 +320,10 @@ ErlNode::ErlNode(Options opts) : opts_(std::move(opts)) {
   o.env["ERL_EPMD_PORT"] = std::to_string(opts_.epmd_port);
   o.env["HOME"] = binary_path("tests");  // no ~/.erlang.cookie of the user's involved
   proc_ = std::make_unique<Subprocess>(argv, o);
+  if (wait) wait_ready();
+}
+
+void ErlNode::wait_ready() {
   if (!proc_->wait_out("@@ready", 30s))
     throw std::runtime_error("erl node " + opts_.name + " did not start: " + proc_->out() +
                              proc_->err());

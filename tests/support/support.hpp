@@ -41,11 +41,11 @@ class Subprocess {
   Subprocess& operator=(const Subprocess&) = delete;
 
   int pid() const { return pid_; }
-  bool running();                        // not exited (zombie counts as exited)
+  bool running();  // not exited (zombie counts as exited)
   // Waits for exit; returns the exit code (128+signal when killed), or nullopt on timeout.
   std::optional<int> wait(std::chrono::milliseconds timeout = 10s);
   void signal(int sig);
-  void stop();                           // SIGTERM, wait, SIGKILL if needed
+  void stop();  // SIGTERM, wait, SIGKILL if needed
   void write_stdin(const std::string& s);
   void close_stdin();
 
@@ -79,9 +79,9 @@ class Epmd {
   Epmd();  // picks a free port
   explicit Epmd(int port);
   int port() const { return port_; }
-  void kill();      // SIGKILL and reap
-  void restart();   // start again on the same port
-  bool up();        // answers NAMES
+  void kill();     // SIGKILL and reap
+  void restart();  // start again on the same port
+  bool up();       // answers NAMES
  private:
   void start();
   int port_;
@@ -94,14 +94,17 @@ class Epmd {
 class ErlNode {
  public:
   struct Options {
-    std::string name;               // full name, e.g. "t1@127.0.0.1"
+    std::string name;  // full name, e.g. "t1@127.0.0.1"
     std::string cookie = "beamlink-test-cookie";
     int epmd_port = 4369;
     int ticktime = 60;
     std::vector<std::string> extra_args;
   };
-  explicit ErlNode(Options opts);
+  // Starts the node; waits until it is up unless wait_ready is false (then
+  // call wait_ready() before eval: starting many nodes in parallel).
+  explicit ErlNode(Options opts, bool wait_ready = true);
   ~ErlNode();
+  void wait_ready();
   const std::string& name() const { return opts_.name; }
   int pid() const { return proc_->pid(); }
   Subprocess& process() { return *proc_; }

@@ -1,0 +1,83 @@
+// A beamlink Node on a loop thread, registered with a test's own epmd, for
+// integration tests against real erl nodes.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <future>
+#include <memory>
+#include <string>
+
+#include "cnode/node.hpp"
+#include "loop_thread.hpp"
+#include "support.hpp"
+
+namespace beamlink::test {
+
+inline const std::string kCookie = "beamlink-test-cookie";
+
+inline cnode::NodeConfig test_node_config(int epmd_port,
+                                          const std::string& name = "beamlink@127.0.0.1") {
+  cnode::NodeConfig c;
+  c.name = name;
+  c.cookie = kCookie;
+  c.epmd_port = static_cast<std::uint16_t>(epmd_port);
+  int p = free_port();
+  c.port_min = c.port_max = static_cast<std::uint16_t>(p);
+  c.connect_timeout = std::chrono::milliseconds(5000);
+  c.accept_timeout = std::chrono::milliseconds(2000);
+  return c;
+}
+
+class TestNode {
+ public:
+  TestNode(LoopThread& lt, cnode::NodeConfig cfg) : lt_(lt) {
+    node_ = lt_.call([&] { return std::make_unique<cnode::Node>(lt_.loop(), cfg); });
+    auto ready = std::make_shared<std::promise<std::string>>();
+    auto fut = ready->get_future();
+    auto started = lt_.call([&] {
+      auto r = node_->start([ready](Result<void> res) {
+        ready->set_value(res ? std::string() : res.error().message);
+      });
+      return r ? std::string() : r.error().message;
+    });
+    REQUIRE_MESSAGE(started.empty(), started);
+    REQUIRE(fut.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    auto err = fut.get();
+    REQUIRE_MESSAGE(err.empty(), err);
+  }
+  ~TestNode() {
+    lt_.call([&] {
+      node_->stop();
+      node_.reset();
+    });
+  }
+  cnode::Node& operator*() { return *node_; }
+  cnode::Node* operator->() { return node_.get(); }
+  const std::string& name() const { return node_->name(); }
+
+  // Connects from the loop and waits for the outcome ("" on success).
+  std::string connect(const std::string& peer) {
+    auto done = std::make_shared<std::promise<std::string>>();
+    auto fut = done->get_future();
+    lt_.post([&, peer, done] {
+      node_->connect(
+          peer, [done](Result<void> r) { done->set_value(r ? std::string() : r.error().message); });
+    });
+    if (fut.wait_for(std::chrono::seconds(15)) != std::future_status::ready) return "timeout";
+    return fut.get();
+  }
+  bool connected(const std::string& peer) {
+    return lt_.call([&] { return node_->is_connected(peer); });
+  }
+  template <class F>
+  auto on_loop(F f) {
+    return lt_.call(std::move(f));
+  }
+
+ private:
+  LoopThread& lt_;
+  std::unique_ptr<cnode::Node> node_;
+};
+
+}  // namespace beamlink::test

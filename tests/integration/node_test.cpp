@@ -1,0 +1,246 @@
+// beamlink as a peer of real erl nodes, each test on its own epmd.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "cnode/term_text.hpp"
+#include "node_fixture.hpp"
+
+using namespace beamlink;
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+ErlNode::Options erl(const std::string& name, int epmd_port, int ticktime = 60,
+                     const std::string& cookie = kCookie) {
+  ErlNode::Options o;
+  o.name = name;
+  o.epmd_port = epmd_port;
+  o.ticktime = ticktime;
+  o.cookie = cookie;
+  return o;
+}
+
+// Registers `echo`: {From, Msg} -> From ! {echo, Msg}; {From, whoami} -> From ! {pid, Self}.
+void install_echo(TestNode& node) {
+  node.on_loop([&] {
+    auto r =
+        node->register_name("echo", [n = &*node](const cnode::Pid& self, const cnode::Envelope& e) {
+          if (e.kind != cnode::Envelope::Kind::message) return;
+          auto in = cnode::TermReader::from_external(e.term);
+          if (!in) return;
+          auto a = in->read_tuple_header();
+          auto from = in->read_pid();
+          if (!a || *a != 2 || !from) return;
+          cnode::TermReader probe = *in;
+          cnode::TermWriter reply;
+          if (auto atom = probe.read_atom(); atom && *atom == "whoami") {
+            reply.tuple(2).atom("pid").pid(self);
+          } else {
+            auto msg = in->read_raw();
+            if (!msg) return;
+            reply.tuple(2).atom("echo").raw(*msg);
+          }
+          (void)n->send(*from, reply.bytes());
+        });
+    REQUIRE(r.ok());
+  });
+}
+
+}  // namespace
+
+TEST_CASE("a BEAM node's net_adm:ping gets pong and sees beamlink as hidden") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  CHECK(t1.eval("lists:member('beamlink@127.0.0.1', nodes(hidden))") == "true");
+  CHECK(t1.eval("lists:member('beamlink@127.0.0.1', nodes())") == "false");
+  CHECK(wait_until([&] { return bl.connected("t1@127.0.0.1"); }, 5s));
+}
+
+TEST_CASE("a BEAM process sends to a name registered in beamlink and gets the reply") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  install_echo(bl);
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), {hello, <<\"world\">>, 42}}");
+  CHECK(t1.eval("receive {echo, M} -> M after 5000 -> timeout end") == "{hello,<<\"world\">>,42}");
+}
+
+TEST_CASE("beamlink sends to a BEAM registered process and to a pid") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("register(sink, self())") == "true");
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  auto sent = bl.on_loop([&] {
+    cnode::TermWriter msg;
+    msg.tuple(2).atom("relay").binary("topic");
+    auto from = bl->spawn([](const cnode::Pid&, const cnode::Envelope&) {});
+    return bl->reg_send(from, "t1@127.0.0.1", "sink", msg.bytes()).ok();
+  });
+  CHECK(sent);
+  CHECK(t1.eval("receive {relay, T} -> T after 5000 -> timeout end") == "<<\"topic\">>");
+}
+
+TEST_CASE("links from BEAM processes stay consistent") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  install_echo(bl);
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), whoami}");
+  CHECK(t1.eval("receive {pid, P} -> Echo = P, is_pid(P) after 5000 -> timeout end") == "true");
+  t1.eval("process_flag(trap_exit, true)");
+  CHECK(t1.eval("link(Echo)") == "true");
+  CHECK(wait_until([&] { return bl.on_loop([&] { return bl->processes().link_count() == 1; }); },
+                   5s));
+
+  // The process ends: the linked peer gets EXIT with the reason.
+  bl.on_loop([&] { bl->exit(*bl->processes().whereis("echo"), "shutdown"); });
+  CHECK(t1.eval("receive {'EXIT', Echo, R1} -> R1 after 5000 -> timeout end") == "shutdown");
+
+  // Linking to a process that is gone: EXIT noproc at once.
+  CHECK(t1.eval("link(Echo), receive {'EXIT', Echo, R2} -> R2 after 5000 -> timeout end") ==
+        "noproc");
+
+  // unlink (UNLINK_ID, acknowledged) leaves no link behind.
+  install_echo(bl);
+  t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), whoami}");
+  CHECK(t1.eval("receive {pid, P2} -> Echo2 = P2, ok after 5000 -> timeout end") == "ok");
+  CHECK(t1.eval("link(Echo2), unlink(Echo2)") == "true");
+  CHECK(wait_until([&] { return bl.on_loop([&] { return bl->processes().link_count() == 0; }); },
+                   5s));
+
+  // A linked peer whose connection goes: the link is dropped on our side, and
+  // the BEAM process gets EXIT noconnection.
+  CHECK(t1.eval("link(Echo2)") == "true");
+  CHECK(wait_until([&] { return bl.on_loop([&] { return bl->processes().link_count() == 1; }); },
+                   5s));
+  bl.on_loop([&] { bl->disconnect("t1@127.0.0.1"); });
+  CHECK(t1.eval("receive {'EXIT', Echo2, R3} -> R3 after 5000 -> timeout end") == "noconnection");
+  CHECK(bl.on_loop([&] { return bl->processes().link_count(); }) == 0);
+}
+
+TEST_CASE("a BEAM monitor on a beamlink process watches the connection") {
+  // erts sends MONITOR_P only to peers with DFLAG_DIST_MONITOR_NAME, which
+  // ei's handshake does not advertise; such a monitor "only supervises the
+  // connection" (erts dist.c). So the DOWN comes when the connection goes.
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  install_echo(bl);
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), whoami}");
+  CHECK(t1.eval("receive {pid, P} -> Echo = P, ok after 5000 -> timeout end") == "ok");
+  CHECK(t1.eval("M = erlang:monitor(process, Echo), is_reference(M)") == "true");
+  bl.on_loop([&] { bl->disconnect("t1@127.0.0.1"); });
+  CHECK(t1.eval("receive {'DOWN', M, process, _, R} -> R after 5000 -> timeout end") ==
+        "noconnection");
+}
+
+TEST_CASE("a wrong cookie in either direction is refused and both sides stay up") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode good(erl("good@127.0.0.1", epmd.port()));
+  ErlNode bad(erl("bad@127.0.0.1", epmd.port(), 60, "some-other-cookie"));
+
+  // BEAM -> beamlink with the wrong cookie.
+  CHECK(bad.eval("net_adm:ping('beamlink@127.0.0.1')") == "pang");
+  CHECK(
+      wait_until([&] { return bl.on_loop([&] { return bl->stats().accept_failures >= 1; }); }, 5s));
+  // beamlink -> BEAM with the wrong cookie.
+  auto err = bl.connect("bad@127.0.0.1");
+  CHECK(err.find("cookie") != std::string::npos);
+  CHECK_FALSE(bl.connected("bad@127.0.0.1"));
+  // Both stay up: the good node still gets pong, the bad node still runs.
+  CHECK(good.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  CHECK(bad.eval("1 + 1") == "2");
+}
+
+TEST_CASE("an idle connection survives 5x net_ticktime") {
+  Epmd epmd;
+  LoopThread lt;
+  auto cfg = test_node_config(epmd.port());
+  cfg.ticktime = 4s;
+  TestNode bl(lt, cfg);
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port(), 4));
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  // Nothing but ticks for 20 s: the connection must not drop on either side.
+  bool dropped = wait_until([&] { return !bl.connected("t1@127.0.0.1"); }, 20s);
+  CHECK_FALSE(dropped);
+  CHECK(t1.eval("lists:member('beamlink@127.0.0.1', nodes(hidden))") == "true");
+  auto ticks =
+      bl.on_loop([&] { return std::make_pair(bl->stats().ticks_in, bl->stats().ticks_out); });
+  CHECK(ticks.first >= 10);  // the BEAM ticks every ticktime/4 = 1 s
+  CHECK(ticks.second >= 10);
+}
+
+TEST_CASE("a stopped peer (SIGSTOP) is dropped within net_ticktime") {
+  Epmd epmd;
+  LoopThread lt;
+  auto cfg = test_node_config(epmd.port());
+  cfg.ticktime = 4s;
+  TestNode bl(lt, cfg);
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port(), 4));
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  REQUIRE(bl.connected("t1@127.0.0.1"));
+  t1.process().signal(SIGSTOP);
+  auto t0 = std::chrono::steady_clock::now();
+  // Silent for a whole ticktime, checked every ticktime/8.
+  CHECK(wait_until([&] { return !bl.connected("t1@127.0.0.1"); }, 4s + 500ms + 1s));
+  auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  MESSAGE("dropped after " << took.count() << " ms");
+  CHECK(bl.on_loop([&] { return bl->stats().tick_timeouts; }) == 1);
+  t1.process().signal(SIGCONT);
+}
+
+TEST_CASE("epmd killed and restarted: re-registered within 3 s - connections untouched") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  epmd.kill();
+  epmd.restart();
+  auto t0 = std::chrono::steady_clock::now();
+  bool back = wait_until(
+      [&] {
+        auto r = run({"epmd", "-port", std::to_string(epmd.port()), "-names"}, 5s);
+        return r.out.find("name beamlink at port") != std::string::npos;
+      },
+      3s);
+  auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  MESSAGE("re-registered after " << took.count() << " ms");
+  CHECK(back);
+  CHECK(bl.connected("t1@127.0.0.1"));
+  CHECK(bl.on_loop([&] { return bl->stats().epmd_reregistrations; }) == 1);
+  // The connection still carries traffic.
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+}
+
+TEST_CASE("10 BEAM peers connected at once") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  std::vector<std::unique_ptr<ErlNode>> peers;
+  for (int i = 0; i < 10; ++i)
+    peers.push_back(
+        std::make_unique<ErlNode>(erl("p" + std::to_string(i) + "@127.0.0.1", epmd.port()), false));
+  for (auto& p : peers) p->wait_ready();
+  for (auto& p : peers) p->process().write_stdin("0 net_adm:ping('beamlink@127.0.0.1')\n");
+  CHECK(wait_until([&] { return bl.on_loop([&] { return bl->connected_nodes().size(); }) == 10; },
+                   20s));
+  for (auto& p : peers)
+    CHECK(p->eval("lists:member('beamlink@127.0.0.1', nodes(hidden))") == "true");
+}
