@@ -1,1 +1,79 @@
-int main() { return 0; }
+// beamlink: a C++ peer for BEAM clusters. Subcommand parsing and wiring only;
+// the behaviour lives in the libraries.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+#include "commands.hpp"
+#include "config.hpp"
+
+int main(int argc, char** argv) {
+  using namespace beamlink::app;
+  CLI::App app{"beamlink — a C++ peer for BEAM (Erlang/Elixir) clusters"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "beamlink 0.1.0");
+
+  Config cfg;
+
+  RunOptions run_opts;
+  auto* run =
+      app.add_subcommand("run", "join: register with epmd, connect, stay until SIGINT/SIGTERM");
+  add_common_options(*run, cfg);
+  run->add_option("--connect", run_opts.connect,
+                  "a node to connect to and keep connected (repeatable)");
+
+  std::string ping_node;
+  int ping_timeout = 5000;
+  auto* ping = app.add_subcommand("ping", "ping a node as net_adm:ping does; exit 0 on pong");
+  add_common_options(*ping, cfg);
+  ping->add_option("NODE", ping_node, "the node, e.g. ewallet@10.0.0.5")->required();
+  ping->add_option("--timeout", ping_timeout, "milliseconds")->capture_default_str();
+
+  std::string names_host;
+  int names_timeout = 5000;
+  auto* names = app.add_subcommand("names", "list the names an epmd has registered");
+  add_common_options(*names, cfg);
+  names->add_option("HOST", names_host, "epmd's host (default 127.0.0.1)");
+  names->add_option("--timeout", names_timeout, "milliseconds")->capture_default_str();
+
+  RpcOptions rpc_opts;
+  auto* rpc = app.add_subcommand("rpc", "call MOD:FUN(ARGS...) on a node, as erl_call -a");
+  add_common_options(*rpc, cfg);
+  rpc->add_option("NODE", rpc_opts.node, "the node")->required();
+  rpc->add_option("MOD", rpc_opts.mod, "module")->required();
+  rpc->add_option("FUN", rpc_opts.fun, "function")->required();
+  rpc->add_option("ARGS", rpc_opts.args, "arguments as an Erlang list, e.g. '[1, <<\"x\">>]'");
+  rpc->add_flag("--json", rpc_opts.json, "print the result as JSON");
+  rpc->add_option("--timeout", rpc_opts.timeout_ms, "milliseconds")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  try {
+    if (*run) {
+      setup_logging(cfg, "info");
+      return cmd_run(cfg, run_opts);
+    }
+    if (*ping) {
+      setup_logging(cfg, "warn");
+      return cmd_ping(cfg, ping_node, ping_timeout);
+    }
+    if (*names) {
+      setup_logging(cfg, "warn");
+      return cmd_names(cfg, names_host, names_timeout);
+    }
+    if (*rpc) {
+      setup_logging(cfg, "warn");
+      return cmd_rpc(cfg, rpc_opts);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "beamlink: %s\n", e.what());
+    return 2;
+  }
+  return 2;
+}

@@ -1,0 +1,37 @@
+// beamlink's subcommands. Each returns the process exit code: 0 success,
+// 1 the operation failed (the reason printed on stderr), 2 bad usage or
+// configuration.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace beamlink::app {
+
+struct RunOptions {
+  std::vector<std::string> connect;  // nodes to connect to and keep connected
+};
+int cmd_run(const Config& cfg, const RunOptions& opts);
+
+int cmd_ping(const Config& cfg, const std::string& node, int timeout_ms);
+
+int cmd_names(const Config& cfg, const std::string& host, int timeout_ms);
+
+struct RpcOptions {
+  std::string node, mod, fun, args;  // args: an Erlang list in term syntax ("" = [])
+  bool json = false;
+  int timeout_ms = 10000;
+};
+int cmd_rpc(const Config& cfg, const RpcOptions& opts);
+
+// Helpers shared by the commands.
+// Runs the loop until it has nothing left, then closes it (asserting that
+// every handle was closed).
+void drain_and_close(uv_loop_t* loop);
+// Calls fn on the next loop iteration (used to stop a node from outside its
+// own callbacks).
+void on_next_tick(uv_loop_t* loop, std::function<void()> fn);
+
+}  // namespace beamlink::app

@@ -1,0 +1,99 @@
+#include "config.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "cnode/identity.hpp"
+
+namespace beamlink::app {
+
+void add_common_options(CLI::App& cmd, Config& cfg) {
+  cmd.add_option("--host", cfg.node_host,
+                 "this node's host part (default: first non-loopback IPv4)")
+      ->envname("NODE_HOST");
+  cmd.add_option("--name", cfg.node_name, "this node's full name (default: beamlink@$NODE_HOST)")
+      ->envname("NODE_NAME");
+  cmd.add_option("--peer-name", cfg.peer_name, "peers are PEER_NAME@IP")
+      ->envname("PEER_NAME")
+      ->capture_default_str();
+  cmd.add_option("--cookie-file", cfg.cookie_file,
+                 "file holding the cookie (default ~/.erlang.cookie); ERLANG_COOKIE wins");
+  cmd.add_option("--epmd-port", cfg.epmd_port, "epmd port")
+      ->envname("ERL_EPMD_PORT")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+  cmd.add_option("--dist-ports", cfg.dist_ports, "distribution listen range MIN-MAX")
+      ->capture_default_str();
+  cmd.add_option("--ticktime", cfg.ticktime, "net_ticktime in seconds")
+      ->envname("NET_TICKTIME")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  cmd.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error, off")
+      ->envname("LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+}
+
+namespace {
+
+Result<std::pair<int, int>> parse_ports(const Config& cfg) {
+  int lo = 0, hi = 0;
+  const char* env_min = std::getenv("DIST_PORT_MIN");
+  const char* env_max = std::getenv("DIST_PORT_MAX");
+  std::string spec = cfg.dist_ports;
+  if (spec == "6900-6909" && env_min && env_max) spec = std::string(env_min) + "-" + env_max;
+  auto dash = spec.find('-');
+  try {
+    if (dash == std::string::npos) {
+      lo = hi = std::stoi(spec);
+    } else {
+      lo = std::stoi(spec.substr(0, dash));
+      hi = std::stoi(spec.substr(dash + 1));
+    }
+  } catch (...) {
+    return make_error(Errc::invalid_argument, "distribution ports '" + spec +
+                                                  "' are not of the form MIN-MAX, e.g. 6900-6909");
+  }
+  if (lo < 0 || hi > 65535 || lo > hi)
+    return make_error(Errc::invalid_argument, "distribution ports '" + spec + "' are out of range");
+  return std::make_pair(lo, hi);
+}
+
+}  // namespace
+
+Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish) {
+  cnode::NodeConfig nc;
+  std::string host = cfg.node_host.empty() ? cnode::first_non_loopback_ipv4() : cfg.node_host;
+  if (!cfg.node_name.empty())
+    nc.name =
+        cfg.node_name.find('@') == std::string::npos ? cfg.node_name + "@" + host : cfg.node_name;
+  else if (publish)
+    nc.name = "beamlink@" + host;
+  else
+    nc.name = "beamlink_" + std::to_string(::getpid()) + "@" + host;
+  const char* env_cookie = std::getenv("ERLANG_COOKIE");
+  auto cookie = cnode::load_cookie(env_cookie ? env_cookie : "", cfg.cookie_file);
+  if (!cookie) return cookie.error();
+  nc.cookie = cookie->value;
+  spdlog::debug("cookie from {} (fingerprint {})", cookie->source,
+                cnode::cookie_fingerprint(cookie->value));
+  nc.epmd_port = static_cast<std::uint16_t>(cfg.epmd_port);
+  auto ports = parse_ports(cfg);
+  if (!ports) return ports.error();
+  nc.port_min = static_cast<std::uint16_t>(ports->first);
+  nc.port_max = static_cast<std::uint16_t>(ports->second);
+  nc.ticktime = std::chrono::seconds(cfg.ticktime);
+  nc.publish = publish;
+  return nc;
+}
+
+void setup_logging(const Config& cfg, const std::string& fallback) {
+  auto logger = spdlog::stderr_color_mt("beamlink");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level.empty() ? fallback : cfg.log_level));
+}
+
+}  // namespace beamlink::app

@@ -1,0 +1,36 @@
+// Configuration shared by every subcommand: the environment variables of the
+// eWallet deployment and their flags (DESIGN.md, "Configuration").
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <string>
+
+#include "cnode/node.hpp"
+#include "common/result.hpp"
+
+namespace beamlink::app {
+
+struct Config {
+  std::string node_host;                 // NODE_HOST / --host
+  std::string node_name;                 // NODE_NAME / --name
+  std::string peer_name = "ewallet";     // PEER_NAME / --peer-name
+  std::string cookie_file;               // --cookie-file (ERLANG_COOKIE wins when set)
+  int epmd_port = 4369;                  // ERL_EPMD_PORT / --epmd-port
+  std::string dist_ports = "6900-6909";  // DIST_PORT_MIN/MAX / --dist-ports
+  int ticktime = 60;                     // NET_TICKTIME / --ticktime
+  std::string log_level;                 // LOG_LEVEL / --log-level
+};
+
+// Adds the shared options to a subcommand.
+void add_common_options(CLI::App& cmd, Config& cfg);
+
+// Builds the node configuration. `publish` false gives a one-shot client
+// named beamlink_<pid>@host unless NODE_NAME/--name is set.
+Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish);
+
+// Sets up stderr logging at the configured level (default `fallback`).
+void setup_logging(const Config& cfg, const std::string& fallback);
+
+}  // namespace beamlink::app
