@@ -3,6 +3,8 @@
 // bytes>>} to the registered `counter` as fast as the connection takes them
 // (waiting for room when the outbound queue is full), then asks for the
 // receiver's timing. Prints one line: "beamlink N us cpu_us".
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -92,6 +94,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: dist_sender TARGET_NODE N EPMD_PORT (cookie in ERLANG_COOKIE)\n");
     return 2;
   }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("dist_sender"));  // stdout is the result
+  spdlog::set_level(spdlog::level::warn);
   const char* cookie = std::getenv("ERLANG_COOKIE");
   NodeConfig cfg;
   cfg.name = "bench_sender@127.0.0.1";
