@@ -246,9 +246,15 @@ Result<TermReader> TermReader::from_external(std::span<const char> bytes) {
 }
 
 Result<void> TermReader::ensure_valid(std::size_t* extent) const {
+  // Decoders only ever move index_ from one term boundary to the next, so
+  // any position before valid_until_ starts a sub-term of a term already
+  // walked: no need to walk it again (walking each header's whole container
+  // again would make reading nested terms quadratic).
+  if (!extent && index_ < valid_until_) return {};
   auto n = term_extent(buf_, size_, index_);
   if (!n) return n.error();
   if (extent) *extent = *n;
+  if (index_ + *n > valid_until_) valid_until_ = index_ + *n;
   return {};
 }
 
@@ -270,8 +276,7 @@ bool TermReader::next_is_atom() const {
 
 #define BEAMLINK_DECODE(call, what)                                        \
   do {                                                                     \
-    std::size_t extent = 0;                                                \
-    if (auto valid = ensure_valid(&extent); !valid) return valid.error();  \
+    if (auto valid = ensure_valid(nullptr); !valid) return valid.error();  \
     int idx = static_cast<int>(index_);                                    \
     if ((call) < 0) return bad(std::string("expected ") + (what), index_); \
     index_ = static_cast<std::size_t>(idx);                                \

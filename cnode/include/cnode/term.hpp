@@ -155,6 +155,7 @@ class TermReader {
   const char* buf_;
   std::size_t size_;
   std::size_t index_;
+  mutable std::size_t valid_until_ = 0;  // end of the furthest term already validated
 };
 
 // An owned, growable encoding buffer. Every encode call is checked; the first
