@@ -384,17 +384,7 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
   waiters.push_back(std::move(cb));
   if (waiters.size() > 1) return;  // already under way
 
-  auto finish = [this, node](Result<void> r) {
-    auto it = impl_->connecting.find(node);
-    if (it == impl_->connecting.end()) return;
-    auto cbs = std::move(it->second);
-    impl_->connecting.erase(it);
-    if (!r) {
-      ++stats_.connect_failures;
-      spdlog::debug("connect {}: {}", node, r.error().message);
-    }
-    for (auto& f : cbs) f(r);
-  };
+  auto finish = [this, node](Result<void> r) { finish_connect(node, std::move(r)); };
 
   std::string alive_name = parts->first;
   std::string host = parts->second;
@@ -452,13 +442,8 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
                       return;
                     }
                     Node* self = work->node;
-                    auto it = self->impl_->connecting.find(work->peer);
                     auto complete = [&](Result<void> r) {
-                      if (it == self->impl_->connecting.end()) return;
-                      auto cbs = std::move(it->second);
-                      self->impl_->connecting.erase(it);
-                      if (!r) ++self->stats_.connect_failures;
-                      for (auto& f : cbs) f(r);
+                      self->finish_connect(work->peer, std::move(r));
                     };
                     if (!work->result) return complete(std::move(work->result).error());
                     int fd = *work->result;
@@ -478,6 +463,18 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
                   });
             });
       });
+}
+
+void Node::finish_connect(const std::string& node, Result<void> r) {
+  auto it = impl_->connecting.find(node);
+  if (it == impl_->connecting.end()) return;
+  auto cbs = std::move(it->second);
+  impl_->connecting.erase(it);
+  if (!r) {
+    ++stats_.connect_failures;
+    spdlog::debug("connect {}: {}", node, r.error().message);
+  }
+  for (auto& f : cbs) f(r);
 }
 
 void Node::connection_up(Connection* c) {

@@ -259,7 +259,8 @@ TEST_CASE("a peer that stops reading gets backpressure and loses nothing") {
   cnode::TermWriter msg;
   msg.tuple(3).atom("relay").binary("topic").binary(std::string(100, 'x'));
   std::string bytes(msg.bytes().data(), msg.size());
-  auto from = bl.on_loop([&] { return bl->spawn([](const cnode::Pid&, const cnode::Envelope&) {}); });
+  auto from =
+      bl.on_loop([&] { return bl->spawn([](const cnode::Pid&, const cnode::Envelope&) {}); });
   std::size_t sent = 0, max_queued = 0;
   auto writable = std::make_shared<std::atomic<bool>>(false);
   bool stalled = false;
@@ -291,7 +292,10 @@ TEST_CASE("a peer that stops reading gets backpressure and loses nothing") {
   t1.process().signal(SIGCONT);
   CHECK(wait_until([&] { return writable->load(); }, 20s));
   CHECK(wait_until(
-      [&] { return t1.eval("element(2, process_info(self(), message_queue_len))") == std::to_string(sent); },
+      [&] {
+        return t1.eval("element(2, process_info(self(), message_queue_len))") ==
+               std::to_string(sent);
+      },
       30s));
   CHECK(bl.connected("t1@127.0.0.1"));
 }

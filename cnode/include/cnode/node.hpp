@@ -134,6 +134,8 @@ class Node {
  private:
   struct Impl;
   void finish_rpc(const Ref& ref, Result<RpcReply> result);
+  // Calls every waiter of an outbound connect to `node` once, then forgets them.
+  void finish_connect(const std::string& node, Result<void> r);
   void send_outgoing(const std::vector<struct Outgoing>& out);
   void install_builtins();
 
