@@ -1,0 +1,48 @@
+// A scripts/cluster cluster of the test's own (its own namespace prefix,
+// subnet and state directory), torn down when the test ends.
+#pragma once
+
+#include <unistd.h>
+
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace beamlink::test {
+
+inline std::string script() {
+  return source_path("scripts/cluster");
+}
+
+inline bool have_netns() {
+  return ::geteuid() == 0 && run({"ip", "netns", "list"}, std::chrono::seconds(10)).code == 0;
+}
+
+struct Cluster {
+  std::string prefix = "bt" + std::to_string(::getpid());
+  std::map<std::string, std::string> env{{"CLUSTER_PREFIX", prefix},
+                                         {"CLUSTER_STATE", "/tmp/beamlink-cluster-test-" + prefix},
+                                         {"CLUSTER_TICKTIME", "10"},
+                                         {"CLUSTER_POLL_MS", "1000"}};
+  RunResult cmd(std::vector<std::string> args,
+                std::chrono::milliseconds timeout = std::chrono::seconds(90)) {
+    args.insert(args.begin(), script());
+    return run(std::move(args), timeout, env);
+  }
+  // KEY=VALUE lines of `scripts/cluster env`.
+  std::map<std::string, std::string> vars() {
+    std::map<std::string, std::string> kv;
+    std::istringstream in(cmd({"env"}).out);
+    for (std::string line; std::getline(in, line);) {
+      auto eq = line.find('=');
+      if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return kv;
+  }
+  ~Cluster() { cmd({"down"}); }
+};
+
+}  // namespace beamlink::test
