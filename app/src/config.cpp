@@ -1,5 +1,8 @@
 #include "config.hpp"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -34,6 +37,34 @@ void add_common_options(CLI::App& cmd, Config& cfg) {
   cmd.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error, off")
       ->envname("LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+}
+
+void add_discovery_options(CLI::App& cmd, Config& cfg) {
+  cmd.add_option(
+         "--dns", cfg.dns,
+         "name whose A (or SRV) records are the peers, e.g. ewallet.default.svc.cluster.local")
+      ->envname("NODE_DNS");
+  cmd.add_flag("--dns-srv", cfg.dns_srv, "resolve NODE_DNS as SRV records and use their targets");
+  cmd.add_option("--poll-interval", cfg.poll_interval, "seconds between DNS polls")
+      ->envname("POLL_INTERVAL")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  cmd.add_option("--dns-server", cfg.dns_servers,
+                 "DNS server IP[:PORT] to ask instead of resolv.conf's (repeatable)");
+}
+
+std::vector<std::string> own_ipv4_addresses() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char buf[INET_ADDRSTRLEN];
+    if (inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf))
+      out.emplace_back(buf);
+  }
+  freeifaddrs(list);
+  return out;
 }
 
 namespace {

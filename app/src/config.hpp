@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "cnode/node.hpp"
 #include "common/result.hpp"
@@ -21,7 +22,18 @@ struct Config {
   std::string dist_ports = "6900-6909";  // DIST_PORT_MIN/MAX / --dist-ports
   int ticktime = 60;                     // NET_TICKTIME / --ticktime
   std::string log_level;                 // LOG_LEVEL / --log-level
+  // Discovery (run only).
+  std::string dns;                       // NODE_DNS / --dns
+  bool dns_srv = false;                  // --dns-srv
+  int poll_interval = 5;                 // POLL_INTERVAL / --poll-interval, seconds
+  std::vector<std::string> dns_servers;  // --dns-server IP[:PORT] (default: resolv.conf)
 };
+
+// Adds the discovery options (NODE_DNS and friends) to a subcommand.
+void add_discovery_options(CLI::App& cmd, Config& cfg);
+
+// This host's IPv4 addresses: never peers of ours.
+std::vector<std::string> own_ipv4_addresses();
 
 // Adds the shared options to a subcommand.
 void add_common_options(CLI::App& cmd, Config& cfg);

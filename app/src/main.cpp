@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   auto* run =
       app.add_subcommand("run", "join: register with epmd, connect, stay until SIGINT/SIGTERM");
   add_common_options(*run, cfg);
+  add_discovery_options(*run, cfg);
   run->add_option("--connect", run_opts.connect,
                   "a node to connect to and keep connected (repeatable)");
 

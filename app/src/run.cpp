@@ -1,12 +1,14 @@
 // `beamlink run`: join and stay. Registers with epmd, keeps the nodes given
-// with --connect connected (cnode::PeerManager), accepts inbound
-// connections, and on SIGINT/SIGTERM closes every connection and unregisters.
+// with --connect and the peers NODE_DNS names connected (discovery::DnsPoller
+// feeding cnode::PeerManager), accepts inbound connections, and on
+// SIGINT/SIGTERM closes every connection and unregisters.
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 
 #include "cnode/peer_manager.hpp"
 #include "commands.hpp"
+#include "discovery/dns_poller.hpp"
 
 namespace beamlink::app {
 namespace {
@@ -14,10 +16,12 @@ namespace {
 struct StopCtx {
   cnode::Node* node;
   cnode::PeerManager* peers;
+  discovery::DnsPoller* poller;
   uv_signal_t* sigs[2];
 };
 
 void stop_all(StopCtx* ctx) {
+  if (ctx->poller) ctx->poller->stop();
   ctx->peers->stop();
   ctx->node->stop();
   for (auto* s : ctx->sigs)
@@ -39,12 +43,57 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
   {
     cnode::Node node(&loop, *nc);
     cnode::PeerManager peers(node);
+    std::unique_ptr<discovery::DnsPoller> poller;
+    if (!cfg.dns.empty()) {
+      discovery::DnsPoller::Options po;
+      po.name = cfg.dns;
+      po.srv = cfg.dns_srv;
+      po.peer_name = cfg.peer_name;
+      po.own_addresses = own_ipv4_addresses();
+      po.interval = std::chrono::seconds(cfg.poll_interval);
+      po.resolver.servers = cfg.dns_servers;
+      // c-ares's defaults (5 s, doubling, 4 tries) would make one failing
+      // poll outlast many intervals.
+      po.resolver.timeout = std::chrono::milliseconds(1000);
+      po.resolver.tries = 2;
+      auto made =
+          discovery::DnsPoller::create(&loop, po, [&](const discovery::DnsPoller::Event& ev) {
+            using Kind = discovery::DnsPoller::Event::Kind;
+            switch (ev.kind) {
+              case Kind::changed:
+                for (auto& p : ev.diff.added) {
+                  spdlog::info("discovered {}", p);
+                  peers.add(p);
+                }
+                for (auto& p : ev.diff.removed) {
+                  spdlog::info("{} left {}", p, cfg.dns);
+                  peers.remove(p);
+                }
+                break;
+              case Kind::ok:
+                spdlog::info("{}: {} peer(s)", cfg.dns, ev.peers);
+                break;
+              case Kind::failing:
+                spdlog::warn("{} (keeping the {} known peer(s))", ev.error.message,
+                             poller ? poller->peers().size() : 0);
+                break;
+              case Kind::skipped:
+                spdlog::info("{}: {}", cfg.dns, ev.skipped.message);
+                break;
+            }
+          });
+      if (!made) {
+        std::fprintf(stderr, "beamlink: %s\n", made.error().message.c_str());
+        return 2;
+      }
+      poller = std::move(made).value();
+    }
     node.on_node_up([](const std::string& n) { spdlog::info("node up: {}", n); });
 
     uv_signal_t sigint, sigterm;
     uv_signal_init(&loop, &sigint);
     uv_signal_init(&loop, &sigterm);
-    StopCtx stop_ctx{&node, &peers, {&sigint, &sigterm}};
+    StopCtx stop_ctx{&node, &peers, poller.get(), {&sigint, &sigterm}};
     sigint.data = sigterm.data = &stop_ctx;
     auto on_signal = [](uv_signal_t* s, int signum) {
       spdlog::info("{}: closing connections and unregistering",
@@ -65,6 +114,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
                   unsigned{node.listen_port()}, unsigned{nc->epmd_port});
       std::fflush(stdout);
       for (auto& n : opts.connect) peers.add(n);
+      if (poller) poller->start();
     });
     if (!started) {
       std::fprintf(stderr, "beamlink: %s\n", started.error().message.c_str());
