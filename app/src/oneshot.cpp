@@ -12,6 +12,7 @@
 #include "cnode/term_json.hpp"
 #include "cnode/term_text.hpp"
 #include "commands.hpp"
+#include "common/uv_util.hpp"
 #include "epmd_client/client.hpp"
 
 namespace beamlink::app {
@@ -30,18 +31,7 @@ void drain_and_close(uv_loop_t* loop) {
 }
 
 void on_next_tick(uv_loop_t* loop, std::function<void()> fn) {
-  auto* t = new uv_timer_t;
-  uv_timer_init(loop, t);
-  t->data = new std::function<void()>(std::move(fn));
-  uv_timer_start(
-      t,
-      [](uv_timer_t* timer) {
-        std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(timer->data));
-        uv_close(reinterpret_cast<uv_handle_t*>(timer),
-                 [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-        (*f)();
-      },
-      0, 0);
+  defer(loop, {}, std::move(fn));
 }
 
 namespace {

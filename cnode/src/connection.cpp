@@ -119,18 +119,24 @@ void Connection::start_write() {
 void Connection::on_write(uv_write_t* req, int status) {
   auto* self = static_cast<Connection*>(req->data);
   self->writing_ = false;
-  self->node_.mutable_stats().bytes_out += self->inflight_.size();
+  std::size_t written = self->inflight_.size();
   self->inflight_.clear();
+  // After close() the write is cancelled and the Node may already be gone:
+  // touch nothing but this object.
+  if (self->state_ != State::up) return;
   if (status != 0) {
-    if (self->state_ == State::up)
-      self->close(make_error(Errc::io_error,
-                             std::string("writing to ") + self->peer_ + ": " + uv_strerror(status),
-                             status));
+    self->close(make_error(Errc::io_error,
+                           std::string("writing to ") + self->peer_ + ": " + uv_strerror(status),
+                           status));
     return;
   }
+  self->node_.mutable_stats().bytes_out += written;
   if (!self->pending_.empty()) self->start_write();
-  if (!self->writable_waiters_.empty() && self->queued() < self->node_.config().max_outbound / 2)
-    self->notify_writable({});
+  if (!self->writable_waiters_.empty() && self->has_room()) self->notify_writable({});
+}
+
+bool Connection::has_room() const {
+  return queued() < node_.config().max_outbound / 2;
 }
 
 void Connection::when_writable(std::function<void(Result<void>)> cb) {

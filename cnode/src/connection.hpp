@@ -50,8 +50,11 @@ class Connection {
 
   void close(const Error& why);
 
-  // Waiters for room in the outbound queue.
+  // Waiters for room in the outbound queue (below half of max_outbound).
+  // Called from a later write completion; see Node::when_writable for the
+  // case where there is room already.
   void when_writable(std::function<void(Result<void>)> cb);
+  bool has_room() const;
 
   // A cache for the REG_SEND control of the last (from, name) pair.
   std::string regsend_key;

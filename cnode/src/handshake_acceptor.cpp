@@ -6,8 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "handshake.hpp"
 
@@ -40,16 +43,19 @@ void HandshakeAcceptor::stop() {
 
 void HandshakeAcceptor::run() {
   ei_cnode local = ec_;
+  std::chrono::milliseconds backoff{0};
   while (!stopping_) {
     ErlConnect conp{};
     errno = 0;
     // The timeout bounds both the wait for a connection and its handshake.
     int fd = ei_accept_tmo(&local, listen_fd_, &conp, timeout_ms_);
+    int sys = errno;
     if (stopping_) {
       if (fd >= 0) ::close(fd);
       return;
     }
     if (fd >= 0) {
+      backoff = std::chrono::milliseconds(0);
       cb_(Accepted{fd, conp.nodename, {}});
       continue;
     }
@@ -57,14 +63,31 @@ void HandshakeAcceptor::run() {
     if (eerr == ETIMEDOUT) continue;  // no one connected in this period
     char ip[INET_ADDRSTRLEN] = "";
     inet_ntop(AF_INET, conp.ipadr, ip, sizeof ip);
-    std::string from = (ip[0] && std::strcmp(ip, "0.0.0.0") != 0) ? std::string(" from ") + ip : "";
+    bool known_ip = ip[0] && std::strcmp(ip, "0.0.0.0") != 0;
+    if (eerr == EIO && known_ip) {
+      // The TCP connection was accepted and the handshake failed.
+      cb_(Accepted{-1,
+                   {},
+                   make_error(Errc::handshake_failed,
+                              std::string("inbound handshake from ") + ip +
+                                  " failed: the peer sent a wrong challenge reply (its cookie "
+                                  "differs), spoke an unsupported version, closed early, or is "
+                                  "not an Erlang node",
+                              eerr)});
+      continue;
+    }
+    // accept() itself failed (out of descriptors or memory, ...): back off
+    // instead of spinning, and say so.
+    int why = sys ? sys : eerr;
     cb_(Accepted{-1,
                  {},
-                 make_error(Errc::handshake_failed,
-                            "inbound handshake" + from +
-                                " failed: the peer sent a wrong challenge reply (its cookie "
-                                "differs from ours), an unsupported version, or closed early",
-                            eerr)});
+                 make_error(Errc::io_error,
+                            std::string("accepting a distribution connection failed: ") +
+                                std::strerror(why) + " (retrying)",
+                            why)});
+    backoff = std::min(std::max(backoff * 2, std::chrono::milliseconds(50)),
+                       std::chrono::milliseconds(2000));
+    std::this_thread::sleep_for(backoff);  // a worker thread's retry pause, not a test sync
   }
 }
 

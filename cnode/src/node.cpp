@@ -18,6 +18,7 @@
 #include "cnode/control.hpp"
 #include "cnode/framer.hpp"
 #include "cnode/term_text.hpp"
+#include "common/uv_util.hpp"
 #include "connection.hpp"
 #include "epmd_client/client.hpp"
 #include "handshake.hpp"
@@ -25,34 +26,8 @@
 namespace beamlink::cnode {
 namespace {
 
-template <class H>
-void close_and_delete(H* h) {
-  uv_close(reinterpret_cast<uv_handle_t*>(h),
-           [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
-}
-
 std::string span_str(std::span<const char> s) {
   return std::string(s.data(), s.size());
-}
-
-// Runs fn on a later loop iteration unless `alive` has expired by then: how
-// an API reports a result without calling back from inside the call.
-void defer(uv_loop_t* loop, std::weak_ptr<int> alive, std::function<void()> fn) {
-  struct Ctx {
-    std::weak_ptr<int> alive;
-    std::function<void()> fn;
-  };
-  auto* t = new uv_timer_t;
-  uv_timer_init(loop, t);
-  t->data = new Ctx{std::move(alive), std::move(fn)};
-  uv_timer_start(
-      t,
-      [](uv_timer_t* timer) {
-        std::unique_ptr<Ctx> ctx(static_cast<Ctx*>(timer->data));
-        close_and_delete(timer);
-        if (!ctx->alive.expired()) ctx->fn();
-      },
-      0, 0);
 }
 
 }  // namespace
@@ -91,10 +66,12 @@ struct Node::Impl {
   uv_timer_t* ticker = nullptr;
   std::unordered_map<std::string, Connection*> connections;
   std::map<std::string, std::vector<std::function<void(Result<void>)>>> connecting;
-  std::map<std::string, Error> last_accept_error;
+  std::map<std::string, std::uint64_t> last_accept_warning;  // message -> uv_now when warned
   Pid rpc_pid;
   std::map<Ref, PendingRpc> rpcs;
   bool started = false;
+  bool ready = false;       // the ei identity exists: connects and rpcs may run
+  bool destroying = false;  // ~Node: drop pending callbacks instead of calling them
   bool stopped = false;
 };
 
@@ -106,6 +83,7 @@ Node::Node(uv_loop_t* loop, NodeConfig config)
 }
 
 Node::~Node() {
+  impl_->destroying = true;
   stop();
   impl_->registration.reset();
   impl_->epmd.reset();
@@ -148,6 +126,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
     if (auto r = init_ei_identity(&impl_->ec, config_.name, config_.cookie, creation); !r)
       return r.error();
     install_builtins();
+    impl_->ready = true;
     defer(loop_, impl_->alive, [cb = std::move(on_ready)] { cb({}); });
     return {};
   }
@@ -205,6 +184,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
               return;
             }
             install_builtins();
+            impl_->ready = true;
             impl_->inbox_async = new uv_async_t;
             uv_async_init(loop_, impl_->inbox_async, [](uv_async_t* a) {
               auto* self = static_cast<Node*>(a->data);
@@ -220,7 +200,17 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
                 }
                 if (item.fd < 0) {
                   ++self->stats_.accept_failures;
-                  spdlog::warn("{}", item.error.message);
+                  // The same failure (e.g. a pod with another cookie
+                  // redialling every few seconds) is a warning once a minute.
+                  auto now = uv_now(self->loop_);
+                  auto [at, fresh] =
+                      self->impl_->last_accept_warning.try_emplace(item.error.message, now);
+                  if (fresh || now - at->second >= 60000) {
+                    at->second = now;
+                    spdlog::warn("{}", item.error.message);
+                  } else {
+                    spdlog::debug("{}", item.error.message);
+                  }
                   continue;
                 }
                 ++self->stats_.accepts;
@@ -298,12 +288,15 @@ void Node::stop() {
   for (auto* c : conns) c->close(make_error(Errc::shutting_down, config_.name + " is stopping"));
   auto connecting = std::move(impl_->connecting);
   impl_->connecting.clear();
-  for (auto& [n, cbs] : connecting)
-    for (auto& cb : cbs) cb(make_error(Errc::shutting_down, config_.name + " is stopping"));
+  if (!impl_->destroying)
+    for (auto& [n, cbs] : connecting)
+      for (auto& cb : cbs) cb(make_error(Errc::shutting_down, config_.name + " is stopping"));
   std::vector<Ref> pending_rpcs;
   for (auto& [ref, p] : impl_->rpcs) pending_rpcs.push_back(ref);
-  for (auto& ref : pending_rpcs)
+  for (auto& ref : pending_rpcs) {
+    if (impl_->destroying) impl_->rpcs.at(ref).cb = [](Result<RpcReply>) {};
     finish_rpc(ref, make_error(Errc::shutting_down, config_.name + " is stopping"));
+  }
   impl_->alive.reset();
 }
 
@@ -373,8 +366,12 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
   auto later = [this](std::function<void(Result<void>)> f, Result<void> r) {
     defer(loop_, impl_->alive, [f = std::move(f), r = std::move(r)]() mutable { f(std::move(r)); });
   };
-  if (impl_->stopped || !impl_->started)
-    return later(std::move(cb), make_error(Errc::shutting_down, "the node is not running"));
+  if (impl_->stopped)
+    return later(std::move(cb), make_error(Errc::shutting_down, "the node is stopping"));
+  if (!impl_->ready)
+    return later(std::move(cb),
+                 make_error(Errc::invalid_argument,
+                            "the node is not ready: connect after start()'s callback"));
   auto parts = split_node_name(node);
   if (!parts) return later(std::move(cb), parts.error());
   if (node == config_.name)
@@ -478,14 +475,18 @@ void Node::finish_connect(const std::string& node, Result<void> r) {
 }
 
 void Node::connection_up(Connection* c) {
-  auto [it, inserted] = impl_->connections.emplace(c->peer(), c);
-  if (!inserted) {
-    spdlog::info("duplicate connection to {}: keeping the first", c->peer());
-    c->close(make_error(Errc::already_exists, "duplicate connection to " + c->peer()));
-    return;
+  if (auto old = impl_->connections.find(c->peer()); old != impl_->connections.end()) {
+    // The peer handshook again while we still hold a connection to it: it
+    // restarted (or lost the old one first). ei has already told it "ok", so
+    // the new connection is the live one; the old one goes, as erts does.
+    spdlog::info("{} connected again: replacing the previous connection", c->peer());
+    old->second->close(
+        make_error(Errc::connection_closed, "replaced by a new connection from " + c->peer()));
   }
+  impl_->connections.emplace(c->peer(), c);
   spdlog::info("connected to {} ({})", c->peer(), c->inbound() ? "inbound" : "outbound");
-  for (auto& f : node_up_) f(c->peer());
+  auto handlers = node_up_;  // a handler may add handlers
+  for (auto& f : handlers) f(c->peer());
 }
 
 void Node::connection_closed(Connection* c, const Error& why) {
@@ -504,7 +505,9 @@ void Node::connection_closed(Connection* c, const Error& why) {
   for (auto& ref : lost)
     finish_rpc(ref, make_error(Errc::not_connected,
                                "connection to " + c->peer() + " lost during rpc: " + why.message));
-  for (auto& f : node_down_) f(c->peer(), why);
+  if (impl_->destroying) return;
+  auto handlers = node_down_;  // a handler may add handlers
+  for (auto& f : handlers) f(c->peer(), why);
 }
 
 bool Node::is_connected(const std::string& node) const {
@@ -532,7 +535,15 @@ std::size_t Node::queued_bytes(const std::string& node) const {
 void Node::when_writable(const std::string& node, std::function<void(Result<void>)> cb) {
   auto it = impl_->connections.find(node);
   if (it == impl_->connections.end()) {
-    cb(make_error(Errc::not_connected, "not connected to " + node));
+    defer(loop_, impl_->alive, [cb = std::move(cb), node] {
+      cb(make_error(Errc::not_connected, "not connected to " + node));
+    });
+    return;
+  }
+  if (it->second->has_room()) {
+    // Room already (the queue drained meanwhile): no write completion will
+    // come to report it.
+    defer(loop_, impl_->alive, [cb = std::move(cb)] { cb({}); });
     return;
   }
   it->second->when_writable(std::move(cb));
@@ -877,6 +888,13 @@ void Node::finish_rpc(const Ref& ref, Result<RpcReply> result) {
 void Node::rpc(const std::string& node, const std::string& mod, const std::string& fun,
                std::span<const char> args, std::chrono::milliseconds timeout,
                std::function<void(Result<RpcReply>)> cb) {
+  if (impl_->stopped || !impl_->ready) {
+    defer(loop_, impl_->alive, [cb = std::move(cb), stopped = impl_->stopped] {
+      cb(make_error(stopped ? Errc::shutting_down : Errc::invalid_argument,
+                    stopped ? "the node is stopping" : "the node is not started yet"));
+    });
+    return;
+  }
   // The gen_call form of rex's protocol: {'$gen_call', {Self, Ref}, {call,
   // M, F, Args, GroupLeader}}; the reply {Ref, Reply} is matched by Ref, so
   // ticks and unrelated messages are never mistaken for it (unlike ei_rpc).

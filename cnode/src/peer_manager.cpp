@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/uv_util.hpp"
+
 namespace beamlink::cnode {
 namespace {
 
@@ -57,8 +59,7 @@ void PeerManager::stop() {
 void PeerManager::close_timer(Peer& p) {
   if (!p.timer) return;
   delete static_cast<TimerCtx*>(p.timer->data);
-  uv_close(reinterpret_cast<uv_handle_t*>(p.timer),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  close_and_delete(p.timer);
   p.timer = nullptr;
 }
 

@@ -8,8 +8,10 @@
 // net_adm:ping gets pong) and an rpc client speaking rex's gen_call protocol.
 //
 // Thread: every method runs on the loop's thread. Callbacks are never called
-// from inside the call that takes them; each is called exactly once, unless
-// the Node is destroyed first (then pending callbacks are dropped).
+// from inside the call that takes them; each is called exactly once: stop()
+// fails pending connects and rpcs with shutting_down, destroying the Node
+// drops them uncalled. connect() and rpc() work once start()'s callback said
+// ok (before that they fail, later, with invalid_argument).
 #pragma once
 
 #include <uv.h>
@@ -53,9 +55,9 @@ struct NodeStats {
   std::uint64_t epmd_reregistrations = 0;
 };
 
-// The outcome of an rpc: the reply term (with version byte), already checked
-// for {badrpc, Reason}, which is returned as Errc::badrpc with the reason's
-// text in the message and the raw reply kept.
+// The outcome of an rpc: the reply term (with version byte). {badrpc,
+// Reason} is not a reply: it comes back as Errc::badrpc with the reason's
+// text in the message.
 struct RpcReply {
   std::string term;  // the reply, encoded with its version byte
 };
