@@ -7,7 +7,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
+#include <optional>
+#include <string_view>
 
 #include "cnode/identity.hpp"
 
@@ -28,8 +31,9 @@ void add_common_options(CLI::App& cmd, Config& cfg) {
       ->envname("ERL_EPMD_PORT")
       ->check(CLI::Range(1, 65535))
       ->capture_default_str();
-  cmd.add_option("--dist-ports", cfg.dist_ports, "distribution listen range MIN-MAX")
-      ->capture_default_str();
+  cmd.add_option(
+      "--dist-ports", cfg.dist_ports,
+      "distribution listen range MIN-MAX (default DIST_PORT_MIN-DIST_PORT_MAX, else 6900-6909)");
   cmd.add_option("--ticktime", cfg.ticktime, "net_ticktime in seconds")
       ->envname("NET_TICKTIME")
       ->check(CLI::Range(1, 3600))
@@ -69,27 +73,39 @@ std::vector<std::string> own_ipv4_addresses() {
 
 namespace {
 
+// A whole decimal port number, or nullopt.
+std::optional<int> parse_port(std::string_view text) {
+  int v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 0 || v > 65535)
+    return std::nullopt;
+  return v;
+}
+
 Result<std::pair<int, int>> parse_ports(const Config& cfg) {
-  int lo = 0, hi = 0;
-  const char* env_min = std::getenv("DIST_PORT_MIN");
-  const char* env_max = std::getenv("DIST_PORT_MAX");
-  std::string spec = cfg.dist_ports;
-  if (spec == "6900-6909" && env_min && env_max) spec = std::string(env_min) + "-" + env_max;
-  auto dash = spec.find('-');
-  try {
-    if (dash == std::string::npos) {
-      lo = hi = std::stoi(spec);
-    } else {
-      lo = std::stoi(spec.substr(0, dash));
-      hi = std::stoi(spec.substr(dash + 1));
-    }
-  } catch (...) {
-    return make_error(Errc::invalid_argument, "distribution ports '" + spec +
-                                                  "' are not of the form MIN-MAX, e.g. 6900-6909");
+  // --dist-ports wins; else DIST_PORT_MIN and DIST_PORT_MAX (each optional,
+  // as inet_dist_listen_min/max), else 6900-6909.
+  std::string lo_text = "6900", hi_text = "6909";
+  std::string what;
+  if (!cfg.dist_ports.empty()) {
+    auto dash = cfg.dist_ports.find('-');
+    lo_text = cfg.dist_ports.substr(0, dash);
+    hi_text = dash == std::string::npos ? lo_text : cfg.dist_ports.substr(dash + 1);
+    what = "--dist-ports '" + cfg.dist_ports + "'";
+  } else {
+    const char* env_min = std::getenv("DIST_PORT_MIN");
+    const char* env_max = std::getenv("DIST_PORT_MAX");
+    if (env_min && *env_min) lo_text = env_min;
+    if (env_max && *env_max) hi_text = env_max;
+    if (env_min && !env_max) hi_text = lo_text;
+    what = "DIST_PORT_MIN/MAX '" + lo_text + "-" + hi_text + "'";
   }
-  if (lo < 0 || hi > 65535 || lo > hi)
-    return make_error(Errc::invalid_argument, "distribution ports '" + spec + "' are out of range");
-  return std::make_pair(lo, hi);
+  auto lo = parse_port(lo_text), hi = parse_port(hi_text);
+  if (!lo || !hi)
+    return make_error(Errc::invalid_argument,
+                      what + " is not a port range MIN-MAX, e.g. 6900-6909");
+  if (*lo > *hi) return make_error(Errc::invalid_argument, what + ": MIN is above MAX");
+  return std::make_pair(*lo, *hi);
 }
 
 }  // namespace

@@ -14,14 +14,15 @@
 namespace beamlink::app {
 
 struct Config {
-  std::string node_host;                 // NODE_HOST / --host
-  std::string node_name;                 // NODE_NAME / --name
-  std::string peer_name = "ewallet";     // PEER_NAME / --peer-name
-  std::string cookie_file;               // --cookie-file (ERLANG_COOKIE wins when set)
-  int epmd_port = 4369;                  // ERL_EPMD_PORT / --epmd-port
-  std::string dist_ports = "6900-6909";  // DIST_PORT_MIN/MAX / --dist-ports
-  int ticktime = 60;                     // NET_TICKTIME / --ticktime
-  std::string log_level;                 // LOG_LEVEL / --log-level
+  std::string node_host;              // NODE_HOST / --host
+  std::string node_name;              // NODE_NAME / --name
+  std::string peer_name = "ewallet";  // PEER_NAME / --peer-name
+  std::string cookie_file;            // --cookie-file (ERLANG_COOKIE wins when set)
+  int epmd_port = 4369;               // ERL_EPMD_PORT / --epmd-port
+  std::string dist_ports;  // --dist-ports MIN-MAX; empty: DIST_PORT_MIN/MAX, else 6900-6909  //
+                           // DIST_PORT_MIN/MAX / --dist-ports
+  int ticktime = 60;       // NET_TICKTIME / --ticktime
+  std::string log_level;   // LOG_LEVEL / --log-level
   // Discovery (run only).
   std::string dns;                       // NODE_DNS / --dns
   bool dns_srv = false;                  // --dns-srv

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "commands.hpp"
@@ -10,6 +11,10 @@
 
 int main(int argc, char** argv) {
   using namespace beamlink::app;
+  // Outbound handshakes block a libuv pool thread each (ei blocks), and so
+  // do name lookups: 4 threads (the default) would let 4 black-holed peers
+  // stall the rest. Set before the pool's first use; the user's value wins.
+  ::setenv("UV_THREADPOOL_SIZE", "16", 0);
   CLI::App app{"beamlink — a C++ peer for BEAM (Erlang/Elixir) clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "beamlink 0.1.0");
@@ -48,6 +53,21 @@ int main(int argc, char** argv) {
   rpc->add_flag("--json", rpc_opts.json, "print the result as JSON");
   rpc->add_option("--timeout", rpc_opts.timeout_ms, "milliseconds")->capture_default_str();
 
+  DoctorOptions doctor_opts;
+  auto* doctor = app.add_subcommand(
+      "doctor",
+      "say exactly why a cluster does not connect: DNS, epmd, port, handshake, cookie, mesh");
+  add_common_options(*doctor, cfg);
+  add_discovery_options(*doctor, cfg);
+  doctor->add_option("--connect", doctor_opts.peers,
+                     "a peer to check besides NODE_DNS's (repeatable)");
+  doctor->add_option("--pubsub", doctor_opts.pubsub, "Phoenix.PubSub names to check (repeatable)")
+      ->envname("PUBSUB")
+      ->delimiter(',');
+  doctor->add_flag("--json", doctor_opts.json, "print the report as JSON with stable check ids");
+  doctor->add_option("--timeout", doctor_opts.timeout_ms, "milliseconds per stage")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -67,6 +87,10 @@ int main(int argc, char** argv) {
     if (*names) {
       setup_logging(cfg, "warn");
       return cmd_names(cfg, names_host, names_timeout);
+    }
+    if (*doctor) {
+      setup_logging(cfg, "error");
+      return cmd_doctor(cfg, doctor_opts);
     }
     if (*rpc) {
       setup_logging(cfg, "warn");
