@@ -91,6 +91,7 @@ struct Case {
 TEST_CASE("malformed input from a peer closes only that connection - with a logged reason") {
   auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
   auto previous = spdlog::default_logger();
+  auto previous_level = spdlog::get_level();
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", ring));
   spdlog::set_level(spdlog::level::info);
   auto logged = [&](const std::string& needle) {
@@ -142,6 +143,7 @@ TEST_CASE("malformed input from a peer closes only that connection - with a logg
   }
   CHECK(bl.on_loop([&] { return bl->stats().malformed_frames; }) == 4);
   spdlog::set_default_logger(previous);
+  spdlog::set_level(previous_level);
 }
 
 TEST_CASE("a peer that sends MONITOR_P gets MONITOR_P_EXIT when the process ends") {

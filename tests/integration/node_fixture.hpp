@@ -47,10 +47,9 @@ class TestNode {
     REQUIRE_MESSAGE(err.empty(), err);
   }
   ~TestNode() {
-    lt_.call([&] {
-      node_->stop();
-      node_.reset();
-    });
+    // Stop, let the loop close the handles (a later iteration), then destroy.
+    lt_.call([&] { node_->stop(); });
+    lt_.call([&] { node_.reset(); });
   }
   cnode::Node& operator*() { return *node_; }
   cnode::Node* operator->() { return node_.get(); }
