@@ -26,6 +26,14 @@ struct RpcOptions {
 };
 int cmd_rpc(const Config& cfg, const RpcOptions& opts);
 
+struct DoctorOptions {
+  std::vector<std::string> peers;   // --connect: peers to check besides NODE_DNS's
+  std::vector<std::string> pubsub;  // --pubsub / PUBSUB
+  bool json = false;
+  int timeout_ms = 1000;  // per stage
+};
+int cmd_doctor(const Config& cfg, const DoctorOptions& opts);
+
 // Helpers shared by the commands.
 // Runs the loop until it has nothing left, then closes it (asserting that
 // every handle was closed).

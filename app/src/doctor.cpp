@@ -1,0 +1,69 @@
+// `beamlink doctor`: wiring only; the checks live in the doctor library.
+#include "doctor/doctor.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "cnode/identity.hpp"
+#include "commands.hpp"
+
+namespace beamlink::app {
+
+int cmd_doctor(const Config& cfg, const DoctorOptions& opts) {
+  doctor::Options o;
+  o.dns = cfg.dns;
+  o.srv = cfg.dns_srv;
+  o.peers = opts.peers;
+  o.peer_name = cfg.peer_name;
+  o.own_addresses = own_ipv4_addresses();
+  o.resolver.servers = cfg.dns_servers;
+  o.resolver.timeout = std::chrono::milliseconds(opts.timeout_ms);
+  o.resolver.tries = 1;
+  o.timeout = std::chrono::milliseconds(opts.timeout_ms);
+  o.pubsub = opts.pubsub;
+  doctor::Report failed;
+  failed.doctor_failed = true;
+  auto print = [&](const doctor::Report& r) {
+    if (opts.json)
+      std::printf("%s\n", doctor::to_json(r).c_str());
+    else
+      std::fputs(doctor::to_text(r, ::isatty(1) != 0).c_str(), stdout);
+  };
+  auto nc = make_node_config(cfg, false);
+  if (!nc) {
+    failed.doctor_error = nc.error().message;
+    print(failed);
+    return 2;
+  }
+  const char* env_cookie = std::getenv("ERLANG_COOKIE");
+  o.cookie = nc->cookie;
+  o.cookie_source =
+      env_cookie && *env_cookie
+          ? "ERLANG_COOKIE"
+          : (cfg.cookie_file.empty() ? cnode::default_cookie_file() : cfg.cookie_file);
+  o.our_name = cfg.node_name.empty() ? "beamlink_doctor_" + std::to_string(::getpid()) + "@" +
+                                           nc->name.substr(nc->name.find('@') + 1)
+                                     : nc->name;
+  o.epmd_port = nc->epmd_port;
+  o.port_min = nc->port_min;
+  o.port_max = nc->port_max;
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int code = 2;
+  {
+    doctor::Doctor d(&loop, o);
+    d.run([&](doctor::Report r) {
+      print(r);
+      code = r.exit_code();
+    });
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  drain_and_close(&loop);
+  return code;
+}
+
+}  // namespace beamlink::app

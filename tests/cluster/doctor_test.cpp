@@ -1,0 +1,275 @@
+// `beamlink doctor --json` against scripts/cluster, each failure induced for
+// real: the check id, its status and its fix are asserted.
+#include <doctest/doctest.h>
+
+#include <regex>
+
+#include "cluster_fixture.hpp"
+
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Doctor {
+  int code = -1;
+  std::string json;
+  std::string err;
+  // The {"id":...,"subject":...,"status":...} objects, as text.
+  std::vector<std::string> checks() const {
+    std::vector<std::string> out;
+    std::regex obj(
+        "\\{\"id\":\"[^\"]*\",\"subject\":\"[^\"]*\",\"status\":\"[a-z]+\",\"finding\":\"(?:[^"
+        "\"\\\\]|\\\\.)*\",\"fix\":\"(?:[^\"\\\\]|\\\\.)*\"\\}");
+    for (auto it = std::sregex_iterator(json.begin(), json.end(), obj);
+         it != std::sregex_iterator(); ++it)
+      out.push_back(it->str());
+    return out;
+  }
+  // The check with this id (and subject containing `subject`), or "".
+  std::string check(const std::string& id, const std::string& subject = "") const {
+    for (auto& c : checks())
+      if (c.find("\"id\":\"" + id + "\"") != std::string::npos &&
+          (subject.empty() || c.find(subject) != std::string::npos))
+        return c;
+    return "";
+  }
+  bool has(const std::string& id, const std::string& status,
+           const std::string& subject = "") const {
+    return check(id, subject).find("\"status\":\"" + status + "\"") != std::string::npos;
+  }
+};
+
+Doctor doctor(Cluster& c, std::vector<std::string> extra = {}, std::string dns = "") {
+  auto v = c.vars();
+  std::vector<std::string> argv = {"ip",
+                                   "netns",
+                                   "exec",
+                                   v["BEAMLINK_NETNS"],
+                                   "env",
+                                   "NODE_HOST=" + v["NODE_HOST"],
+                                   binary_path("app/beamlink"),
+                                   "doctor",
+                                   "--json",
+                                   "--cookie-file",
+                                   v["CLUSTER_COOKIE_FILE"],
+                                   "--dns",
+                                   dns.empty() ? v["NODE_DNS"] : dns};
+  for (auto& e : extra) argv.push_back(e);
+  auto r = run(argv, 30s);
+  return Doctor{r.code, r.out, r.err};
+}
+
+std::vector<std::string> pod_ips(Cluster& c) {
+  std::vector<std::string> ips;
+  std::stringstream ss(c.vars()["CLUSTER_POD_IPS"]);
+  for (std::string ip; std::getline(ss, ip, ',');) ips.push_back(ip);
+  return ips;
+}
+
+// An erl node started inside pod i's namespace (on that pod's epmd).
+std::unique_ptr<Subprocess> erl_in_pod(Cluster& c, int i, const std::string& name,
+                                       std::vector<std::string> args) {
+  auto v = c.vars();
+  std::string cookie = run({"cat", v["CLUSTER_COOKIE_FILE"]}).out;
+  std::vector<std::string> argv = {
+      "ip",  "netns",      "exec",     c.prefix + "-p" + std::to_string(i),
+      "erl", "-noshell",   "-noinput", "-name",
+      name,  "-setcookie", cookie};
+  for (auto& a : args) argv.push_back(a);
+  auto p = std::make_unique<Subprocess>(argv);
+  std::string alive = name.substr(0, name.find('@'));
+  REQUIRE(wait_until(
+      [&] {
+        auto names = c.cmd({"exec", std::to_string(i), "epmd", "-names"}, 10s);
+        return names.out.find("name " + alive + " at port") != std::string::npos;
+      },
+      20s));
+  return p;
+}
+
+#define NEED_NETNS()                                       \
+  if (!have_netns()) {                                     \
+    MESSAGE("skipped: needs root and network namespaces"); \
+    return;                                                \
+  }
+
+}  // namespace
+
+TEST_CASE("doctor: a healthy 3-pod cluster exits 0 with every check passed") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "3"}).code == 0);
+  auto d = doctor(c);
+  CHECK_MESSAGE(d.code == 0, d.json << d.err);
+  CHECK(d.json.find("\"healthy\":true") != std::string::npos);
+  CHECK(d.json.find("\"status\":\"fail\"") == std::string::npos);
+  CHECK(d.json.find("\"status\":\"warn\"") == std::string::npos);
+  for (auto& ip : pod_ips(c))
+    for (auto id : {"epmd.reachable", "epmd.registered", "dist.port_range", "dist.port_reachable",
+                    "handshake.status", "handshake.name", "handshake.version", "handshake.cookie",
+                    "mesh.visibility"})
+      CHECK_MESSAGE(d.has(id, "pass", "ewallet@" + ip), id << " " << ip);
+  CHECK(d.has("dns.resolve", "pass"));
+  CHECK(d.has("mesh.ticktime", "pass"));
+  CHECK(d.has("cookie.source", "pass"));
+}
+
+TEST_CASE("doctor: a pod with another cookie fails at handshake.cookie") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "1"}).code == 0);
+  auto odd = c.cmd({"add-pod", "--cookie", "another-cookie", "--no-wait"});
+  std::smatch m;
+  REQUIRE(std::regex_search(odd.out, m, std::regex("pod (\\d+) ([0-9.]+)")));
+  // It never joins (that is the point): wait until it is registered instead.
+  REQUIRE(wait_until(
+      [&] {
+        return c.cmd({"exec", m[1].str(), "epmd", "-names"}, 10s).out.find("name ewallet at") !=
+               std::string::npos;
+      },
+      20s));
+  auto d = doctor(c);
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("handshake.cookie", "ewallet@" + m[2].str());
+  CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
+  CHECK(check.find("cookie") != std::string::npos);
+  CHECK(d.has("handshake.cookie", "pass", "ewallet@" + pod_ips(c)[0]));
+}
+
+TEST_CASE("doctor: epmd stopped in a pod fails at epmd.reachable and skips the rest") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  auto ips = pod_ips(c);
+  REQUIRE(c.cmd({"kill-pod", "1", "--epmd"}).code == 0);
+  auto d = doctor(c);
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("epmd.reachable", "ewallet@" + ips[0]);
+  CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
+  CHECK(check.find("epmd -daemon") != std::string::npos);
+  CHECK(d.has("handshake.status", "skip", "ewallet@" + ips[0]));
+  CHECK(d.has("handshake.cookie", "pass", "ewallet@" + ips[1]));
+}
+
+TEST_CASE("doctor: a node listening outside the port range is flagged") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "1"}).code == 0);
+  auto ip = pod_ips(c)[0];
+  auto odd = erl_in_pod(
+      c, 1, "odd@" + ip,
+      {"-kernel", "inet_dist_listen_min", "7100", "-kernel", "inet_dist_listen_max", "7100"});
+  auto d = doctor(c, {"--connect", "odd@" + ip});
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("dist.port_range", "odd@" + ip);
+  CHECK(check.find("\"status\":\"warn\"") != std::string::npos);
+  CHECK(check.find("7100") != std::string::npos);
+  CHECK(check.find("inet_dist_listen_min") != std::string::npos);
+}
+
+TEST_CASE("doctor: a node named after its hostname is a name mismatch") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  auto ips = pod_ips(c);
+  REQUIRE(c.cmd({"kill-pod", "1"}).code == 0);  // its epmd stays
+  auto named = erl_in_pod(c, 1, "ewallet@pod-1.example", {});
+  auto d = doctor(c);
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("handshake.name", "ewallet@" + ips[0]);
+  CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
+  CHECK(check.find("ewallet@pod-1.example") != std::string::npos);
+  CHECK(check.find("NODE_HOST") != std::string::npos);
+}
+
+TEST_CASE("doctor: DNS answering one address with nothing behind it points at clusterIP None") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "1"}).code == 0);
+  REQUIRE(c.cmd({"kill-pod", "1", "--epmd"}).code == 0);
+  auto d = doctor(c);
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("dns.single_address");
+  CHECK(check.find("\"status\":\"warn\"") != std::string::npos);
+  CHECK(check.find("clusterIP: None") != std::string::npos);
+}
+
+TEST_CASE("doctor: NXDOMAIN and a stopped DNS server fail at dns.resolve") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "1"}).code == 0);
+  auto d = doctor(c, {}, "nosuch.default.svc.cluster.local");
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("dns.resolve");
+  CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
+  CHECK(check.find("NXDOMAIN") != std::string::npos);
+  CHECK(check.find("Service") != std::string::npos);
+
+  REQUIRE(c.cmd({"dns-stop"}).code == 0);
+  d = doctor(c);
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  check = d.check("dns.resolve");
+  CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
+  CHECK(check.find("DNS server") != std::string::npos);
+}
+
+TEST_CASE("doctor: pods that do not see each other show in the mesh check") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  auto v = c.vars();
+  auto ips = pod_ips(c);
+  std::string me = "doctor@" + v["NODE_HOST"];
+  // Each pod allows only the doctor, and drops the other pod: a partition
+  // between them that the doctor can still see across.
+  for (int i : {1, 2}) {
+    auto other = "ewallet@" + ips[i == 1 ? 1 : 0];
+    auto r = c.cmd({"eval", std::to_string(i),
+                    "net_kernel:allow(['" + me + "']), erlang:disconnect_node('" + other + "')"});
+    REQUIRE_MESSAGE(r.code == 0, r.out << r.err);
+  }
+  auto d = doctor(c, {"--name", me});
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("mesh.visibility", "ewallet@" + ips[0]);
+  CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
+  CHECK(check.find("does not see ewallet@" + ips[1]) != std::string::npos);
+}
+
+TEST_CASE("doctor: different net_ticktimes are flagged") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "1"}).code == 0);
+  auto ip = pod_ips(c)[0];
+  auto odd = erl_in_pod(c, 1, "tick@" + ip, {"-kernel", "net_ticktime", "20"});
+  auto d = doctor(c, {"--connect", "tick@" + ip});
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("mesh.ticktime");
+  CHECK(check.find("\"status\":\"warn\"") != std::string::npos);
+  CHECK(check.find("20") != std::string::npos);
+  CHECK(check.find("net_ticktime") != std::string::npos);
+}
+
+TEST_CASE("doctor: Phoenix.PubSub pool sizes that differ are flagged") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  // Phoenix.PubSub 2.x's footprint in pg: scope 'Elixir.Phoenix.PubSub',
+  // groups 'Elixir.NAME.Adapter', '..._2', ... one per pool worker.
+  auto join = [](int groups) {
+    std::string gs = "['Elixir.My.PubSub.Adapter'";
+    for (int k = 2; k <= groups; ++k) gs += ",'Elixir.My.PubSub.Adapter_" + std::to_string(k) + "'";
+    gs += "]";
+    return "pg:start('Elixir.Phoenix.PubSub'), spawn(fun() -> [pg:join('Elixir.Phoenix.PubSub', G, "
+           "self()) || G <- " +
+           gs + "], receive stop -> ok end end), ok";
+  };
+  REQUIRE(c.cmd({"eval", "1", join(3)}).code == 0);
+  REQUIRE(c.cmd({"eval", "2", join(1)}).code == 0);
+  auto d = doctor(c, {"--pubsub", "My.PubSub"});
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("pubsub.pool_size");
+  CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
+  CHECK(check.find("pool sizes differ") != std::string::npos);
+  CHECK(check.find("pool_size") != std::string::npos);
+}
