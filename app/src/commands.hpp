@@ -12,6 +12,7 @@ namespace beamlink::app {
 
 struct RunOptions {
   std::vector<std::string> connect;  // nodes to connect to and keep connected
+  bool watch = false;                // `watch`: print membership changes, do not register
 };
 int cmd_run(const Config& cfg, const RunOptions& opts);
 

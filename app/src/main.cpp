@@ -29,6 +29,15 @@ int main(int argc, char** argv) {
   run->add_option("--connect", run_opts.connect,
                   "a node to connect to and keep connected (repeatable)");
 
+  RunOptions watch_opts;
+  watch_opts.watch = true;
+  auto* watch = app.add_subcommand(
+      "watch", "show live membership: peers joining, leaving and reconnecting, with reasons");
+  add_common_options(*watch, cfg);
+  add_discovery_options(*watch, cfg);
+  watch->add_option("--connect", watch_opts.connect,
+                    "a node to watch besides NODE_DNS's (repeatable)");
+
   std::string ping_node;
   int ping_timeout = 5000;
   auto* ping = app.add_subcommand("ping", "ping a node as net_adm:ping does; exit 0 on pong");
@@ -79,6 +88,10 @@ int main(int argc, char** argv) {
     if (*run) {
       setup_logging(cfg, "info");
       return cmd_run(cfg, run_opts);
+    }
+    if (*watch) {
+      setup_logging(cfg, "warn");
+      return cmd_run(cfg, watch_opts);
     }
     if (*ping) {
       setup_logging(cfg, "warn");

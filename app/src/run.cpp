@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <ctime>
 
 #include "cnode/peer_manager.hpp"
 #include "commands.hpp"
@@ -32,7 +33,9 @@ void stop_all(StopCtx* ctx) {
 }  // namespace
 
 int cmd_run(const Config& cfg, const RunOptions& opts) {
-  auto nc = make_node_config(cfg, true);
+  // watch: a hidden client that neither listens nor registers, printing
+  // membership changes on stdout as they happen.
+  auto nc = make_node_config(cfg, !opts.watch);
   if (!nc) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());
     return 2;
@@ -43,6 +46,18 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
   {
     cnode::Node node(&loop, *nc);
     cnode::PeerManager peers(node);
+    // An event: a log line for run, a timestamped stdout line for watch.
+    auto say = [&](spdlog::level::level_enum level, const char* tag, const std::string& text) {
+      if (!opts.watch) return spdlog::log(level, "{}", text);
+      uv_timeval64_t tv;
+      uv_gettimeofday(&tv);
+      std::time_t secs = static_cast<std::time_t>(tv.tv_sec);
+      std::tm tm{};
+      gmtime_r(&secs, &tm);
+      std::printf("%02d:%02d:%02d.%03d %-9s %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(tv.tv_usec / 1000), tag, text.c_str());
+      std::fflush(stdout);
+    };
     std::unique_ptr<discovery::DnsPoller> poller;
     if (!cfg.dns.empty()) {
       discovery::DnsPoller::Options po;
@@ -62,23 +77,25 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
             switch (ev.kind) {
               case Kind::changed:
                 for (auto& p : ev.diff.added) {
-                  spdlog::info("discovered {}", p);
+                  say(spdlog::level::info, "dns+", "discovered " + p);
                   peers.add(p);
                 }
                 for (auto& p : ev.diff.removed) {
-                  spdlog::info("{} left {}", p, cfg.dns);
+                  say(spdlog::level::info, "dns-", p + " left " + cfg.dns);
                   peers.remove(p);
                 }
                 break;
               case Kind::ok:
-                spdlog::info("{}: {} peer(s)", cfg.dns, ev.peers);
+                say(spdlog::level::info, "dns",
+                    cfg.dns + ": " + std::to_string(ev.peers) + " peer(s)");
                 break;
               case Kind::failing:
-                spdlog::warn("{} (keeping the {} known peer(s))", ev.error.message,
-                             poller ? poller->peers().size() : 0);
+                say(spdlog::level::warn, "dns!",
+                    ev.error.message + " (keeping the " +
+                        std::to_string(poller ? poller->peers().size() : 0) + " known peer(s))");
                 break;
               case Kind::skipped:
-                spdlog::info("{}: {}", cfg.dns, ev.skipped.message);
+                say(spdlog::level::info, "dns", cfg.dns + ": " + ev.skipped.message);
                 break;
             }
           });
@@ -88,7 +105,12 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       }
       poller = std::move(made).value();
     }
-    node.on_node_up([](const std::string& n) { spdlog::info("node up: {}", n); });
+    node.on_node_up([&](const std::string& n) { say(spdlog::level::info, "up", n); });
+    if (opts.watch)  // run logs the loss through the connection and the PeerManager
+      node.on_node_down([&](const std::string& n, const Error& why) {
+        if (why.code != Errc::shutting_down)
+          say(spdlog::level::warn, "down", n + ": " + why.message);
+      });
 
     uv_signal_t sigint, sigterm;
     uv_signal_init(&loop, &sigint);
@@ -110,8 +132,12 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
         return;
       }
-      std::printf("beamlink: %s is up (distribution port %u, epmd port %u)\n", node.name().c_str(),
-                  unsigned{node.listen_port()}, unsigned{nc->epmd_port});
+      if (opts.watch)
+        std::printf("beamlink: watching as %s (hidden, not registered); Ctrl-C to stop\n",
+                    node.name().c_str());
+      else
+        std::printf("beamlink: %s is up (distribution port %u, epmd port %u)\n",
+                    node.name().c_str(), unsigned{node.listen_port()}, unsigned{nc->epmd_port});
       std::fflush(stdout);
       for (auto& n : opts.connect) peers.add(n);
       if (poller) poller->start();

@@ -215,3 +215,29 @@ TEST_CASE("DNS naming an address where no epmd listens gives a clear error") {
   CHECK(bl.proc->wait_err("no epmd at " + ips[0] + ":4369", kPoll + 2s));
   CHECK(bl.proc->wait_err("connected to ewallet@" + ips[1], 1s));
 }
+
+TEST_CASE("beamlink watch shows peers joining and leaving with the reason") {
+  if (!have_netns()) {
+    MESSAGE("skipped: needs root and network namespaces");
+    return;
+  }
+  Cluster c;
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  auto v = c.vars();
+  auto ips = pod_ips(c);
+  Subprocess::Options o;
+  o.env = {{"NODE_DNS", v["NODE_DNS"]}, {"NODE_HOST", v["NODE_HOST"]}, {"POLL_INTERVAL", "1"}};
+  Subprocess watch({"ip", "netns", "exec", v["BEAMLINK_NETNS"], binary_path("app/beamlink"),
+                    "watch", "--cookie-file", v["CLUSTER_COOKIE_FILE"]},
+                   o);
+  for (auto& ip : ips) {
+    CHECK(watch.wait_out("discovered ewallet@" + ip, 5s));
+    CHECK(watch.wait_out(" up        ewallet@" + ip, 5s));
+  }
+  REQUIRE(c.cmd({"kill-pod", "1"}).code == 0);
+  CHECK(watch.wait_out(
+      " down      ewallet@" + ips[0] + ": ewallet@" + ips[0] + " closed the connection", 5s));
+  // watch does not register: it is nobody's peer.
+  auto names = c.cmd({"exec", "beamlink", "epmd", "-names"});
+  CHECK(names.out.find("beamlink") == std::string::npos);
+}
