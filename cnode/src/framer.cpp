@@ -1,5 +1,7 @@
 #include "cnode/framer.hpp"
 
+#include "bytes.hpp"
+
 #include <algorithm>
 #include <cassert>
 #include <cstdio>
@@ -11,22 +13,12 @@
 namespace beamlink::cnode {
 namespace {
 
+using bytes::get_u32;
+using bytes::put_u32;
+
 constexpr std::size_t kLengthBytes = 4;
 constexpr unsigned char kVersion = 131;
 constexpr unsigned char kDistHeader = 68;  // 'D': DIST_HEADER, needs the atom cache flag
-
-std::uint32_t get_u32(const char* p) noexcept {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (std::uint32_t{u[0]} << 24) | (std::uint32_t{u[1]} << 16) | (std::uint32_t{u[2]} << 8) |
-         std::uint32_t{u[3]};
-}
-
-void put_u32(char* p, std::uint32_t v) noexcept {
-  p[0] = static_cast<char>(v >> 24);
-  p[1] = static_cast<char>(v >> 16);
-  p[2] = static_cast<char>(v >> 8);
-  p[3] = static_cast<char>(v);
-}
 
 Error protocol(std::string what) {
   return make_error(Errc::protocol_error,

@@ -637,6 +637,16 @@ void Node::send_outgoing(const std::vector<Outgoing>& out) {
 
 // ------------------------------------------------------------- receiving
 
+namespace {
+
+// MONITOR_P / DEMONITOR_P name their target by pid or by registered name.
+std::variant<Pid, std::string> monitor_target(const Control& ctl) {
+  if (ctl.has_to_pid) return ctl.to;
+  return ctl.to_name;
+}
+
+}  // namespace
+
 void Node::dispatch(Connection* c, std::span<const char> control_bytes,
                     std::span<const char> message) {
   auto decoded = decode_control(control_bytes);
@@ -717,24 +727,12 @@ void Node::dispatch(Connection* c, std::span<const char> control_bytes,
       table_.deliver(ctl.to, e);
       break;
     }
-    case ControlTag::monitor_p: {
-      std::variant<Pid, std::string> target;
-      if (ctl.has_to_pid)
-        target = ctl.to;
-      else
-        target = ctl.to_name;
-      send_outgoing(table_.monitor(ctl.from, target, ctl.ref));
+    case ControlTag::monitor_p:
+      send_outgoing(table_.monitor(ctl.from, monitor_target(ctl), ctl.ref));
       break;
-    }
-    case ControlTag::demonitor_p: {
-      std::variant<Pid, std::string> target;
-      if (ctl.has_to_pid)
-        target = ctl.to;
-      else
-        target = ctl.to_name;
-      table_.demonitor(ctl.from, target, ctl.ref);
+    case ControlTag::demonitor_p:
+      table_.demonitor(ctl.from, monitor_target(ctl), ctl.ref);
       break;
-    }
     case ControlTag::monitor_p_exit:
     case ControlTag::payload_monitor_p_exit: {
       Envelope e;

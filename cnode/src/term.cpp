@@ -1,5 +1,7 @@
 #include "cnode/term.hpp"
 
+#include "bytes.hpp"
+
 #include <ei.h>
 
 #include <cstring>
@@ -8,21 +10,9 @@
 namespace beamlink::cnode {
 namespace {
 
-std::uint32_t get_u32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (std::uint32_t{u[0]} << 24) | (std::uint32_t{u[1]} << 16) | (std::uint32_t{u[2]} << 8) |
-         std::uint32_t{u[3]};
-}
-std::uint16_t get_u16(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return static_cast<std::uint16_t>((u[0] << 8) | u[1]);
-}
-void put_u32(char* p, std::uint32_t v) {
-  p[0] = static_cast<char>(v >> 24);
-  p[1] = static_cast<char>(v >> 16);
-  p[2] = static_cast<char>(v >> 8);
-  p[3] = static_cast<char>(v);
-}
+using bytes::get_u16;
+using bytes::get_u32;
+using bytes::put_u32;
 
 Error bad(std::string what, std::size_t at) {
   return make_error(Errc::bad_term, what + " at byte " + std::to_string(at));

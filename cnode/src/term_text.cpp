@@ -1,5 +1,7 @@
 #include "cnode/term_text.hpp"
 
+#include "bytes.hpp"
+
 #include <ei.h>
 
 #include <algorithm>
@@ -16,25 +18,11 @@
 namespace beamlink::cnode {
 namespace {
 
-// ------------------------------------------------------------ shared helpers
+using bytes::append_utf8;
+using bytes::get_u16;
+using bytes::get_u32;
 
-void append_utf8(std::string& out, std::uint32_t c) {
-  if (c < 0x80) {
-    out.push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
+// ------------------------------------------------------------ shared helpers
 
 // Decodes one well-formed UTF-8 character at s[i]; returns its length, 0 if
 // the bytes there are not well-formed.
@@ -148,14 +136,6 @@ bool atom_start_char(std::uint32_t c) {
 bool atom_name_char(std::uint32_t c) {
   return atom_start_char(c) || (c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7) ||
          (c >= '0' && c <= '9') || c == '_' || c == '@';
-}
-
-std::uint32_t get_u32(const unsigned char* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         std::uint32_t{p[3]};
-}
-std::uint16_t get_u16(const unsigned char* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
 }
 
 // Magnitude (little-endian bytes) to decimal digits.

@@ -50,14 +50,6 @@ struct Beamlink {
   }
 };
 
-std::vector<std::string> pod_ips(Cluster& c) {
-  std::vector<std::string> ips;
-  std::string all = c.vars()["CLUSTER_POD_IPS"];
-  std::stringstream ss(all);
-  for (std::string ip; std::getline(ss, ip, ',');) ips.push_back(ip);
-  return ips;
-}
-
 // Whether pod i (1-based) lists beamlink@NODE_HOST in nodes(hidden).
 bool pod_sees_beamlink(Cluster& c, int i) {
   auto host = c.vars()["NODE_HOST"];
@@ -68,15 +60,12 @@ bool pod_sees_beamlink(Cluster& c, int i) {
 }  // namespace
 
 TEST_CASE("beamlink joins 3 pods within one poll interval and every pod sees it") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "3"}).code == 0);
   auto t0 = std::chrono::steady_clock::now();
   Beamlink bl(c);
-  for (auto& ip : pod_ips(c)) CHECK(bl.proc->wait_err("connected to ewallet@" + ip, kPoll + 1s));
+  for (auto& ip : c.pod_ips()) CHECK(bl.proc->wait_err("connected to ewallet@" + ip, kPoll + 1s));
   auto took =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   MESSAGE("joined 3 pods " << took.count() << " ms after exec");
@@ -92,13 +81,10 @@ TEST_CASE("beamlink joins 3 pods within one poll interval and every pod sees it"
 }
 
 TEST_CASE("a dead pod left in DNS slows nobody and is retried quietly with backoff") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   // Pod 1 becomes a black hole: still in DNS, every connect to it times out.
   REQUIRE(c.cmd({"kill-pod", "1", "--unreachable"}).code == 0);
   Beamlink bl(c);
@@ -120,13 +106,10 @@ TEST_CASE("a dead pod left in DNS slows nobody and is retried quietly with backo
 }
 
 TEST_CASE("a partitioned pod is dropped within net_ticktime and rejoined after heal") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   Beamlink bl(c);
   REQUIRE(bl.proc->wait_err("connected to ewallet@" + ips[0], kPoll + 1s));
   REQUIRE(c.cmd({"partition", "1"}).code == 0);
@@ -142,13 +125,10 @@ TEST_CASE("a partitioned pod is dropped within net_ticktime and rejoined after h
 }
 
 TEST_CASE("with the cluster DNS down nothing disconnects and new pods are found when it returns") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   Beamlink bl(c);
   for (auto& ip : ips) REQUIRE(bl.proc->wait_err("connected to ewallet@" + ip, kPoll + 1s));
   REQUIRE(c.cmd({"dns-stop"}).code == 0);
@@ -166,13 +146,10 @@ TEST_CASE("with the cluster DNS down nothing disconnects and new pods are found 
 }
 
 TEST_CASE("epmd restarted in beamlink's namespace: re-registered and connections untouched") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   Beamlink bl(c);
   for (auto& ip : ips) REQUIRE(bl.proc->wait_err("connected to ewallet@" + ip, kPoll + 1s));
   REQUIRE(c.cmd({"epmd-restart", "beamlink"}).code == 0);
@@ -184,10 +161,7 @@ TEST_CASE("epmd restarted in beamlink's namespace: re-registered and connections
 }
 
 TEST_CASE("a pod with another cookie gives one clear error naming the cookie") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "1"}).code == 0);
   auto odd = c.cmd({"add-pod", "--cookie", "not-the-cluster-cookie", "--no-wait"});
@@ -199,17 +173,14 @@ TEST_CASE("a pod with another cookie gives one clear error naming the cookie") {
   CHECK(bl.log().find("cookies") != std::string::npos);
   // Retries (with backoff) do not repeat it.
   CHECK_FALSE(wait_until([&] { return bl.count("handshake with ewallet@" + m[2].str()) > 1; }, 8s));
-  CHECK(bl.proc->wait_err("connected to ewallet@" + pod_ips(c)[0], 1s));
+  CHECK(bl.proc->wait_err("connected to ewallet@" + c.pod_ips()[0], 1s));
 }
 
 TEST_CASE("DNS naming an address where no epmd listens gives a clear error") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   REQUIRE(c.cmd({"kill-pod", "1", "--epmd"}).code == 0);
   Beamlink bl(c);
   CHECK(bl.proc->wait_err("no epmd at " + ips[0] + ":4369", kPoll + 2s));
@@ -217,14 +188,11 @@ TEST_CASE("DNS naming an address where no epmd listens gives a clear error") {
 }
 
 TEST_CASE("beamlink watch shows peers joining and leaving with the reason") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
   auto v = c.vars();
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   Subprocess::Options o;
   o.env = {{"NODE_DNS", v["NODE_DNS"]}, {"NODE_HOST", v["NODE_HOST"]}, {"POLL_INTERVAL", "1"}};
   Subprocess watch({"ip", "netns", "exec", v["BEAMLINK_NETNS"], binary_path("app/beamlink"),

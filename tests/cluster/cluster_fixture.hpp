@@ -21,6 +21,14 @@ inline bool have_netns() {
   return ::geteuid() == 0 && run({"ip", "netns", "list"}, std::chrono::seconds(10)).code == 0;
 }
 
+// Cluster tests need root and network namespaces; elsewhere they report
+// themselves skipped (ctest's SKIP_REGULAR_EXPRESSION matches the message).
+#define NEED_NETNS()                                       \
+  if (!have_netns()) {                                     \
+    MESSAGE("skipped: needs root and network namespaces"); \
+    return;                                                \
+  }
+
 struct Cluster {
   std::string prefix = "bt" + std::to_string(::getpid());
   std::map<std::string, std::string> env{{"CLUSTER_PREFIX", prefix},
@@ -41,6 +49,13 @@ struct Cluster {
       if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
     }
     return kv;
+  }
+  // The pods' IPs, in pod order.
+  std::vector<std::string> pod_ips() {
+    std::vector<std::string> ips;
+    std::stringstream ss(vars()["CLUSTER_POD_IPS"]);
+    for (std::string ip; std::getline(ss, ip, ',');) ips.push_back(ip);
+    return ips;
   }
   ~Cluster() { cmd({"down"}); }
 };

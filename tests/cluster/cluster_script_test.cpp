@@ -51,10 +51,7 @@ TEST_CASE("scripts/cluster without root says what it needs and exits 2") {
 }
 
 TEST_CASE("scripts/cluster: 3 pods mesh - kill and partition and heal - down leaves nothing") {
-  if (!have_netns()) {
-    MESSAGE("skipped: needs root and network namespaces");
-    return;
-  }
+  NEED_NETNS();
   Cluster c;
   auto r = c.cmd({"up", "3"});
   REQUIRE_MESSAGE(r.code == 0, std::string(r.out + r.err));

@@ -60,13 +60,6 @@ Doctor doctor(Cluster& c, std::vector<std::string> extra = {}, std::string dns =
   return Doctor{r.code, r.out, r.err};
 }
 
-std::vector<std::string> pod_ips(Cluster& c) {
-  std::vector<std::string> ips;
-  std::stringstream ss(c.vars()["CLUSTER_POD_IPS"]);
-  for (std::string ip; std::getline(ss, ip, ',');) ips.push_back(ip);
-  return ips;
-}
-
 // An erl node started inside pod i's namespace (on that pod's epmd).
 std::unique_ptr<Subprocess> erl_in_pod(Cluster& c, int i, const std::string& name,
                                        std::vector<std::string> args) {
@@ -88,12 +81,6 @@ std::unique_ptr<Subprocess> erl_in_pod(Cluster& c, int i, const std::string& nam
   return p;
 }
 
-#define NEED_NETNS()                                       \
-  if (!have_netns()) {                                     \
-    MESSAGE("skipped: needs root and network namespaces"); \
-    return;                                                \
-  }
-
 }  // namespace
 
 TEST_CASE("doctor: a healthy 3-pod cluster exits 0 with every check passed") {
@@ -105,7 +92,7 @@ TEST_CASE("doctor: a healthy 3-pod cluster exits 0 with every check passed") {
   CHECK(d.json.find("\"healthy\":true") != std::string::npos);
   CHECK(d.json.find("\"status\":\"fail\"") == std::string::npos);
   CHECK(d.json.find("\"status\":\"warn\"") == std::string::npos);
-  for (auto& ip : pod_ips(c))
+  for (auto& ip : c.pod_ips())
     for (auto id : {"epmd.reachable", "epmd.registered", "dist.port_range", "dist.port_reachable",
                     "handshake.status", "handshake.name", "handshake.version", "handshake.cookie",
                     "mesh.visibility"})
@@ -134,14 +121,14 @@ TEST_CASE("doctor: a pod with another cookie fails at handshake.cookie") {
   auto check = d.check("handshake.cookie", "ewallet@" + m[2].str());
   CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
   CHECK(check.find("cookie") != std::string::npos);
-  CHECK(d.has("handshake.cookie", "pass", "ewallet@" + pod_ips(c)[0]));
+  CHECK(d.has("handshake.cookie", "pass", "ewallet@" + c.pod_ips()[0]));
 }
 
 TEST_CASE("doctor: epmd stopped in a pod fails at epmd.reachable and skips the rest") {
   NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   REQUIRE(c.cmd({"kill-pod", "1", "--epmd"}).code == 0);
   auto d = doctor(c);
   CHECK_MESSAGE(d.code == 1, d.json << d.err);
@@ -156,7 +143,7 @@ TEST_CASE("doctor: a node listening outside the port range is flagged") {
   NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "1"}).code == 0);
-  auto ip = pod_ips(c)[0];
+  auto ip = c.pod_ips()[0];
   auto odd = erl_in_pod(
       c, 1, "odd@" + ip,
       {"-kernel", "inet_dist_listen_min", "7100", "-kernel", "inet_dist_listen_max", "7100"});
@@ -172,7 +159,7 @@ TEST_CASE("doctor: a node named after its hostname is a name mismatch") {
   NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   REQUIRE(c.cmd({"kill-pod", "1"}).code == 0);  // its epmd stays
   auto named = erl_in_pod(c, 1, "ewallet@pod-1.example", {});
   auto d = doctor(c);
@@ -219,7 +206,7 @@ TEST_CASE("doctor: pods that do not see each other show in the mesh check") {
   Cluster c;
   REQUIRE(c.cmd({"up", "2"}).code == 0);
   auto v = c.vars();
-  auto ips = pod_ips(c);
+  auto ips = c.pod_ips();
   std::string me = "doctor@" + v["NODE_HOST"];
   // Each pod allows only the doctor, and drops the other pod: a partition
   // between them that the doctor can still see across.
@@ -240,7 +227,7 @@ TEST_CASE("doctor: different net_ticktimes are flagged") {
   NEED_NETNS();
   Cluster c;
   REQUIRE(c.cmd({"up", "1"}).code == 0);
-  auto ip = pod_ips(c)[0];
+  auto ip = c.pod_ips()[0];
   auto odd = erl_in_pod(c, 1, "tick@" + ip, {"-kernel", "net_ticktime", "20"});
   auto d = doctor(c, {"--connect", "tick@" + ip});
   CHECK_MESSAGE(d.code == 1, d.json << d.err);
