@@ -110,7 +110,8 @@ Result<std::pair<int, int>> parse_ports(const Config& cfg) {
 
 }  // namespace
 
-Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish) {
+Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish,
+                                           std::string* cookie_warning) {
   cnode::NodeConfig nc;
   std::string host = cfg.node_host.empty() ? cnode::first_non_loopback_ipv4() : cfg.node_host;
   if (!cfg.node_name.empty())
@@ -121,8 +122,10 @@ Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish) {
   else
     nc.name = "beamlink_" + std::to_string(::getpid()) + "@" + host;
   const char* env_cookie = std::getenv("ERLANG_COOKIE");
-  auto cookie = cnode::load_cookie(env_cookie ? env_cookie : "", cfg.cookie_file);
+  auto cookie =
+      cnode::load_cookie(env_cookie ? env_cookie : "", cfg.cookie_file, cookie_warning != nullptr);
   if (!cookie) return cookie.error();
+  if (cookie_warning) *cookie_warning = cookie->warning;
   nc.cookie = cookie->value;
   spdlog::debug("cookie from {} (fingerprint {})", cookie->source,
                 cnode::cookie_fingerprint(cookie->value));

@@ -41,7 +41,10 @@ void add_common_options(CLI::App& cmd, Config& cfg);
 
 // Builds the node configuration. `publish` false gives a one-shot client
 // named beamlink_<pid>@host unless NODE_NAME/--name is set.
-Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish);
+// With cookie_warning (the doctor), an unsafe cookie file is read anyway and
+// *cookie_warning says why it is unsafe.
+Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish,
+                                           std::string* cookie_warning = nullptr);
 
 // Sets up stderr logging at the configured level (default `fallback`).
 void setup_logging(const Config& cfg, const std::string& fallback);

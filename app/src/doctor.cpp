@@ -32,7 +32,8 @@ int cmd_doctor(const Config& cfg, const DoctorOptions& opts) {
     else
       std::fputs(doctor::to_text(r, ::isatty(1) != 0).c_str(), stdout);
   };
-  auto nc = make_node_config(cfg, false);
+  std::string cookie_warning;
+  auto nc = make_node_config(cfg, false, &cookie_warning);
   if (!nc) {
     failed.doctor_error = nc.error().message;
     print(failed);
@@ -40,6 +41,7 @@ int cmd_doctor(const Config& cfg, const DoctorOptions& opts) {
   }
   const char* env_cookie = std::getenv("ERLANG_COOKIE");
   o.cookie = nc->cookie;
+  o.cookie_warning = cookie_warning;
   o.cookie_source =
       env_cookie && *env_cookie
           ? "ERLANG_COOKIE"

@@ -20,8 +20,9 @@ std::string default_cookie_file() {
   return std::string(home && *home ? home : ".") + "/.erlang.cookie";
 }
 
-Result<Cookie> load_cookie(const std::string& env_value, const std::string& file) {
-  if (!env_value.empty()) return Cookie{env_value, "ERLANG_COOKIE"};
+Result<Cookie> load_cookie(const std::string& env_value, const std::string& file,
+                           bool allow_insecure) {
+  if (!env_value.empty()) return Cookie{env_value, "ERLANG_COOKIE", {}};
   std::string path = file.empty() ? default_cookie_file() : file;
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
@@ -30,11 +31,13 @@ Result<Cookie> load_cookie(const std::string& env_value, const std::string& file
                           std::strerror(errno) +
                           ") — set ERLANG_COOKIE or pass --cookie-file with the cluster's cookie",
                       errno);
+  std::string warning;
   if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return make_error(Errc::insecure, "cookie file " + path + " is accessible by others (mode " +
-                                          mode + ") — run `chmod 400 " + path + "`");
+    warning = "cookie file " + path + " is accessible by others (mode " + mode +
+              ") — run `chmod 400 " + path + "`";
+    if (!allow_insecure) return make_error(Errc::insecure, warning);
   }
   std::ifstream in(path, std::ios::binary);
   if (!in)
@@ -47,7 +50,7 @@ Result<Cookie> load_cookie(const std::string& env_value, const std::string& file
                             value.back() == '\t'))
     value.pop_back();
   if (value.empty()) return make_error(Errc::invalid_argument, "cookie file " + path + " is empty");
-  return Cookie{value, path};
+  return Cookie{value, path, warning};
 }
 
 std::string first_non_loopback_ipv4() {

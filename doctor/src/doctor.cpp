@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -69,14 +71,26 @@ struct Doctor::Impl {
   // ------------------------------------------------------------ cookie
   void check_cookie() {
     std::string fp = cnode::cookie_fingerprint(opt.cookie);
-    if (opt.cookie_source == "ERLANG_COOKIE") {
-      add("cookie.source", "this node", Status::pass,
-          "cookie from ERLANG_COOKIE, fingerprint " + fp +
-              " (compare with `beamlink doctor` on the other side; the cookie itself is never "
-              "shown)");
+    std::string finding = "cookie from " + opt.cookie_source + ", fingerprint " + fp +
+                          " (compare it with the fingerprint `beamlink doctor` prints on the "
+                          "other side; the cookie itself is never shown)";
+    if (!opt.cookie_warning.empty())
+      add("cookie.source", "this node", Status::warn, finding + "; " + opt.cookie_warning,
+          "make the file readable by its owner only: chmod 400 " + opt.cookie_source);
+    else
+      add("cookie.source", "this node", Status::pass, finding);
+    auto exposed = cookies_on_command_lines();
+    if (exposed.empty()) {
+      add("cookie.cmdline", "this node", Status::pass,
+          "no BEAM node in this network namespace has its cookie on its command line");
     } else {
-      add("cookie.source", "this node", Status::pass,
-          "cookie from " + opt.cookie_source + ", fingerprint " + fp);
+      std::string who;
+      for (auto& e : exposed)
+        who += (who.empty() ? "" : ", ") + e.node + " (pid " + std::to_string(e.pid) + ")";
+      add("cookie.cmdline", "this node", Status::warn,
+          "the cookie is on the command line of " + who + ": any local user reads it with ps",
+          "give the node a cookie file readable by its owner only (~/.erlang.cookie, mode 0400) "
+          "instead of --cookie/-setcookie");
     }
   }
 
@@ -552,6 +566,32 @@ void Doctor::Impl::check_mesh() {
           });
     });
   }
+}
+
+std::vector<CmdlineCookie> cookies_on_command_lines() {
+  std::vector<CmdlineCookie> out;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto own_ns = fs::read_symlink("/proc/self/ns/net", ec);
+  if (ec) return out;
+  for (auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code e2;
+    if (fs::read_symlink(entry.path() / "ns" / "net", e2) != own_ns || e2) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::vector<std::string> argv;
+    for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
+    if (argv.empty() || argv[0].find("beam") == std::string::npos) continue;
+    bool has_cookie = false;
+    std::string node = "?";
+    for (std::size_t k = 0; k + 1 < argv.size(); ++k) {
+      if (argv[k] == "-setcookie") has_cookie = true;
+      if (argv[k] == "-name" || argv[k] == "-sname") node = argv[k + 1];
+    }
+    if (has_cookie) out.push_back(CmdlineCookie{std::stoi(name), node});
+  }
+  return out;
 }
 
 Doctor::Doctor(uv_loop_t* loop, Options options) : impl_(new Impl) {

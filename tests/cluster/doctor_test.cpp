@@ -40,7 +40,8 @@ struct Doctor {
   }
 };
 
-Doctor doctor(Cluster& c, std::vector<std::string> extra = {}, std::string dns = "") {
+Doctor doctor(Cluster& c, std::vector<std::string> extra = {}, std::string dns = "",
+              std::string cookie_file = "") {
   auto v = c.vars();
   std::vector<std::string> argv = {"ip",
                                    "netns",
@@ -52,7 +53,7 @@ Doctor doctor(Cluster& c, std::vector<std::string> extra = {}, std::string dns =
                                    "doctor",
                                    "--json",
                                    "--cookie-file",
-                                   v["CLUSTER_COOKIE_FILE"],
+                                   cookie_file.empty() ? v["CLUSTER_COOKIE_FILE"] : cookie_file,
                                    "--dns",
                                    dns.empty() ? v["NODE_DNS"] : dns};
   for (auto& e : extra) argv.push_back(e);
@@ -259,4 +260,37 @@ TEST_CASE("doctor: Phoenix.PubSub pool sizes that differ are flagged") {
   CHECK(check.find("\"status\":\"fail\"") != std::string::npos);
   CHECK(check.find("pool sizes differ") != std::string::npos);
   CHECK(check.find("pool_size") != std::string::npos);
+}
+
+TEST_CASE("doctor: a readable cookie file and a cookie on a command line are flagged") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "1"}).code == 0);
+  auto v = c.vars();
+  // A copy of the cluster's cookie that others can read.
+  std::string loose = v["CLUSTER_STATE"] + "/loose-cookie";
+  REQUIRE(run({"install", "-m", "0644", v["CLUSTER_COOKIE_FILE"], loose}).code == 0);
+  auto d = doctor(c, {}, "", loose);
+  CHECK_MESSAGE(d.code == 1, d.json << d.err);
+  auto check = d.check("cookie.source");
+  CHECK(check.find("\"status\":\"warn\"") != std::string::npos);
+  CHECK(check.find("chmod 400") != std::string::npos);
+  CHECK(d.has("handshake.cookie", "pass"));  // the doctor still ran every stage
+
+  // A BEAM node in the doctor's own namespace started with -setcookie.
+  std::string cookie = run({"cat", v["CLUSTER_COOKIE_FILE"]}).out;
+  Subprocess exposed({"ip", "netns", "exec", v["BEAMLINK_NETNS"], "erl", "-noshell", "-noinput",
+                      "-name", "exposed@" + v["NODE_HOST"], "-setcookie", cookie});
+  REQUIRE(wait_until(
+      [&] {
+        return c.cmd({"exec", "beamlink", "epmd", "-names"}, 10s).out.find("name exposed at") !=
+               std::string::npos;
+      },
+      20s));
+  d = doctor(c);
+  check = d.check("cookie.cmdline");
+  INFO(d.json);
+  CHECK(check.find("\"status\":\"warn\"") != std::string::npos);
+  CHECK(check.find("exposed@" + v["NODE_HOST"]) != std::string::npos);
+  CHECK(check.find(cookie) == std::string::npos);  // named, never shown
 }

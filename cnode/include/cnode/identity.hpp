@@ -8,15 +8,19 @@
 namespace beamlink::cnode {
 
 struct Cookie {
-  std::string value;   // never log or print this
-  std::string source;  // "ERLANG_COOKIE" or the file's path, for messages
+  std::string value;    // never log or print this
+  std::string source;   // "ERLANG_COOKIE" or the file's path, for messages
+  std::string warning;  // with allow_insecure: why the file is unsafe (and the fix)
 };
 
 // The cookie from `env_value` when non-empty, else from `file` (default
 // ~/.erlang.cookie). A file that group or others can read is refused, as erl
 // refuses it ("must be accessible by owner only"); trailing whitespace and
 // newlines are dropped as erl drops them.
-Result<Cookie> load_cookie(const std::string& env_value, const std::string& file);
+// With allow_insecure (the doctor, which reports rather than refuses), an
+// unsafe file is read anyway and `warning` says so.
+Result<Cookie> load_cookie(const std::string& env_value, const std::string& file,
+                           bool allow_insecure = false);
 
 // The default cookie file: $HOME/.erlang.cookie.
 std::string default_cookie_file();

@@ -36,12 +36,22 @@ struct Options {
   std::string our_name;                    // the probe's and rpc's node name
   std::string cookie;                      // never printed
   std::string cookie_source;               // "ERLANG_COOKIE" or a file path
+  std::string cookie_warning;              // set when the cookie file is unsafe
   std::uint16_t epmd_port = 4369;
   std::uint16_t port_min = 6900, port_max = 6909;
   std::chrono::milliseconds timeout{1000};  // per stage
   std::vector<std::string> pubsub;          // Phoenix.PubSub names, e.g. "EWalletAPI.PubSub"
   discovery::Resolver::Options resolver;
 };
+
+// BEAM processes in this network namespace (this pod) whose command line
+// carries the cookie (-setcookie, which elixir --cookie becomes): any local
+// user reads it with ps.
+struct CmdlineCookie {
+  int pid;
+  std::string node;  // from -name/-sname, or "?"
+};
+std::vector<CmdlineCookie> cookies_on_command_lines();
 
 class Doctor {
  public:
