@@ -13,6 +13,8 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,22 +40,22 @@ class HandshakeAcceptor {
   };
   using Callback = std::function<void(Accepted)>;  // called on a worker thread
 
+  // Takes ownership of listen_fd: it is closed when the last worker thread
+  // has finished (a worker may still be inside a handshake after stop()).
   HandshakeAcceptor(const ei_cnode& ec, int listen_fd, int threads, unsigned timeout_ms,
                     Callback cb);
   ~HandshakeAcceptor();
   void start();
-  // Wakes the threads (shutdown on the listen socket) and joins them.
+  // Wakes the threads (shutdown on the listen socket) and lets them go:
+  // returns at once, and no callback runs after it returns. A thread inside
+  // a handshake finishes it (bounded by timeout_ms), closes that fd and ends.
   void stop();
 
  private:
-  void run();
-  ei_cnode ec_;
-  int listen_fd_;
+  struct Shared;
+  static void run(const std::shared_ptr<Shared>& shared);
+  std::shared_ptr<Shared> shared_;
   int threads_;
-  unsigned timeout_ms_;
-  Callback cb_;
-  std::atomic<bool> stopping_{false};
-  std::vector<std::thread> workers_;
 };
 
 }  // namespace beamlink::cnode

@@ -16,49 +16,67 @@
 
 namespace beamlink::cnode {
 
+struct HandshakeAcceptor::Shared {
+  ei_cnode ec;
+  int listen_fd;
+  unsigned timeout_ms;
+  Callback cb;
+  std::mutex mutex;  // held while a callback runs, and by stop()
+  bool stopping = false;
+  ~Shared() { ::close(listen_fd); }  // the last thread out closes the socket
+  bool stopped() {
+    std::lock_guard lock(mutex);
+    return stopping;
+  }
+  // Delivers unless stopped; after stop() returned nothing is delivered.
+  bool deliver(Accepted a) {
+    std::lock_guard lock(mutex);
+    if (stopping) return false;
+    cb(std::move(a));
+    return true;
+  }
+};
+
 HandshakeAcceptor::HandshakeAcceptor(const ei_cnode& ec, int listen_fd, int threads,
                                      unsigned timeout_ms, Callback cb)
-    : ec_(ec),
-      listen_fd_(listen_fd),
-      threads_(threads),
-      timeout_ms_(timeout_ms),
-      cb_(std::move(cb)) {}
+    : shared_(new Shared{ec, listen_fd, timeout_ms, std::move(cb), {}, false}), threads_(threads) {}
 
 HandshakeAcceptor::~HandshakeAcceptor() {
   stop();
 }
 
 void HandshakeAcceptor::start() {
-  for (int i = 0; i < threads_; ++i) workers_.emplace_back([this] { run(); });
+  for (int i = 0; i < threads_; ++i) std::thread([s = shared_] { run(s); }).detach();
 }
 
 void HandshakeAcceptor::stop() {
-  if (workers_.empty()) return;
-  stopping_ = true;
+  {
+    std::lock_guard lock(shared_->mutex);
+    if (shared_->stopping) return;
+    shared_->stopping = true;
+  }
   // Wakes threads blocked in select()/accept() on the listen socket.
-  ::shutdown(listen_fd_, SHUT_RDWR);
-  for (auto& t : workers_) t.join();
-  workers_.clear();
+  ::shutdown(shared_->listen_fd, SHUT_RDWR);
 }
 
-void HandshakeAcceptor::run() {
-  ei_cnode local = ec_;
+void HandshakeAcceptor::run(const std::shared_ptr<Shared>& shared) {
+  ei_cnode local = shared->ec;
   std::chrono::milliseconds backoff{0};
-  while (!stopping_) {
+  while (!shared->stopped()) {
     ErlConnect conp{};
     errno = 0;
     // The timeout bounds both the wait for a connection and its handshake.
-    int fd = ei_accept_tmo(&local, listen_fd_, &conp, timeout_ms_);
+    int fd = ei_accept_tmo(&local, shared->listen_fd, &conp, shared->timeout_ms);
     int sys = errno;
-    if (stopping_) {
-      if (fd >= 0) ::close(fd);
-      return;
-    }
     if (fd >= 0) {
       backoff = std::chrono::milliseconds(0);
-      cb_(Accepted{fd, conp.nodename, {}});
+      if (!shared->deliver(Accepted{fd, conp.nodename, {}})) {
+        ::close(fd);
+        return;
+      }
       continue;
     }
+    if (shared->stopped()) return;
     int eerr = erl_errno;
     if (eerr == ETIMEDOUT) continue;  // no one connected in this period
     char ip[INET_ADDRSTRLEN] = "";
@@ -66,7 +84,8 @@ void HandshakeAcceptor::run() {
     bool known_ip = ip[0] && std::strcmp(ip, "0.0.0.0") != 0;
     if (eerr == EIO && known_ip) {
       // The TCP connection was accepted and the handshake failed.
-      cb_(Accepted{-1,
+      (void)shared->deliver(
+          Accepted{-1,
                    {},
                    make_error(Errc::handshake_failed,
                               std::string("inbound handshake from ") + ip +
@@ -79,7 +98,8 @@ void HandshakeAcceptor::run() {
     // accept() itself failed (out of descriptors or memory, ...): back off
     // instead of spinning, and say so.
     int why = sys ? sys : eerr;
-    cb_(Accepted{-1,
+    (void)shared->deliver(
+        Accepted{-1,
                  {},
                  make_error(Errc::io_error,
                             std::string("accepting a distribution connection failed: ") +

@@ -267,8 +267,11 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
 void Node::stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
-  if (impl_->acceptor) impl_->acceptor->stop();
-  if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
+  if (impl_->acceptor) {
+    impl_->acceptor->stop();  // it owns the listen socket from start() on
+  } else if (impl_->listen_fd >= 0) {
+    ::close(impl_->listen_fd);
+  }
   impl_->listen_fd = -1;
   {
     std::lock_guard lock(impl_->inbox_mutex);

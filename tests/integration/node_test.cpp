@@ -1,6 +1,10 @@
 // beamlink as a peer of real erl nodes, each test on its own epmd.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -298,4 +302,27 @@ TEST_CASE("a peer that stops reading gets backpressure and loses nothing") {
       },
       30s));
   CHECK(bl.connected("t1@127.0.0.1"));
+}
+
+TEST_CASE("stop returns at once even with an inbound handshake stalled") {
+  Epmd epmd;
+  LoopThread lt;
+  auto cfg = test_node_config(epmd.port());
+  cfg.accept_timeout = 10s;
+  TestNode bl(lt, cfg);
+  // A client that connects to the distribution port and says nothing: an
+  // acceptor thread sits in the handshake until accept_timeout.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(bl->listen_port());
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  auto t0 = std::chrono::steady_clock::now();
+  bl.on_loop([&] { bl->stop(); });
+  auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  MESSAGE("stop() took " << took.count() << " ms with a stalled handshake");
+  CHECK(took < 1s);  // not accept_timeout (10 s)
+  ::close(fd);
 }
