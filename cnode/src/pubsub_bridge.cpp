@@ -1,0 +1,234 @@
+// Phoenix.PubSub 2.x (and 1.1 publish) over beamlink's pg scope.
+#include "cnode/pubsub_bridge.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "cnode/node.hpp"
+
+namespace beamlink::cnode {
+
+namespace {
+
+std::string owned(const TermWriter& w) {
+  return std::string(w.bytes().data(), w.bytes().size());
+}
+
+}  // namespace
+
+std::string elixir_atom(std::string_view module) {
+  if (module.starts_with("Elixir.")) return std::string(module);
+  return "Elixir." + std::string(module);
+}
+
+std::string pubsub_group(std::string_view pubsub_name, int index) {
+  // Phoenix.PubSub.PG2: adapter_name = Module.concat(name, "Adapter");
+  // groups = [adapter_name | for n <- 2..pool_size, do: :"#{adapter_name}_#{n}"].
+  std::string g = elixir_atom(pubsub_name) + ".Adapter";
+  if (index > 1) g += "_" + std::to_string(index);
+  return g;
+}
+
+int pubsub_pool_size(std::string_view pubsub_name, const std::vector<std::string>& groups) {
+  std::string base = pubsub_group(pubsub_name, 1);
+  int n = 0;
+  for (auto& g : groups) {
+    if (g == base) {
+      n = std::max(n, 1);
+      continue;
+    }
+    if (g.size() <= base.size() + 1 || !g.starts_with(base) || g[base.size()] != '_') continue;
+    std::string_view digits(g.data() + base.size() + 1, g.size() - base.size() - 1);
+    int k = 0;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), k);
+    if (ec != std::errc() || p != digits.data() + digits.size() || k < 2 || digits[0] == '0')
+      continue;
+    n = std::max(n, k);
+  }
+  return n;
+}
+
+Result<ForwardToLocal> decode_forward_to_local(std::span<const char> message) {
+  auto r = TermReader::from_external(message);
+  if (!r) return r.error();
+  auto a = r->read_tuple_header();
+  if (!a || *a != 4 || !r->expect_atom("forward_to_local").ok())
+    return make_error(Errc::bad_term, "pubsub: not {forward_to_local, Topic, Message, Dispatcher}");
+  auto topic = r->read_binary();
+  if (!topic) return make_error(Errc::bad_term, "pubsub: forward_to_local with a non-binary topic");
+  auto msg = r->read_raw();
+  if (!msg) return msg.error();
+  auto dispatcher = r->read_atom();
+  if (!dispatcher)
+    return make_error(Errc::bad_term, "pubsub: forward_to_local with a non-atom dispatcher");
+  return ForwardToLocal{*topic, *msg, std::move(*dispatcher)};
+}
+
+Result<std::string> encode_forward_to_local(std::string_view topic, std::span<const char> message,
+                                            std::string_view dispatcher) {
+  TermWriter w;
+  w.tuple(4).atom("forward_to_local").binary(topic).raw(message).atom(dispatcher);
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w);
+}
+
+Result<std::string> encode_forward_to_local_v1(std::string_view fastlane, std::string_view topic,
+                                               std::span<const char> message) {
+  TermWriter w;
+  w.tuple(5).atom("forward_to_local").atom(fastlane).atom("none").binary(topic).raw(message);
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w);
+}
+
+Result<std::string> socket_broadcast(std::string_view topic, std::string_view event,
+                                     std::span<const char> payload) {
+  TermWriter w(false);
+  w.map(4)
+      .atom("__struct__")
+      .atom("Elixir.Phoenix.Socket.Broadcast")
+      .atom("event")
+      .binary(event)
+      .atom("payload")
+      .raw(payload)
+      .atom("topic")
+      .binary(topic);
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w);
+}
+
+// ---------------------------------------------------------------------------
+
+Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(Node& node, PgScope& scope,
+                                                           PubSubOptions options) {
+  if (options.name.empty())
+    return make_error(Errc::invalid_argument, "pubsub: empty name (expected e.g. MyApp.PubSub)");
+  std::unique_ptr<PubSubBridge> b(new PubSubBridge(node, scope, std::move(options)));
+  b->alive_ = std::make_shared<PubSubBridge*>(b.get());
+  if (b->options_.version == PubSubOptions::Version::v1_1) return b;
+  if (auto r = b->grow_to(1); !r) return r.error();
+  std::weak_ptr<PubSubBridge*> weak = b->alive_;
+  b->change_id_ = scope.on_change([weak](const std::string& peer) {
+    auto c = weak.lock();
+    if (!c || !*c) return;
+    PubSubBridge& self = **c;
+    int n = pubsub_pool_size(self.options_.name, self.scope_.groups_of(peer));
+    if (n > self.pool_size()) {
+      if (auto r = self.grow_to(n); !r)
+        spdlog::warn("pubsub {}: cannot grow the pool to {}: {}", self.atom_, n, r.error().message);
+    }
+  });
+  // The peers already known may have a larger pool.
+  int n = 1;
+  for (auto& peer : scope.nodes())
+    n = std::max(n, pubsub_pool_size(b->options_.name, scope.groups_of(peer)));
+  if (auto r = b->grow_to(n); !r) return r.error();
+  return b;
+}
+
+PubSubBridge::PubSubBridge(Node& node, PgScope& scope, PubSubOptions options)
+    : node_(node), scope_(scope), options_(std::move(options)), atom_(elixir_atom(options_.name)) {}
+
+PubSubBridge::~PubSubBridge() {
+  *alive_ = nullptr;
+  if (change_id_) scope_.remove_on_change(change_id_);
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    scope_.leave(pubsub_group(options_.name, static_cast<int>(i + 1)), workers_[i]);
+    node_.exit(workers_[i], "shutdown");
+  }
+}
+
+Result<void> PubSubBridge::grow_to(int n) {
+  while (pool_size() < n) {
+    int index = pool_size() + 1;
+    auto group = pubsub_group(options_.name, index);
+    std::weak_ptr<PubSubBridge*> weak = alive_;
+    auto pid = node_.register_name(group, [weak](const Pid&, const Envelope& e) {
+      if (auto c = weak.lock(); c && *c) (*c)->on_worker_message(e);
+    });
+    if (!pid)
+      return make_error(Errc::already_exists, "pubsub " + atom_ + ": cannot register the worker '" +
+                                                  group + "': " + pid.error().message);
+    workers_.push_back(*pid);
+    scope_.join(group, *pid);
+    spdlog::debug("pubsub {}: worker {} joined {}", atom_, to_string(*pid), group);
+  }
+  return {};
+}
+
+int PubSubBridge::subscribe(std::string topic, Subscriber cb) {
+  int id = next_id_++;
+  subscribers_.emplace(id, std::make_pair(std::move(topic), std::move(cb)));
+  return id;
+}
+
+void PubSubBridge::unsubscribe(int id) {
+  subscribers_.erase(id);
+}
+
+void PubSubBridge::on_worker_message(const Envelope& e) {
+  if (e.kind != Envelope::Kind::message) return;
+  auto f = decode_forward_to_local(e.term);
+  if (!f) {
+    ++ignored_;
+    spdlog::debug("pubsub {}: ignoring a message: {}", atom_, f.error().message);
+    return;
+  }
+  ++received_;
+  PubSubMessage m{f->topic, f->message, f->dispatcher, e.from};
+  // Collect first: a subscriber may unsubscribe (itself or others).
+  std::vector<int> ids;
+  for (auto& [id, sub] : subscribers_)
+    if (sub.first == f->topic) ids.push_back(id);
+  for (int id : ids) {
+    auto it = subscribers_.find(id);
+    if (it == subscribers_.end()) continue;
+    auto cb = it->second.second;  // keep it alive if it unsubscribes itself
+    cb(m);
+  }
+}
+
+std::vector<std::string> PubSubBridge::nodes() const {
+  std::vector<std::string> out;
+  if (options_.version == PubSubOptions::Version::v1_1) {
+    for (auto& n : node_.connected_nodes())
+      if (n != node_.name()) out.push_back(n);
+    return out;
+  }
+  for (auto& [n, pids] : scope_.members(pubsub_group(options_.name, 1)))
+    if (n != node_.name() && node_.is_connected(n)) out.push_back(n);
+  return out;
+}
+
+Result<std::vector<std::string>> PubSubBridge::publish(std::string_view topic,
+                                                       std::span<const char> message,
+                                                       std::string_view dispatcher) {
+  bool v1 = options_.version == PubSubOptions::Version::v1_1;
+  auto msg = v1 ? encode_forward_to_local_v1(options_.fastlane, topic, message)
+                : encode_forward_to_local(topic, message, dispatcher);
+  if (!msg) return msg.error();
+  // The 2.x destination is the worker registered under the first group
+  // atom (every node's pool has it); 1.1's is the PG2Server under the name.
+  std::string to = v1 ? atom_ : pubsub_group(options_.name, 1);
+  Pid from = v1 ? scope_.self() : workers_.front();
+  std::vector<std::string> sent;
+  std::optional<Error> first;
+  auto targets = nodes();
+  for (auto& n : targets) {
+    auto r = node_.reg_send(from, n, to, std::span<const char>(msg->data(), msg->size()));
+    if (r) {
+      sent.push_back(n);
+    } else {
+      spdlog::warn("pubsub {}: publish to {} on {} failed: {}", atom_, to, n, r.error().message);
+      if (!first) first = r.error();
+    }
+  }
+  if (targets.empty())
+    return make_error(Errc::not_connected,
+                      "pubsub " + atom_ + ": no connected node has this pubsub yet");
+  if (sent.empty() && first) return *first;
+  return sent;
+}
+
+}  // namespace beamlink::cnode

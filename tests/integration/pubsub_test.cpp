@@ -1,0 +1,295 @@
+// beamlink's pg scope and Phoenix.PubSub bridge against real erl nodes running
+// tests/fixtures/pubsub_fixture.erl (Phoenix.PubSub's wire behaviour).
+#include <doctest/doctest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cnode/pg_scope.hpp"
+#include "cnode/pubsub_bridge.hpp"
+#include "cnode/term_text.hpp"
+#include "node_fixture.hpp"
+
+using namespace beamlink;
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kBl = "beamlink@127.0.0.1";
+const std::string kPubSub = "MyApp.PubSub";
+
+ErlNode::Options erl(const std::string& name, int epmd_port) {
+  ErlNode::Options o;
+  o.name = name;
+  o.epmd_port = epmd_port;
+  o.cookie = kCookie;
+  return o;
+}
+
+// The groups whose members on `node` include a beamlink process, sorted.
+std::string beamlink_groups(ErlNode& n) {
+  return n.eval(
+      "lists:sort([G || G <- pg:which_groups('Elixir.Phoenix.PubSub'), "
+      "lists:any(fun(P) -> node(P) =:= 'beamlink@127.0.0.1' end, "
+      "pg:get_members('Elixir.Phoenix.PubSub', G))])");
+}
+
+std::string group_list(int n) {
+  std::string s = "[";
+  for (int i = 1; i <= n; ++i) {
+    if (i > 1) s += ",";
+    s += "'" + cnode::pubsub_group(kPubSub, i) + "'";
+  }
+  return s + "]";
+}
+
+// The scope and a bridge on the node's loop, with what the bridge's
+// subscribers received (term text, per topic); ended on the loop before the
+// node goes.
+class Bridge {
+ public:
+  Bridge(TestNode& bl, cnode::PubSubOptions opts, std::chrono::milliseconds rediscover = 5s)
+      : bl_(bl) {
+    auto err = bl_.on_loop([&] {
+      cnode::PgScopeOptions so;
+      so.rediscover = rediscover;
+      auto s = cnode::PgScope::create(*bl_, so);
+      if (!s) return s.error().message;
+      scope_ = std::move(*s);
+      auto b = cnode::PubSubBridge::create(*bl_, *scope_, opts);
+      if (!b) return b.error().message;
+      bridge_ = std::move(*b);
+      return std::string();
+    });
+    REQUIRE_MESSAGE(err.empty(), err);
+  }
+  ~Bridge() {
+    bl_.on_loop([&] {
+      bridge_.reset();
+      scope_.reset();
+    });
+  }
+  cnode::PgScope& scope() { return *scope_; }
+  cnode::PubSubBridge& bridge() { return *bridge_; }
+
+  void subscribe(const std::string& topic) {
+    bl_.on_loop([&] {
+      bridge_->subscribe(topic, [this](const cnode::PubSubMessage& m) {
+        cnode::TermReader r(m.message.data(), m.message.size());
+        auto text = cnode::format_term(r);
+        got_[std::string(m.topic)].push_back(text ? *text : "?");
+      });
+    });
+  }
+  std::vector<std::string> received(const std::string& topic) {
+    return bl_.on_loop([&] { return got_[topic]; });
+  }
+  int pool_size() {
+    return bl_.on_loop([&] { return bridge_->pool_size(); });
+  }
+  std::size_t nodes() {
+    return bl_.on_loop([&] { return bridge_->nodes().size(); });
+  }
+  // Publishes a term given as Erlang text; returns the number of nodes sent to.
+  std::size_t publish(const std::string& topic, const std::string& term_text) {
+    return bl_.on_loop([&]() -> std::size_t {
+      cnode::TermWriter w(false);
+      if (!cnode::parse_term(term_text, w)) return 0;
+      auto r = bridge_->publish(topic, w.bytes());
+      return r ? r->size() : 0;
+    });
+  }
+  // A %Phoenix.Socket.Broadcast{} with the given payload text.
+  std::size_t publish_broadcast(const std::string& topic, const std::string& event,
+                                const std::string& payload_text) {
+    return bl_.on_loop([&]() -> std::size_t {
+      cnode::TermWriter p(false);
+      if (!cnode::parse_term(payload_text, p)) return 0;
+      auto b = cnode::socket_broadcast(topic, event, p.bytes());
+      if (!b) return 0;
+      auto r = bridge_->publish(topic, std::span<const char>(b->data(), b->size()));
+      return r ? r->size() : 0;
+    });
+  }
+
+ private:
+  TestNode& bl_;
+  std::unique_ptr<cnode::PgScope> scope_;
+  std::unique_ptr<cnode::PubSubBridge> bridge_;
+  std::map<std::string, std::vector<std::string>> got_;
+};
+
+cnode::PubSubOptions v2() {
+  cnode::PubSubOptions o;
+  o.name = kPubSub;
+  return o;
+}
+
+const std::string kExpectBroadcast =
+    "case pubsub_fixture:received(<<\"room:1\">>) of "
+    "[#{'__struct__' := 'Elixir.Phoenix.Socket.Broadcast', topic := <<\"room:1\">>, "
+    "event := <<\"new_msg\">>, payload := #{<<\"body\">> := <<\"hi\">>}}, done] -> ok; "
+    "Other -> Other end";
+
+}  // namespace
+
+TEST_CASE("beamlink's pg scope is discovered by a BEAM scope and joins its whole pool") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 3)") == "ok");
+  Bridge b(bl, v2());
+  CHECK(b.pool_size() == 1);  // nothing known yet
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  // The BEAM's sync tells us its pool size; we join the two other groups.
+  CHECK(wait_until([&] { return b.pool_size() == 3; }, 10s));
+  CHECK(wait_until([&] { return beamlink_groups(t1) == group_list(3); }, 10s));
+  CHECK(beamlink_groups(t1) == group_list(3));
+  // Our scope knows t1's workers.
+  auto groups = bl.on_loop([&] { return b.scope().groups_of("t1@127.0.0.1"); });
+  CHECK(groups.size() == 3);
+  CHECK(t1.eval("length(pg:get_members('Elixir.Phoenix.PubSub', "
+                "'Elixir.MyApp.PubSub.Adapter_2'))") == "2");
+}
+
+TEST_CASE("a publish from beamlink reaches each BEAM node's subscribers exactly once") {
+  for (int pool : {1, 3}) {
+    CAPTURE(pool);
+    Epmd epmd;
+    LoopThread lt;
+    TestNode bl(lt, test_node_config(epmd.port()));
+    ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+    ErlNode t2(erl("t2@127.0.0.1", epmd.port()));
+    CHECK(t1.eval("net_adm:ping('t2@127.0.0.1')") == "pong");
+    std::string start = "pubsub_fixture:start(<<\"MyApp.PubSub\">>, " + std::to_string(pool) + ")";
+    for (auto* n : {&t1, &t2}) {
+      CHECK(n->eval(start) == "ok");
+      CHECK(n->eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
+      CHECK(n->eval("pubsub_fixture:subscribe(<<\"room:2\">>)") == "ok");
+    }
+    Bridge b(bl, v2());
+    REQUIRE(bl.connect("t1@127.0.0.1") == "");
+    REQUIRE(bl.connect("t2@127.0.0.1") == "");
+    REQUIRE(wait_until([&] { return b.nodes() == 2; }, 10s));
+    CHECK(wait_until([&] { return b.pool_size() == pool; }, 10s));
+
+    CHECK(b.publish_broadcast("room:1", "new_msg", "#{<<\"body\">> => <<\"hi\">>}") == 2);
+    // A marker sent after it on the same connections: once it arrived,
+    // any duplicate of the first would have too.
+    CHECK(b.publish("room:1", "done") == 2);
+    for (auto* n : {&t1, &t2}) {
+      CAPTURE(n->name());
+      CHECK(wait_until(
+          [&] {
+            return n->eval("lists:member(done, pubsub_fixture:received(<<\"room:1\">>))") == "true";
+          },
+          10s));
+      CHECK(n->eval(kExpectBroadcast) == "ok");
+      CHECK(n->eval("pubsub_fixture:received(<<\"room:2\">>)") == "[]");
+    }
+  }
+}
+
+TEST_CASE("a broadcast on a BEAM node reaches beamlink's subscriber exactly once") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t2(erl("t2@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("net_adm:ping('t2@127.0.0.1')") == "pong");
+  for (auto* n : {&t1, &t2})
+    CHECK(n->eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 3)") == "ok");
+  CHECK(t2.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
+  Bridge b(bl, v2());
+  b.subscribe("room:1");
+  b.subscribe("room:2");
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  REQUIRE(bl.connect("t2@127.0.0.1") == "");
+  REQUIRE(wait_until([&] { return beamlink_groups(t1) == group_list(3); }, 10s));
+
+  // From 20 processes, so phash2(self(), 3) picks every group of the pool.
+  CHECK(t1.eval("lists:usort([pubsub_fixture:broadcast_from_new_process(<<\"MyApp.PubSub\">>, "
+                "<<\"room:1\">>, {n, I}) || I <- lists:seq(1, 20)])") == "[normal]");
+  CHECK(t1.eval("pubsub_fixture:broadcast_from_new_process(<<\"MyApp.PubSub\">>, "
+                "<<\"room:1\">>, done)") == "normal");
+  CHECK(wait_until(
+      [&] {
+        auto got = b.received("room:1");
+        return !got.empty() && got.back() == "done";
+      },
+      10s));
+  auto got = b.received("room:1");
+  REQUIRE(got.size() == 21);
+  for (int i = 1; i <= 20; ++i)
+    CHECK(std::count(got.begin(), got.end(), "{n," + std::to_string(i) + "}") == 1);
+  CHECK(b.received("room:2").empty());
+  // The other BEAM node got each once too (the fixture is Phoenix-faithful).
+  CHECK(t2.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "21");
+}
+
+TEST_CASE("a restarted BEAM scope gets beamlink's membership back") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 1)") == "ok");
+  Bridge b(bl, v2(), 300ms);
+  b.subscribe("room:1");
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  REQUIRE(wait_until([&] { return beamlink_groups(t1) == group_list(1); }, 10s));
+
+  CHECK(t1.eval("pubsub_fixture:stop_scope()") == "ok");
+  CHECK(t1.eval("pubsub_fixture:restart_scope()") == "ok");
+  // The new scope cannot see a hidden node; our periodic discover finds it.
+  CHECK(wait_until([&] { return beamlink_groups(t1) == group_list(1); }, 10s));
+  CHECK(t1.eval("pubsub_fixture:broadcast_from_new_process(<<\"MyApp.PubSub\">>, "
+                "<<\"room:1\">>, after_restart)") == "normal");
+  CHECK(wait_until([&] { return b.received("room:1").size() == 1; }, 10s));
+  CHECK(b.received("room:1") == std::vector<std::string>{"after_restart"});
+}
+
+TEST_CASE("when beamlink's connection goes the BEAM drops its members and we drop the BEAM's") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 2)") == "ok");
+  Bridge b(bl, v2());
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  REQUIRE(wait_until([&] { return beamlink_groups(t1) == group_list(2); }, 10s));
+  CHECK(bl.on_loop([&] { return b.scope().groups_of("t1@127.0.0.1").size(); }) == 2);
+
+  bl.on_loop([&] { bl->disconnect("t1@127.0.0.1"); });
+  CHECK(wait_until([&] { return beamlink_groups(t1) == "[]"; }, 10s));
+  CHECK(bl.on_loop([&] { return b.scope().groups_of("t1@127.0.0.1").empty(); }));
+  CHECK(b.nodes() == 0);
+  // t1's own workers are still there.
+  CHECK(t1.eval("length(pg:get_members('Elixir.Phoenix.PubSub', 'Elixir.MyApp.PubSub.Adapter'))") ==
+        "1");
+}
+
+TEST_CASE("a 1.1 publish reaches the PG2Server under the pubsub name once per node") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start_v1(<<\"EWalletAPI.PubSub\">>)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
+  cnode::PubSubOptions o;
+  o.name = "EWalletAPI.PubSub";
+  o.version = cnode::PubSubOptions::Version::v1_1;
+  Bridge b(bl, o);
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  CHECK(b.publish_broadcast("room:1", "new_msg", "#{<<\"body\">> => <<\"hi\">>}") == 1);
+  CHECK(b.publish("room:1", "done") == 1);
+  CHECK(wait_until(
+      [&] {
+        return t1.eval("lists:member(done, pubsub_fixture:received(<<\"room:1\">>))") == "true";
+      },
+      10s));
+  CHECK(t1.eval(kExpectBroadcast) == "ok");
+}
