@@ -13,6 +13,10 @@ namespace beamlink::app {
 struct RunOptions {
   std::vector<std::string> connect;  // nodes to connect to and keep connected
   bool watch = false;                // `watch`: print membership changes, do not register
+  // `subscribe`: print the cluster's broadcasts on these topics as JSON lines
+  // (a hidden client, like watch, with a pg scope and a bridge per pubsub).
+  std::vector<std::string> subscribe_topics;
+  std::vector<std::string> pubsub;  // Phoenix.PubSub names (2.x)
 };
 int cmd_run(const Config& cfg, const RunOptions& opts);
 

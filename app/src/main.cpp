@@ -38,6 +38,19 @@ int main(int argc, char** argv) {
   watch->add_option("--connect", watch_opts.connect,
                     "a node to watch besides NODE_DNS's (repeatable)");
 
+  RunOptions sub_opts;
+  auto* subscribe = app.add_subcommand(
+      "subscribe", "print the cluster's Phoenix.PubSub broadcasts on TOPICs as JSON lines");
+  add_common_options(*subscribe, cfg);
+  add_discovery_options(*subscribe, cfg);
+  subscribe->add_option("--connect", sub_opts.connect,
+                        "a node to join besides NODE_DNS's (repeatable)");
+  subscribe->add_option("--pubsub", sub_opts.pubsub, "Phoenix.PubSub names, e.g. MyApp.PubSub")
+      ->envname("PUBSUB")
+      ->delimiter(',')
+      ->required();
+  subscribe->add_option("TOPIC", sub_opts.subscribe_topics, "topics to print")->required();
+
   std::string ping_node;
   int ping_timeout = 5000;
   auto* ping = app.add_subcommand("ping", "ping a node as net_adm:ping does; exit 0 on pong");
@@ -92,6 +105,10 @@ int main(int argc, char** argv) {
     if (*watch) {
       setup_logging(cfg, "warn");
       return cmd_run(cfg, watch_opts);
+    }
+    if (*subscribe) {
+      setup_logging(cfg, "warn");
+      return cmd_run(cfg, sub_opts);
     }
     if (*ping) {
       setup_logging(cfg, "warn");

@@ -8,6 +8,9 @@
 #include <ctime>
 
 #include "cnode/peer_manager.hpp"
+#include "cnode/pg_scope.hpp"
+#include "cnode/pubsub_bridge.hpp"
+#include "cnode/term_json.hpp"
 #include "commands.hpp"
 #include "discovery/dns_poller.hpp"
 
@@ -35,7 +38,8 @@ void stop_all(StopCtx* ctx) {
 int cmd_run(const Config& cfg, const RunOptions& opts) {
   // watch: a hidden client that neither listens nor registers, printing
   // membership changes on stdout as they happen.
-  auto nc = make_node_config(cfg, !opts.watch);
+  const bool subscribing = !opts.subscribe_topics.empty();
+  auto nc = make_node_config(cfg, !opts.watch && !subscribing);
   if (!nc) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());
     return 2;
@@ -46,6 +50,10 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
   {
     cnode::Node node(&loop, *nc);
     cnode::PeerManager peers(node);
+    // subscribe: a pg scope and a PubSub bridge per --pubsub, created once
+    // the node is up; destroyed before the node (declared after it).
+    std::unique_ptr<cnode::PgScope> scope;
+    std::vector<std::unique_ptr<cnode::PubSubBridge>> bridges;
     // An event: a log line for run, a timestamped stdout line for watch.
     auto say = [&](spdlog::level::level_enum level, const char* tag, const std::string& text) {
       if (!opts.watch) return spdlog::log(level, "{}", text);
@@ -132,13 +140,44 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
         return;
       }
-      if (opts.watch)
-        std::printf("beamlink: watching as %s (hidden, not registered); Ctrl-C to stop\n",
-                    node.name().c_str());
+      if (opts.watch || subscribing)
+        std::fprintf(stderr, "beamlink: %s as %s (hidden, not registered); Ctrl-C to stop\n",
+                     subscribing ? "subscribed" : "watching", node.name().c_str());
       else
         std::printf("beamlink: %s is up (distribution port %u, epmd port %u)\n",
                     node.name().c_str(), unsigned{node.listen_port()}, unsigned{nc->epmd_port});
       std::fflush(stdout);
+      if (subscribing) {
+        auto made_scope = cnode::PgScope::create(node);
+        if (!made_scope) {
+          std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
+          code = 1;
+          return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+        }
+        scope = std::move(made_scope).value();
+        for (auto& name : opts.pubsub) {
+          cnode::PubSubOptions po;
+          po.name = name;
+          auto bridge = cnode::PubSubBridge::create(node, *scope, po);
+          if (!bridge) {
+            std::fprintf(stderr, "beamlink: %s: %s\n", name.c_str(),
+                         bridge.error().message.c_str());
+            code = 1;
+            return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+          }
+          for (auto& topic : opts.subscribe_topics)
+            (*bridge)->subscribe(topic, [name](const cnode::PubSubMessage& m) {
+              cnode::TermReader reader(m.message);
+              auto json = cnode::to_json(reader);
+              std::printf("{\"pubsub\":%s,\"topic\":%s,\"message\":%s}\n",
+                          cnode::json_quote(name).c_str(), cnode::json_quote(m.topic).c_str(),
+                          json ? json->c_str()
+                               : cnode::json_quote("unprintable: " + json.error().message).c_str());
+              std::fflush(stdout);
+            });
+          bridges.push_back(std::move(bridge).value());
+        }
+      }
       for (auto& n : opts.connect) peers.add(n);
       if (poller) poller->start();
     });

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -159,4 +160,37 @@ TEST_CASE("a cookie file that others can read is refused") {
   CHECK(r.err.find("chmod 400") != std::string::npos);
   CHECK(r.err.find("secret") == std::string::npos);  // the cookie is never printed
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("beamlink subscribe prints the cluster's broadcasts on its topics as JSON lines") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 3)") == "ok");
+  Subprocess::Options o;
+  o.env = env_for(epmd.port());
+  Subprocess sub(
+      {beamlink_bin(), "subscribe", "--pubsub", "My.PubSub", "--connect", "t1@127.0.0.1", "room:1"},
+      o);
+  REQUIRE_MESSAGE(sub.wait_err("subscribed as", 10s), sub.err());
+  // Once beamlink's workers are in every pool group on t1, a broadcast from
+  // any process reaches it whichever group phash2 picks.
+  REQUIRE(wait_until([&] {
+    return t1.eval(
+               "length([G || G <- pg:which_groups('Elixir.Phoenix.PubSub'), "
+               "lists:any(fun(P) -> node(P) =/= node() end, "
+               "pg:get_members('Elixir.Phoenix.PubSub', G))])") == "3";
+  }));
+  for (int i = 0; i < 6; ++i)
+    t1.eval(
+        "pubsub_fixture:broadcast_from_new_process(<<\"My.PubSub\">>, <<\"room:1\">>, "
+        "#{event => <<\"msg\">>, n => " +
+        std::to_string(i) + "})");
+  t1.eval("pubsub_fixture:broadcast_from_new_process(<<\"My.PubSub\">>, <<\"room:2\">>, other)");
+  for (int i = 0; i < 6; ++i) CHECK(sub.wait_out("\"n\":" + std::to_string(i), 10s));
+  auto out = sub.out();
+  // Exactly once each, and nothing from the other topic.
+  CHECK(std::count(out.begin(), out.end(), '\n') == 6);
+  CHECK(out.find("room:2") == std::string::npos);
+  CHECK(out.find("{\"pubsub\":\"My.PubSub\",\"topic\":\"room:1\",\"message\":{") !=
+        std::string::npos);
 }
