@@ -1,0 +1,99 @@
+// An HTTP/1.1 server on a libuv uv_tcp_t listener: one RequestParser per
+// connection, keep-alive, pipelining (responses in request order), limits
+// (413 for a body over the limit, 431 for headers), an optional bearer token
+// (401 without it), and a graceful close. A small Router dispatches on
+// method and path.
+//
+// Contract:
+// - Thread: the loop's thread only, like the loop itself.
+// - The Handler is called once per request, in order, from a read callback.
+//   It answers through the Responder, then or later (asynchronously), exactly
+//   once: later calls are ignored. A Responder may be copied; when the last
+//   copy goes without an answer, the request gets 500. Answering after the
+//   connection closed (or the server was destroyed) does nothing.
+// - A handler must not destroy the HttpServer from inside the call.
+// - close() stops accepting, closes idle connections now and the others once
+//   their pending responses are written. The destructor closes everything at
+//   once; handles are freed in their close callbacks, so run the loop once
+//   more before uv_loop_close.
+// - After a response that ends the connection (an error, Connection: close,
+//   HTTP/1.0 without keep-alive) the server half-closes and discards what
+//   the client still sends, up to `linger`, so the client reads the answer.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "relay/http_message.hpp"
+
+namespace beamlink::relay {
+
+class Connection;
+
+class Responder {
+ public:
+  // Answers the request; true the first time, false (and ignored) after.
+  bool respond(Response r) const;
+  bool answered() const noexcept;
+
+  struct State;
+  explicit Responder(std::shared_ptr<State> s) : state_(std::move(s)) {}
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+using Handler = std::function<void(const Request&, Responder)>;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // an IPv4 or IPv6 literal
+  int port = 0;                    // 0: any free port, read it back with port()
+  ParserLimits limits;
+  // When not empty, every request must carry "Authorization: Bearer <token>";
+  // others get 401 and never reach the handler.
+  std::string bearer_token;
+  std::size_t max_pipeline = 64;  // unanswered requests per connection before reading pauses
+  std::chrono::milliseconds linger{2000};
+};
+
+class HttpServer {
+ public:
+  HttpServer(uv_loop_t* loop, ServerOptions options, Handler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens. Errors: invalid_argument (host is not an IP literal),
+  // already_exists (address in use), io_error (source = uv errno).
+  Result<void> listen();
+  int port() const;  // the bound port, once listening
+  void close();
+  std::size_t connection_count() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Dispatches on exact method and path: 404 for an unknown path, 405 (with
+// Allow) for a known path and another method.
+class Router {
+ public:
+  Router& add(std::string method, std::string path, Handler handler);
+  void operator()(const Request& req, Responder res) const;
+
+ private:
+  std::map<std::string, std::map<std::string, Handler>> routes_;  // path → method → handler
+};
+
+}  // namespace beamlink::relay

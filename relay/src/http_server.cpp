@@ -1,0 +1,439 @@
+#include "relay/http_server.hpp"
+
+#include <cstring>
+#include <deque>
+#include <unordered_map>
+
+#include "common/uv_util.hpp"
+
+namespace beamlink::relay {
+
+namespace {
+
+// Compares without an early exit, so timing does not reveal the token.
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff = static_cast<unsigned char>(
+        diff | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
+  }
+  return diff == 0;
+}
+
+bool authorized(const Request& req, const std::string& token) {
+  if (token.empty()) return true;
+  auto h = req.header("authorization");
+  if (!h || !h->starts_with("Bearer ")) return false;
+  return constant_time_equal(h->substr(7), token);
+}
+
+}  // namespace
+
+// One accepted socket. Owned by the server (shared_ptr so Responders and
+// write requests can hold a weak reference); states: Open (reading and
+// answering) → Draining (last response written, half-closed, discarding
+// input until EOF or linger) → Closed.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(HttpServer::Impl* server, uv_loop_t* loop);
+  ~Connection();
+  uv_tcp_t* tcp() { return tcp_; }
+  void start();
+  void complete(std::uint64_t seq, Response r);
+  void close();
+  void close_when_idle();
+  bool closed() const { return closed_; }
+
+ private:
+  struct Slot {
+    std::uint64_t seq = 0;
+    bool done = false;
+    bool keep_alive = true;
+    bool http10 = false;
+    std::string bytes;
+  };
+  void on_read(ssize_t nread, const uv_buf_t* buf);
+  void dispatch(Request& req);
+  void flush();
+  void drain();
+  void write(std::string bytes);
+  void pause_or_resume();
+
+  HttpServer::Impl* server_;
+  uv_loop_t* loop_;
+  uv_tcp_t* tcp_;
+  uv_timer_t* linger_ = nullptr;
+  RequestParser parser_;
+  std::vector<char> read_buf_;
+  std::vector<Request> parsed_;
+  std::deque<Slot> slots_;
+  std::uint64_t next_seq_ = 0;
+  bool no_more_requests_ = false;  // error, Connection: close, upgrade or EOF
+  bool eof_ = false;
+  bool reading_ = false;
+  bool draining_ = false;
+  bool closed_ = false;
+  bool close_when_idle_ = false;
+};
+
+struct Responder::State {
+  std::weak_ptr<Connection> conn;
+  std::uint64_t seq = 0;
+  bool answered = false;
+  ~State() {
+    if (answered) return;
+    if (auto c = conn.lock()) {
+      c->complete(seq, Response::error(500, "internal_error", "the handler did not answer"));
+    }
+  }
+};
+
+bool Responder::respond(Response r) const {
+  if (!state_ || state_->answered) return false;
+  state_->answered = true;
+  if (auto c = state_->conn.lock()) c->complete(state_->seq, std::move(r));
+  return true;
+}
+
+bool Responder::answered() const noexcept {
+  return state_ && state_->answered;
+}
+
+struct HttpServer::Impl {
+  uv_loop_t* loop;
+  ServerOptions options;
+  Handler handler;
+  uv_tcp_t* listener = nullptr;
+  int port = 0;
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> conns;
+  std::vector<std::shared_ptr<Connection>> dead;  // freed on a later iteration
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
+
+  void remove(Connection* c) {
+    auto it = conns.find(c);
+    if (it == conns.end()) return;
+    bool first = dead.empty();
+    dead.push_back(std::move(it->second));
+    conns.erase(it);
+    if (first) defer(loop, alive, [this] { dead.clear(); });
+  }
+
+  void on_connection() {
+    auto c = std::make_shared<Connection>(this, loop);
+    if (uv_accept(reinterpret_cast<uv_stream_t*>(listener),
+                  reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
+      c->close();
+      return;
+    }
+    conns.emplace(c.get(), c);
+    c->start();
+  }
+};
+
+Connection::Connection(HttpServer::Impl* server, uv_loop_t* loop)
+    : server_(server), loop_(loop), tcp_(new uv_tcp_t), parser_(server->options.limits) {
+  uv_tcp_init(loop, tcp_);
+  tcp_->data = this;
+  read_buf_.resize(64 * 1024);
+}
+
+Connection::~Connection() {
+  close();
+}
+
+void Connection::start() {
+  uv_tcp_nodelay(tcp_, 1);
+  pause_or_resume();
+}
+
+void Connection::pause_or_resume() {
+  if (closed_) return;
+  bool want = draining_ || (!no_more_requests_ && slots_.size() < server_->options.max_pipeline);
+  if (want && !reading_) {
+    reading_ = uv_read_start(
+                   reinterpret_cast<uv_stream_t*>(tcp_),
+                   [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+                     auto* self = static_cast<Connection*>(h->data);
+                     *buf = uv_buf_init(self->read_buf_.data(),
+                                        static_cast<unsigned>(self->read_buf_.size()));
+                   },
+                   [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+                     auto* self = static_cast<Connection*>(s->data);
+                     if (self) self->on_read(nread, buf);
+                   }) == 0;
+  } else if (!want && reading_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
+    reading_ = false;
+  }
+}
+
+void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
+  auto self = shared_from_this();  // a handler's answer may close us
+  if (nread < 0) {
+    eof_ = true;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
+    reading_ = false;
+    if (draining_ || nread != UV_EOF) {
+      close();
+      return;
+    }
+    if (!no_more_requests_) {
+      no_more_requests_ = true;
+      if (auto err = parser_.finish()) {
+        slots_.push_back(
+            Slot{next_seq_++, true, false, false,
+                 serialize(Response::error(err->status, err->error, err->reason), false)});
+      }
+    }
+    flush();
+    return;
+  }
+  if (nread == 0 || draining_ || no_more_requests_) return;
+  auto fed =
+      parser_.feed(std::span<const char>(buf->base, static_cast<std::size_t>(nread)), parsed_);
+  for (auto& req : parsed_) {
+    if (closed_ || no_more_requests_) break;
+    dispatch(req);
+  }
+  parsed_.clear();
+  if (fed.error && !no_more_requests_) {
+    no_more_requests_ = true;
+    const auto& e = *fed.error;
+    slots_.push_back(Slot{next_seq_++, true, false, false,
+                          serialize(Response::error(e.status, e.error, e.reason), false)});
+  }
+  flush();
+  pause_or_resume();
+}
+
+void Connection::dispatch(Request& req) {
+  bool keep = req.keep_alive && !req.upgrade && !close_when_idle_;
+  std::uint64_t seq = next_seq_++;
+  slots_.push_back(Slot{seq, false, keep, req.http_major == 1 && req.http_minor == 0, {}});
+  if (!keep) no_more_requests_ = true;
+  if (!authorized(req, server_->options.bearer_token)) {
+    Response r = Response::error(401, "unauthorized", "missing or wrong bearer token");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    complete(seq, std::move(r));
+    return;
+  }
+  auto state = std::make_shared<Responder::State>();
+  state->conn = weak_from_this();
+  state->seq = seq;
+  Responder responder(std::move(state));
+  try {
+    server_->handler(req, responder);
+  } catch (const std::exception& e) {
+    responder.respond(Response::error(500, "internal_error", e.what()));
+  } catch (...) {
+    responder.respond(Response::error(500, "internal_error", "the handler threw"));
+  }
+}
+
+void Connection::complete(std::uint64_t seq, Response r) {
+  if (closed_) return;
+  for (auto& s : slots_) {
+    if (s.seq == seq && !s.done) {
+      s.done = true;
+      s.bytes = serialize(r, s.keep_alive, s.http10);
+      break;
+    }
+  }
+  flush();
+  pause_or_resume();
+}
+
+void Connection::flush() {
+  while (!closed_ && !draining_ && !slots_.empty() && slots_.front().done) {
+    Slot s = std::move(slots_.front());
+    slots_.pop_front();
+    write(std::move(s.bytes));
+    if (!s.keep_alive) {
+      drain();
+      return;
+    }
+  }
+  if (closed_ || draining_) return;
+  if (slots_.empty() && (eof_ || close_when_idle_)) drain();
+}
+
+void Connection::write(std::string bytes) {
+  struct WriteReq {
+    uv_write_t req;
+    std::string bytes;
+  };
+  auto* w = new WriteReq{{}, std::move(bytes)};
+  uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_), &b, 1,
+                    [](uv_write_t* req, int status) {
+                      auto* wr = reinterpret_cast<WriteReq*>(req);
+                      auto* self = static_cast<Connection*>(req->handle->data);
+                      delete wr;
+                      if (status < 0 && self) self->close();
+                    });
+  if (rc != 0) {
+    delete w;
+    close();
+  }
+}
+
+// The last response is queued: half-close (FIN after the queued writes), then
+// discard input until the client closes, or linger passes.
+void Connection::drain() {
+  if (draining_ || closed_) return;
+  draining_ = true;
+  auto* req = new uv_shutdown_t;
+  if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(tcp_), [](uv_shutdown_t* r, int status) {
+        auto* self = static_cast<Connection*>(r->handle->data);
+        delete r;
+        if (self && (status < 0 || self->eof_)) self->close();
+      }) != 0) {
+    delete req;
+    close();
+    return;
+  }
+  linger_ = new uv_timer_t;
+  uv_timer_init(loop_, linger_);
+  linger_->data = this;
+  uv_timer_start(
+      linger_, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->close(); },
+      static_cast<std::uint64_t>(server_->options.linger.count()), 0);
+  pause_or_resume();
+}
+
+void Connection::close_when_idle() {
+  close_when_idle_ = true;
+  no_more_requests_ = true;
+  flush();
+  pause_or_resume();
+}
+
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  tcp_->data = nullptr;  // pending write/shutdown callbacks see a closed connection
+  close_and_delete(tcp_);
+  if (linger_) {
+    uv_timer_stop(linger_);
+    close_and_delete(linger_);
+    linger_ = nullptr;
+  }
+  slots_.clear();
+  server_->remove(this);
+}
+
+// HttpServer ----------------------------------------------------------------
+
+HttpServer::HttpServer(uv_loop_t* loop, ServerOptions options, Handler handler)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->loop = loop;
+  impl_->options = std::move(options);
+  impl_->handler = std::move(handler);
+}
+
+HttpServer::~HttpServer() {
+  impl_->alive.reset();  // deferred clean-ups no longer touch impl_
+  if (impl_->listener) {
+    impl_->listener->data = nullptr;
+    close_and_delete(impl_->listener);
+    impl_->listener = nullptr;
+  }
+  auto conns = std::move(impl_->conns);
+  impl_->conns.clear();
+  for (auto& [p, c] : conns) c->close();
+  impl_->dead.clear();
+}
+
+Result<void> HttpServer::listen() {
+  auto& s = *impl_;
+  if (s.listener) return make_error(Errc::already_exists, "the relay already listens");
+  sockaddr_storage addr{};
+  bool v6 = s.options.host.find(':') != std::string::npos;
+  int rc = v6 ? uv_ip6_addr(s.options.host.c_str(), s.options.port,
+                            reinterpret_cast<sockaddr_in6*>(&addr))
+              : uv_ip4_addr(s.options.host.c_str(), s.options.port,
+                            reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) {
+    return make_error(Errc::invalid_argument,
+                      "relay listen address \"" + s.options.host +
+                          "\" is not an IP literal — use e.g. 127.0.0.1 or ::1",
+                      rc);
+  }
+  s.listener = new uv_tcp_t;
+  uv_tcp_init(s.loop, s.listener);
+  s.listener->data = impl_.get();
+  std::string where = s.options.host + ":" + std::to_string(s.options.port);
+  rc = uv_tcp_bind(s.listener, reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc == 0) {
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(s.listener), 511, [](uv_stream_t* l, int status) {
+      auto* impl = static_cast<Impl*>(l->data);
+      if (impl && status == 0) impl->on_connection();
+    });
+  }
+  if (rc != 0) {
+    close_and_delete(s.listener);
+    s.listener = nullptr;
+    if (rc == UV_EADDRINUSE) {
+      return make_error(
+          Errc::already_exists,
+          "relay cannot listen on " + where + ": address in use — choose another RELAY_LISTEN", rc);
+    }
+    return make_error(Errc::io_error, "relay cannot listen on " + where + ": " + uv_strerror(rc),
+                      rc);
+  }
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  uv_tcp_getsockname(s.listener, reinterpret_cast<sockaddr*>(&bound), &len);
+  s.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return {};
+}
+
+int HttpServer::port() const {
+  return impl_->port;
+}
+
+void HttpServer::close() {
+  if (impl_->listener) {
+    impl_->listener->data = nullptr;
+    close_and_delete(impl_->listener);
+    impl_->listener = nullptr;
+  }
+  std::vector<std::shared_ptr<Connection>> all;
+  for (auto& [p, c] : impl_->conns) all.push_back(c);
+  for (auto& c : all) c->close_when_idle();
+}
+
+std::size_t HttpServer::connection_count() const {
+  return impl_->conns.size();
+}
+
+// Router --------------------------------------------------------------------
+
+Router& Router::add(std::string method, std::string path, Handler handler) {
+  routes_[std::move(path)][std::move(method)] = std::move(handler);
+  return *this;
+}
+
+void Router::operator()(const Request& req, Responder res) const {
+  auto p = routes_.find(req.path);
+  if (p == routes_.end()) {
+    res.respond(Response::error(404, "not_found", "no route for " + req.path));
+    return;
+  }
+  auto m = p->second.find(req.method);
+  if (m == p->second.end()) {
+    std::string allow;
+    for (const auto& [method, h] : p->second) allow += (allow.empty() ? "" : ", ") + method;
+    Response r = Response::error(
+        405, "method_not_allowed",
+        req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
+    r.headers.emplace_back("Allow", allow);
+    res.respond(std::move(r));
+    return;
+  }
+  m->second(req, std::move(res));
+}
+
+}  // namespace beamlink::relay
