@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -288,6 +289,15 @@ std::string fixtures_ebin() {
   std::lock_guard lock(m);
   std::string dir = binary_path("tests/fixtures_ebin");
   std::filesystem::create_directories(dir);
+  // ctest runs test processes in parallel: one compiles at a time (erlc
+  // writes NAME.bea# then renames it; two at once race on the rename).
+  int lock_fd = ::open((dir + "/.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX) != 0)
+    throw std::runtime_error("cannot lock " + dir + "/.lock");
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }  // closing releases the flock
+  } unlock{lock_fd};
   for (auto& entry : std::filesystem::directory_iterator(source_path("tests/fixtures"))) {
     if (entry.path().extension() != ".erl") continue;
     auto beam = std::filesystem::path(dir) / (entry.path().stem().string() + ".beam");
