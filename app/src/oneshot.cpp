@@ -98,8 +98,7 @@ int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
         std::function<void()> on_timeout;
         void close() {
           if (!timer) return;
-          uv_close(reinterpret_cast<uv_handle_t*>(timer),
-                   [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+          close_and_delete(timer);
           timer = nullptr;
         }
       };

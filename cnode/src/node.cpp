@@ -762,11 +762,8 @@ void Node::dispatch(Connection* c, std::span<const char> control_bytes,
 // ------------------------------------------------------------- built-ins
 
 void Node::install_builtins() {
-  // (Re)creates net_kernel and the rpc client so their pids carry the
-  // current creation.
-  for (const char* name : {"net_kernel", "$rpc"})
-    if (auto p = table_.whereis(name)) (void)table_.exit(*p, atom_reason("normal"));
-
+  // Called once, when the creation is known (epmd's, or ours for a client),
+  // so these pids carry it.
   // net_kernel: net_adm:ping sends {'$gen_call', {From, Tag}, {is_auth, Node}}
   // and waits for {Tag, yes}; Tag is copied as received ([alias | Ref] on
   // OTP 24+).

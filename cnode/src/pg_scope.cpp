@@ -2,6 +2,8 @@
 // adapter on a Node.
 #include "cnode/pg_scope.hpp"
 
+#include "common/uv_util.hpp"
+
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
@@ -375,8 +377,7 @@ PgScope::~PgScope() {
   if (alive_) *alive_ = nullptr;
   if (timer_) {
     uv_timer_stop(timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    close_and_delete(timer_);
   }
   node_.exit(core_.self(), "shutdown");
 }

@@ -12,6 +12,7 @@
 #include "cnode/identity.hpp"
 #include "cnode/node.hpp"
 #include "cnode/term_text.hpp"
+#include "common/uv_util.hpp"
 #include "epmd_client/client.hpp"
 
 namespace beamlink::doctor {
@@ -605,19 +606,9 @@ Doctor::~Doctor() {
 
 void Doctor::run(std::function<void(Report)> done) {
   impl_->done = std::move(done);
-  // Start on the next loop iteration, so `done` never runs inside run().
-  auto* t = new uv_timer_t;
-  uv_timer_init(impl_->loop, t);
-  t->data = impl_.get();
-  uv_timer_start(
-      t,
-      [](uv_timer_t* timer) {
-        auto* impl = static_cast<Impl*>(timer->data);
-        uv_close(reinterpret_cast<uv_handle_t*>(timer),
-                 [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-        impl->start();
-      },
-      0, 0);
+  // Start on the next loop iteration, so `done` never runs inside run();
+  // nothing starts if the Doctor is destroyed first.
+  defer(impl_->loop, impl_->alive, [impl = impl_.get()] { impl->start(); });
 }
 
 }  // namespace beamlink::doctor
