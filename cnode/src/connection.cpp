@@ -12,6 +12,7 @@ Connection::Connection(Node& node, int fd, std::string peer, bool inbound)
     : node_(node),
       fd_(fd),
       peer_(std::move(peer)),
+      id_(node.next_connection_id()),
       inbound_(inbound),
       framer_(node.config().max_frame) {
   tcp_.data = this;
@@ -89,6 +90,8 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 void Connection::send_frame(std::span<const char> control, std::span<const char> message) {
   if (state_ != State::up) return;
   append_frame(pending_, control, message);
+  ++frames_enqueued_;
+  ++pending_frames_;
   ++node_.mutable_stats().frames_out;
   if (!writing_) start_write();
 }
@@ -104,6 +107,8 @@ void Connection::start_write() {
   if (pending_.empty() || state_ != State::up) return;
   inflight_.swap(pending_);
   pending_.clear();
+  inflight_frames_ = pending_frames_;
+  pending_frames_ = 0;
   writing_ = true;
   uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
   int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write);
@@ -121,6 +126,8 @@ void Connection::on_write(uv_write_t* req, int status) {
   self->writing_ = false;
   std::size_t written = self->inflight_.size();
   self->inflight_.clear();
+  std::uint64_t frames = self->inflight_frames_;
+  self->inflight_frames_ = 0;
   // After close() the write is cancelled and the Node may already be gone:
   // touch nothing but this object.
   if (self->state_ != State::up) return;
@@ -131,8 +138,11 @@ void Connection::on_write(uv_write_t* req, int status) {
     return;
   }
   self->node_.mutable_stats().bytes_out += written;
+  self->frames_written_ += frames;
   if (!self->pending_.empty()) self->start_write();
   if (!self->writable_waiters_.empty() && self->has_room()) self->notify_writable({});
+  // Last: a listener may send (more frames) or close this connection.
+  if (frames != 0 && self->state_ == State::up) self->node_.frames_written(self);
 }
 
 bool Connection::has_room() const {

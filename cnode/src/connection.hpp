@@ -44,6 +44,12 @@ class Connection {
   void send_tick();
   std::size_t queued() const { return pending_.size() + inflight_.size(); }
 
+  // Data frames (ticks excluded) handed to send_frame, and those whose write
+  // completed, since this connection opened; id is unique within the Node.
+  std::uint64_t id() const { return id_; }
+  std::uint64_t frames_enqueued() const { return frames_enqueued_; }
+  std::uint64_t frames_written() const { return frames_written_; }
+
   // Called by the node's ticker: sends a tick when idle, closes when the peer
   // has been silent for a whole ticktime.
   void on_tick_check(std::uint64_t now_ms, std::uint64_t ticktime_ms);
@@ -73,6 +79,7 @@ class Connection {
   uv_write_t write_req_;
   int fd_;
   std::string peer_;
+  std::uint64_t id_;
   bool inbound_;
   State state_ = State::up;
   bool opened_ = false;
@@ -82,6 +89,10 @@ class Connection {
   std::string inflight_;
   std::uint64_t last_read_ms_ = 0;
   std::uint64_t last_write_ms_ = 0;
+  std::uint64_t frames_enqueued_ = 0;
+  std::uint64_t pending_frames_ = 0;
+  std::uint64_t inflight_frames_ = 0;
+  std::uint64_t frames_written_ = 0;
   std::vector<std::function<void(Result<void>)>> writable_waiters_;
 };
 

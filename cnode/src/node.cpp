@@ -65,6 +65,7 @@ struct Node::Impl {
   std::unique_ptr<epmd_client::Registration> registration;
   uv_timer_t* ticker = nullptr;
   std::unordered_map<std::string, Connection*> connections;
+  std::unordered_map<std::string, OutboundProgress> last_progress;  // of closed connections
   std::map<std::string, std::vector<std::function<void(Result<void>)>>> connecting;
   std::map<std::string, std::uint64_t> last_accept_warning;  // message -> uv_now when warned
   Pid rpc_pid;
@@ -496,6 +497,8 @@ void Node::connection_closed(Connection* c, const Error& why) {
   auto it = impl_->connections.find(c->peer());
   if (it == impl_->connections.end() || it->second != c) return;  // a duplicate that lost
   impl_->connections.erase(it);
+  impl_->last_progress[c->peer()] =
+      OutboundProgress{c->id(), c->frames_enqueued(), c->frames_written(), false};
   if (why.code == Errc::shutting_down)
     spdlog::debug("closing connection to {}", c->peer());
   else
@@ -533,6 +536,21 @@ void Node::disconnect(const std::string& node) {
 std::size_t Node::queued_bytes(const std::string& node) const {
   auto it = impl_->connections.find(node);
   return it == impl_->connections.end() ? 0 : it->second->queued();
+}
+
+OutboundProgress Node::progress(const std::string& node) const {
+  if (auto it = impl_->connections.find(node); it != impl_->connections.end())
+    return {it->second->id(), it->second->frames_enqueued(), it->second->frames_written(), true};
+  if (auto it = impl_->last_progress.find(node); it != impl_->last_progress.end())
+    return it->second;
+  return {};
+}
+
+void Node::frames_written(Connection* c) {
+  if (written_.empty() || impl_->destroying) return;
+  std::string peer = c->peer();  // the connection may close in a callback
+  auto handlers = written_;
+  for (auto& f : handlers) f(peer);
 }
 
 void Node::when_writable(const std::string& node, std::function<void(Result<void>)> cb) {

@@ -98,6 +98,26 @@ Result<std::string> socket_broadcast(std::string_view topic, std::string_view ev
   return owned(w);
 }
 
+Result<PubSubOptions::Version> parse_pubsub_version(std::string_view text) {
+  if (text == "2" || text == "2.x") return PubSubOptions::Version::v2;
+  if (text == "1.1") return PubSubOptions::Version::v1_1;
+  if (text == "auto") return PubSubOptions::Version::automatic;
+  return make_error(Errc::invalid_argument, "unknown Phoenix.PubSub version \"" +
+                                                std::string(text) + "\" (expected 2, 1.1 or auto)");
+}
+
+std::string_view to_string(PubSubOptions::Version v) {
+  switch (v) {
+    case PubSubOptions::Version::v2:
+      return "2.x";
+    case PubSubOptions::Version::v1_1:
+      return "1.1";
+    case PubSubOptions::Version::automatic:
+      return "auto";
+  }
+  return "?";
+}
+
 // ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(Node& node, PgScope& scope,
@@ -124,7 +144,78 @@ Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(Node& node, PgScope& 
   for (auto& peer : scope.nodes())
     n = std::max(n, pubsub_pool_size(b->options_.name, scope.groups_of(peer)));
   if (auto r = b->grow_to(n); !r) return r.error();
+  if (b->options_.version == PubSubOptions::Version::automatic) {
+    node.on_node_up([weak](const std::string& peer) {
+      if (auto c = weak.lock(); c && *c) (*c)->probe(peer);
+    });
+    node.on_node_down([weak](const std::string& peer, const Error&) {
+      if (auto c = weak.lock(); c && *c) (*c)->probed_.erase(peer);
+    });
+    for (auto& peer : node.connected_nodes()) b->probe(peer);
+  }
   return b;
+}
+
+void PubSubBridge::probe(const std::string& peer) {
+  TermWriter args;
+  args.nil();
+  std::weak_ptr<PubSubBridge*> weak = alive_;
+  node_.rpc(peer, "erlang", "registered", args.bytes(), options_.probe_timeout,
+            [weak, peer](Result<RpcReply> r) {
+              auto c = weak.lock();
+              if (!c || !*c) return;
+              PubSubBridge& self = **c;
+              if (!r) {
+                if (r.error().code != Errc::shutting_down)
+                  spdlog::warn("pubsub {}: cannot tell which Phoenix.PubSub {} runs: {}",
+                               self.atom_, peer, r.error().message);
+                return;
+              }
+              auto reader =
+                  TermReader::from_external(std::span<const char>(r->term.data(), r->term.size()));
+              bool has_name = false, has_adapter = false;
+              const std::string adapter = pubsub_group(self.options_.name, 1);
+              if (reader) {
+                auto n = reader->read_list_header();
+                for (int i = 0; n && i < *n; ++i) {
+                  auto a = reader->read_atom();
+                  if (!a) break;
+                  has_name |= *a == self.atom_;
+                  has_adapter |= *a == adapter;
+                }
+              }
+              bool v1 = has_name && !has_adapter;
+              self.probed_[peer] = v1;
+              if (v1)
+                spdlog::info(
+                    "pubsub {}: {} runs Phoenix.PubSub 1.1: publishing to it (its own "
+                    "broadcasts cannot reach beamlink: pg2 left OTP in 24)",
+                    self.atom_, peer);
+              else if (!has_adapter)
+                spdlog::info("pubsub {}: {} has no such pubsub (yet): nothing goes there",
+                             self.atom_, peer);
+            });
+}
+
+bool PubSubBridge::has_v2(const std::string& peer) const {
+  auto members = scope_.members(pubsub_group(options_.name, 1));
+  auto it = members.find(peer);
+  return it != members.end() && !it->second.empty();
+}
+
+std::optional<PubSubOptions::Version> PubSubBridge::version_of(const std::string& peer) const {
+  switch (options_.version) {
+    case PubSubOptions::Version::v1_1:
+      return PubSubOptions::Version::v1_1;
+    case PubSubOptions::Version::v2:
+      return PubSubOptions::Version::v2;
+    case PubSubOptions::Version::automatic:
+      break;
+  }
+  if (has_v2(peer)) return PubSubOptions::Version::v2;
+  if (auto it = probed_.find(peer); it != probed_.end() && it->second)
+    return PubSubOptions::Version::v1_1;
+  return std::nullopt;
 }
 
 PubSubBridge::PubSubBridge(Node& node, PgScope& scope, PubSubOptions options)
@@ -197,36 +288,61 @@ std::vector<std::string> PubSubBridge::nodes() const {
     return out;
   }
   for (auto& [n, pids] : scope_.members(pubsub_group(options_.name, 1)))
-    if (n != node_.name() && node_.is_connected(n)) out.push_back(n);
+    if (n != node_.name() && node_.is_connected(n) && !pids.empty()) out.push_back(n);
+  if (options_.version == PubSubOptions::Version::automatic) {
+    for (auto& [n, v1] : probed_)
+      if (v1 && node_.is_connected(n) && std::find(out.begin(), out.end(), n) == out.end())
+        out.push_back(n);
+    std::sort(out.begin(), out.end());
+  }
+  return out;
+}
+
+Result<std::vector<PubSubSend>> PubSubBridge::plan(std::string_view topic,
+                                                   std::span<const char> message,
+                                                   std::string_view dispatcher) const {
+  auto targets = nodes();
+  if (targets.empty())
+    return make_error(Errc::not_connected,
+                      "pubsub " + atom_ + ": no connected node has this pubsub yet");
+  // The 2.x destination is the worker registered under the first group
+  // atom (every node's pool has it); 1.1's is the PG2Server under the name.
+  std::shared_ptr<const std::string> v2_bytes, v1_bytes;
+  std::vector<PubSubSend> out;
+  out.reserve(targets.size());
+  for (auto& n : targets) {
+    bool v1 = version_of(n) == PubSubOptions::Version::v1_1;
+    auto& bytes = v1 ? v1_bytes : v2_bytes;
+    if (!bytes) {
+      auto msg = v1 ? encode_forward_to_local_v1(options_.fastlane, topic, message)
+                    : encode_forward_to_local(topic, message, dispatcher);
+      if (!msg) return msg.error();
+      bytes = std::make_shared<const std::string>(std::move(*msg));
+    }
+    out.push_back(PubSubSend{n, v1 || workers_.empty() ? scope_.self() : workers_.front(),
+                             v1 ? atom_ : pubsub_group(options_.name, 1), bytes});
+  }
   return out;
 }
 
 Result<std::vector<std::string>> PubSubBridge::publish(std::string_view topic,
                                                        std::span<const char> message,
                                                        std::string_view dispatcher) {
-  bool v1 = options_.version == PubSubOptions::Version::v1_1;
-  auto msg = v1 ? encode_forward_to_local_v1(options_.fastlane, topic, message)
-                : encode_forward_to_local(topic, message, dispatcher);
-  if (!msg) return msg.error();
-  // The 2.x destination is the worker registered under the first group
-  // atom (every node's pool has it); 1.1's is the PG2Server under the name.
-  std::string to = v1 ? atom_ : pubsub_group(options_.name, 1);
-  Pid from = v1 ? scope_.self() : workers_.front();
+  auto sends = plan(topic, message, dispatcher);
+  if (!sends) return sends.error();
   std::vector<std::string> sent;
   std::optional<Error> first;
-  auto targets = nodes();
-  for (auto& n : targets) {
-    auto r = node_.reg_send(from, n, to, std::span<const char>(msg->data(), msg->size()));
+  for (auto& m : *sends) {
+    auto r = node_.reg_send(m.from, m.node, m.to,
+                            std::span<const char>(m.message->data(), m.message->size()));
     if (r) {
-      sent.push_back(n);
+      sent.push_back(m.node);
     } else {
-      spdlog::warn("pubsub {}: publish to {} on {} failed: {}", atom_, to, n, r.error().message);
+      spdlog::warn("pubsub {}: publish to {} on {} failed: {}", atom_, m.to, m.node,
+                   r.error().message);
       if (!first) first = r.error();
     }
   }
-  if (targets.empty())
-    return make_error(Errc::not_connected,
-                      "pubsub " + atom_ + ": no connected node has this pubsub yet");
   if (sent.empty() && first) return *first;
   return sent;
 }

@@ -55,6 +55,16 @@ struct NodeStats {
   std::uint64_t epmd_reregistrations = 0;
 };
 
+// Data frames sent towards a node on one connection (ticks excluded):
+// handed to the connection, and written to the socket. A message counted in
+// `enqueued` but not in `written` when the connection closed never left.
+struct OutboundProgress {
+  std::uint64_t connection = 0;  // 0: never connected
+  std::uint64_t enqueued = 0;
+  std::uint64_t written = 0;
+  bool up = false;  // false: the counts are the last connection's, final
+};
+
 // The outcome of an rpc: the reply term (with version byte). {badrpc,
 // Reason} is not a reply: it comes back as Errc::badrpc with the reason's
 // text in the message.
@@ -119,6 +129,12 @@ class Node {
   void when_writable(const std::string& node, std::function<void(Result<void>)> cb);
   // Bytes queued towards `node` (0 when not connected).
   std::size_t queued_bytes(const std::string& node) const;
+  // The frames of the current connection to `node`, or of the last one once
+  // it closed (it stays readable in and after the node-down callbacks).
+  OutboundProgress progress(const std::string& node) const;
+  // Called after a write towards `node` completed (progress().written grew).
+  // The callback may send and may close connections.
+  void on_written(NodeEvent cb) { written_.push_back(std::move(cb)); }
 
   // rpc:call(Node, Mod, Fun, Args) through rex, matched by a unique reference.
   // args: an encoded list with version byte.
@@ -131,6 +147,8 @@ class Node {
   void connection_closed(Connection* c, const Error& why);
   void dispatch(Connection* c, std::span<const char> control, std::span<const char> message);
   NodeStats& mutable_stats() { return stats_; }
+  std::uint64_t next_connection_id() { return ++last_connection_id_; }
+  void frames_written(Connection* c);
   uv_loop_t* loop() const { return loop_; }
 
  private:
@@ -148,6 +166,8 @@ class Node {
   std::uint16_t listen_port_ = 0;
   std::vector<NodeEvent> node_up_;
   std::vector<NodeDownEvent> node_down_;
+  std::vector<NodeEvent> written_;
+  std::uint64_t last_connection_id_ = 0;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -16,11 +16,19 @@
 // name 'Elixir.NAME' on every connected node. pg2 is gone from OTP 24+, so
 // receiving 1.1 broadcasts is not supported.
 //
+// Version `automatic` finds out per node: a node whose scope has the pool's
+// groups speaks 2.x; otherwise, once connected, the bridge asks it for
+// erlang:registered() and a node that registers 'Elixir.NAME' but not
+// 'Elixir.NAME.Adapter' speaks 1.1 (2.x registers both: the Registry under
+// the name and the worker under the group). A node with neither has no such
+// pubsub and gets nothing.
+//
 // The codec functions are the core without I/O; PubSubBridge is the adapter.
 //
 // Thread: the loop's thread only (not synchronised).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -73,10 +81,25 @@ Result<std::string> socket_broadcast(std::string_view topic, std::string_view ev
 inline constexpr std::string_view kChannelServer = "Elixir.Phoenix.Channel.Server";
 
 struct PubSubOptions {
-  enum class Version { v2, v1_1 };
+  enum class Version { v2, v1_1, automatic };
   std::string name;  // "EWalletAPI.PubSub" (the Elixir module, with or without "Elixir.")
   Version version = Version::v2;
   std::string fastlane = "nil";  // 1.1 only: the Fastlane atom of forward_to_local
+  std::chrono::milliseconds probe_timeout{5000};  // automatic: the erlang:registered() rpc
+};
+
+// "2" / "2.x" -> v2, "1.1" -> v1_1, "auto" -> automatic; invalid_argument else.
+Result<PubSubOptions::Version> parse_pubsub_version(std::string_view text);
+std::string_view to_string(PubSubOptions::Version v);
+
+// One message of a publish: `message` (version byte first) to the name `to`
+// on `node`, sent as `from`. Every send of one publish to nodes of the same
+// wire version shares the bytes.
+struct PubSubSend {
+  std::string node;
+  Pid from;
+  std::string to;
+  std::shared_ptr<const std::string> message;
 };
 
 // What a subscriber receives; views valid during the call only.
@@ -111,14 +134,22 @@ class PubSubBridge {
   int subscribe(std::string topic, Subscriber cb);
   void unsubscribe(int id);
 
-  // The BEAM nodes a publish goes to: 2.x, the nodes whose scope has a
-  // member of the pubsub's first group; 1.1, every connected node.
+  // The BEAM nodes a publish goes to: 2.x, the connected nodes whose scope
+  // has a member of the pubsub's first group; 1.1, every connected node;
+  // automatic, the union of the 2.x nodes and the nodes found to be 1.1.
   std::vector<std::string> nodes() const;
+  // automatic: the version found for a connected node, if any yet.
+  std::optional<PubSubOptions::Version> version_of(const std::string& node) const;
 
-  // Sends the message once to each of nodes(). `message`: an encoded term
-  // without version byte. Returns the nodes it was queued for; a node whose
-  // send failed (queue full, gone) is left out and logged, and the first
-  // such error is returned when no node took it.
+  // The sends of one publish, one per node of nodes(), nothing sent yet.
+  // `message`: an encoded term without version byte. Fails with
+  // not_connected when there is no such node.
+  Result<std::vector<PubSubSend>> plan(std::string_view topic, std::span<const char> message,
+                                       std::string_view dispatcher = kChannelServer) const;
+
+  // plan() and send each now. Returns the nodes it was queued for; a node
+  // whose send failed (queue full, gone) is left out and logged, and the
+  // first such error is returned when no node took it.
   Result<std::vector<std::string>> publish(std::string_view topic, std::span<const char> message,
                                            std::string_view dispatcher = kChannelServer);
 
@@ -129,6 +160,8 @@ class PubSubBridge {
   PubSubBridge(Node& node, PgScope& scope, PubSubOptions options);
   Result<void> grow_to(int n);
   void on_worker_message(const Envelope& e);
+  void probe(const std::string& node);
+  bool has_v2(const std::string& node) const;
 
   Node& node_;
   PgScope& scope_;
@@ -139,6 +172,7 @@ class PubSubBridge {
   int next_id_ = 1;
   int change_id_ = 0;
   std::shared_ptr<PubSubBridge*> alive_;
+  std::map<std::string, bool> probed_;  // automatic: node -> speaks 1.1 (false: not, or 2.x)
   std::uint64_t received_ = 0;
   std::uint64_t ignored_ = 0;
 };
