@@ -1,0 +1,166 @@
+// Delivery of accepted broadcasts to BEAM nodes: one bounded FIFO per node,
+// so that what the relay accepted reaches each node in order or is counted
+// and logged when it cannot (DESIGN.md, "Relay contract": nothing accepted is
+// dropped silently).
+//
+// A message moves through three states per node:
+//   waiting   in our queue, not yet handed to the connection;
+//   in flight handed to the connection (Node::reg_send), not yet written;
+//   done      the connection wrote it to the socket (counted delivered).
+// The connection's own counters (Node::progress) tell which in-flight frames
+// were written. When a connection closes, what it had not written goes back
+// to the front of the waiting queue, in order, and is sent again once the
+// node reconnects. A waiting message older than the TTL is dropped, counted
+// as expired and logged (one line per node per sweep). A node's queue holds at
+// most max_queue messages; a publish that would overflow any of its target
+// nodes is refused as a whole (queue_full), so a refused broadcast reached
+// nobody and an accepted one is queued for every target.
+//
+// Order: one FIFO per node; a retried message keeps its place ahead of
+// everything accepted after it. So the order of broadcasts per node (and so
+// per topic per node) is the order they were accepted.
+//
+// DeliveryCore is the logic without I/O: it talks to the connections through
+// the Link interface and takes the time as an argument. Delivery is the
+// adapter over cnode::Node and a libuv timer.
+//
+// Thread: the loop's thread only.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cnode/node.hpp"
+#include "cnode/term.hpp"
+#include "common/result.hpp"
+
+struct uv_timer_s;
+
+namespace beamlink::relay {
+
+// One message for one node: `bytes` (version byte first) to the registered
+// name `to`, sent as `from`. The bytes are shared by every node's copy.
+struct Outbound {
+  std::string node;
+  cnode::Pid from;
+  std::string to;
+  std::shared_ptr<const std::string> bytes;
+};
+
+struct DeliveryOptions {
+  std::size_t max_queue = 10000;          // messages per node, waiting or in flight
+  std::chrono::milliseconds ttl{30000};   // how long a message may wait for its node
+  std::size_t high_water = 256u << 10;    // bytes in the connection's queue before we hold back
+  std::chrono::milliseconds sweep{1000};  // how often expiry is checked
+};
+
+struct DeliveryStats {
+  std::uint64_t accepted = 0;      // messages queued (one per node per broadcast)
+  std::uint64_t delivered = 0;     // written to a node's connection
+  std::uint64_t retried = 0;       // sent again after their connection closed unwritten
+  std::uint64_t expired = 0;       // dropped: not sent within the TTL
+  std::uint64_t refused_full = 0;  // publishes refused: a target queue was full
+};
+
+// What DeliveryCore needs from the connections (cnode::Node in production).
+class Link {
+ public:
+  virtual ~Link() = default;
+  virtual bool connected(const std::string& node) const = 0;
+  virtual std::size_t queued_bytes(const std::string& node) const = 0;
+  virtual cnode::OutboundProgress progress(const std::string& node) const = 0;
+  virtual Result<void> send(const Outbound& m) = 0;
+};
+
+class DeliveryCore {
+ public:
+  DeliveryCore(Link& link, DeliveryOptions options);
+
+  // Queues one broadcast: every message of `batch` (one per node), all or
+  // none. Fails with queue_full (naming the node) when a target queue is
+  // full, with invalid_argument for an empty batch. Sends what it can now.
+  Result<void> enqueue(std::vector<Outbound> batch, std::uint64_t now_ms);
+
+  // Sends a node's waiting messages while its connection has room, after
+  // counting what it wrote. Call when it connects and after its writes.
+  void pump(const std::string& node, std::uint64_t now_ms);
+  // The node's connection closed: what it did not write waits again.
+  void connection_lost(const std::string& node, std::uint64_t now_ms);
+  // Drops waiting messages older than the TTL. Returns, per node, how many.
+  std::map<std::string, std::size_t> expire(std::uint64_t now_ms);
+
+  const DeliveryStats& stats() const { return stats_; }
+  // Messages waiting or in flight, per node (nodes with none are left out).
+  std::map<std::string, std::size_t> depths() const;
+  std::size_t depth(const std::string& node) const;
+  const DeliveryOptions& options() const { return options_; }
+
+ private:
+  struct Item {
+    Outbound msg;
+    std::uint64_t accepted_ms = 0;
+    std::uint64_t connection = 0;  // in flight: the connection and its frame number
+    std::uint64_t seq = 0;
+  };
+  struct Queue {
+    std::deque<Item> in_flight;  // oldest first
+    std::deque<Item> waiting;    // oldest first
+    std::size_t size() const { return in_flight.size() + waiting.size(); }
+  };
+  void confirm(Queue& q, const cnode::OutboundProgress& p);
+
+  Link& link_;
+  DeliveryOptions options_;
+  std::map<std::string, Queue> queues_;
+  DeliveryStats stats_;
+};
+
+// The adapter: DeliveryCore over a Node, pumping on node up and after each
+// write, requeueing on node down, expiring on a timer. The Node must outlive
+// it; destroy it before the loop closes (the timer is freed in its close
+// callback).
+class Delivery {
+ public:
+  Delivery(cnode::Node& node, DeliveryOptions options = {});
+  ~Delivery();
+  Delivery(const Delivery&) = delete;
+  Delivery& operator=(const Delivery&) = delete;
+
+  Result<void> enqueue(std::vector<Outbound> batch);
+
+  const DeliveryStats& stats() const { return core_.stats(); }
+  std::map<std::string, std::size_t> depths() const { return core_.depths(); }
+  const DeliveryOptions& options() const { return core_.options(); }
+
+ private:
+  class NodeLink : public Link {
+   public:
+    explicit NodeLink(cnode::Node& n) : node_(n) {}
+    bool connected(const std::string& node) const override { return node_.is_connected(node); }
+    std::size_t queued_bytes(const std::string& node) const override {
+      return node_.queued_bytes(node);
+    }
+    cnode::OutboundProgress progress(const std::string& node) const override {
+      return node_.progress(node);
+    }
+    Result<void> send(const Outbound& m) override;
+
+   private:
+    cnode::Node& node_;
+  };
+  std::uint64_t now() const;
+
+  cnode::Node& node_;
+  NodeLink link_;
+  DeliveryCore core_;
+  uv_timer_s* timer_ = nullptr;
+  std::shared_ptr<Delivery*> alive_;  // node callbacks hold a weak_ptr to it
+};
+
+}  // namespace beamlink::relay
