@@ -201,6 +201,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
                 }
                 if (item.fd < 0) {
                   ++self->stats_.accept_failures;
+                  ++self->accept_failure_reasons_[std::string(errc_name(item.error.code))];
                   // The same failure (e.g. a pod with another cookie
                   // redialling every few seconds) is a warning once a minute.
                   auto now = uv_now(self->loop_);
@@ -238,6 +239,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
             impl_->acceptor->start();
             spdlog::info("{} registered with epmd at {}:{} (port {}, creation {})", config_.name,
                          config_.epmd_host, config_.epmd_port, listen_port_, ev.creation);
+            registered_ = true;
             if (*ready) std::exchange(*ready, nullptr)({});
             break;
           }
@@ -249,12 +251,14 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
             }
             break;
           case Kind::lost:
+            registered_ = false;
             spdlog::warn(
                 "lost the registration with epmd at {}:{} ({}); re-registering — "
                 "connections stay up",
                 config_.epmd_host, config_.epmd_port, ev.error.message);
             break;
           case Kind::reregistered:
+            registered_ = true;
             ++stats_.epmd_reregistrations;
             spdlog::info("re-registered {} with epmd at {}:{} (port {})", config_.name,
                          config_.epmd_host, config_.epmd_port, listen_port_);
@@ -285,6 +289,7 @@ void Node::stop() {
   // stop() may run inside a registration or epmd callback: stop them here,
   // destroy them with the node.
   if (impl_->registration) impl_->registration->stop();
+  registered_ = false;
   if (impl_->ticker) close_and_delete(impl_->ticker);
   impl_->ticker = nullptr;
   std::vector<Connection*> conns;
@@ -473,6 +478,7 @@ void Node::finish_connect(const std::string& node, Result<void> r) {
   impl_->connecting.erase(it);
   if (!r) {
     ++stats_.connect_failures;
+    ++connect_failure_reasons_[std::string(errc_name(r.error().code))];
     spdlog::debug("connect {}: {}", node, r.error().message);
   }
   for (auto& f : cbs) f(r);

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,6 +97,17 @@ class Node {
   std::uint16_t listen_port() const { return listen_port_; }
   std::uint32_t creation() const { return table_.creation(); }
   const NodeStats& stats() const { return stats_; }
+  // Failed connects and accepts by reason (errc_name of the error:
+  // "cookie_rejected", "connection_refused", "timeout", ...), for metrics.
+  const std::map<std::string, std::uint64_t>& connect_failures_by_reason() const {
+    return connect_failure_reasons_;
+  }
+  const std::map<std::string, std::uint64_t>& accept_failures_by_reason() const {
+    return accept_failure_reasons_;
+  }
+  // Registered with epmd now (false before start, while re-registering after
+  // the registration was lost, after stop; always false when !publish).
+  bool registered() const { return registered_; }
   ProcessTable& processes() { return table_; }
 
   // Connects to `node` (alive@host; host an IPv4 address or a name). Calls cb
@@ -168,6 +180,9 @@ class Node {
   std::vector<NodeDownEvent> node_down_;
   std::vector<NodeEvent> written_;
   std::uint64_t last_connection_id_ = 0;
+  std::map<std::string, std::uint64_t> connect_failure_reasons_;
+  std::map<std::string, std::uint64_t> accept_failure_reasons_;
+  bool registered_ = false;
   std::unique_ptr<Impl> impl_;
 };
 
