@@ -1,0 +1,99 @@
+// The relay as `beamlink run` serves it: one HTTP listener (RELAY_LISTEN) on
+// the node's loop with
+//   POST /v1/broadcast   a channel broadcast into every configured pubsub
+//   GET  /healthz        200 when registered with epmd and connected to at
+//                        least one peer, else 503 with the reason
+//   GET  /metrics        Prometheus text: the node's counters, peers, the
+//                        delivery queues, the relay's own counters, and what
+//                        add_metrics() sources write (DNS polls, ...)
+// and the WebSocket endpoint once attached. Listening beyond loopback needs
+// a bearer token: start() refuses (Errc::insecure) without one.
+//
+// Thread: the loop's thread only. Destroy before the node.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cnode/node.hpp"
+#include "cnode/pubsub_bridge.hpp"
+#include "common/result.hpp"
+#include "relay/broadcast_api.hpp"
+#include "relay/cluster_hub.hpp"
+#include "relay/delivery.hpp"
+#include "relay/http_server.hpp"
+#include "relay/metrics.hpp"
+
+namespace beamlink::relay {
+
+struct ListenAddress {
+  std::string host;  // an IP literal, no brackets
+  int port = 0;
+};
+// "127.0.0.1:7070", "[::1]:7070", "0.0.0.0:7070". invalid_argument else.
+Result<ListenAddress> parse_listen_address(std::string_view text);
+// 127.0.0.0/8 and ::1.
+bool is_loopback(std::string_view ip);
+
+struct GatewayOptions {
+  ListenAddress listen{"127.0.0.1", 7070};
+  std::string token;  // bearer token; required beyond loopback
+  ParserLimits limits;
+  BroadcastOptions broadcast;
+  DeliveryOptions delivery;
+};
+
+struct GatewayStats {
+  std::uint64_t broadcast_requests = 0;
+  std::map<int, std::uint64_t> broadcast_responses;  // by status
+  std::uint64_t health_checks = 0, scrapes = 0;
+};
+
+class Gateway {
+ public:
+  Gateway(uv_loop_t* loop, cnode::Node& node, GatewayOptions options);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Checks the token rule and listens. Errors: insecure (beyond loopback
+  // without a token), and HttpServer::listen's.
+  Result<void> start();
+  int port() const;
+  void close();
+
+  void add_bridge(cnode::PubSubBridge* bridge) { hub_.add_bridge(bridge); }
+  // Extra /metrics families, written after the built-in ones.
+  void add_metrics(std::function<void(MetricsWriter&)> source);
+  // Appended to /healthz's reason when no peer is connected (e.g. what DNS
+  // said), so the answer says where to look.
+  void set_peer_hint(std::function<std::string()> hint) { peer_hint_ = std::move(hint); }
+
+  // The health answer now: empty when healthy, else why not.
+  std::string unhealthy_reason() const;
+  std::string metrics_text();
+
+  HttpServer& server() { return *server_; }
+  Router& router() { return router_; }
+  ClusterHub& hub() { return hub_; }
+  const Delivery& delivery() const { return delivery_; }
+  const GatewayStats& stats() const { return stats_; }
+
+ private:
+  uv_loop_t* loop_;
+  cnode::Node& node_;
+  GatewayOptions options_;
+  Delivery delivery_;
+  ClusterHub hub_;
+  BroadcastApi api_;
+  Router router_;
+  std::unique_ptr<HttpServer> server_;
+  std::vector<std::function<void(MetricsWriter&)>> metrics_;
+  std::function<std::string()> peer_hint_;
+  GatewayStats stats_;
+};
+
+}  // namespace beamlink::relay

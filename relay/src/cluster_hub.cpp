@@ -1,0 +1,198 @@
+#include "relay/cluster_hub.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "cnode/term_json.hpp"
+
+namespace beamlink::relay {
+
+Result<DecodedBroadcast> decode_socket_broadcast(std::span<const char> term) {
+  cnode::TermReader r(term);
+  auto arity = r.read_map_header();
+  if (!arity) return make_error(Errc::not_found, "not a map");
+  DecodedBroadcast out;
+  bool is_broadcast = false, has_topic = false, has_event = false, has_payload = false;
+  for (int i = 0; i < *arity; ++i) {
+    if (!r.next_is_atom()) return make_error(Errc::not_found, "a map key that is not an atom");
+    auto key = r.read_atom();
+    if (!key) return key.error();
+    if (*key == "__struct__") {
+      auto s = r.read_atom();
+      if (!s || *s != "Elixir.Phoenix.Socket.Broadcast")
+        return make_error(Errc::not_found, "another struct");
+      is_broadcast = true;
+    } else if (*key == "topic" || *key == "event") {
+      auto b = r.read_binary();
+      if (!b) return make_error(Errc::not_found, "a " + *key + " that is not a binary");
+      (*key == "topic" ? out.topic : out.event) = std::string(*b);
+      (*key == "topic" ? has_topic : has_event) = true;
+    } else if (*key == "payload") {
+      auto json = cnode::to_json(r);
+      if (!json) return make_error(Errc::bad_term, "payload: " + json.error().message);
+      out.payload_json = std::move(*json);
+      has_payload = true;
+    } else if (auto s = r.skip(); !s) {
+      return s.error();
+    }
+  }
+  if (!is_broadcast || !has_topic || !has_event || !has_payload)
+    return make_error(Errc::not_found, "not a %Phoenix.Socket.Broadcast{}");
+  return out;
+}
+
+std::string v2_broadcast_text(std::string_view topic, std::string_view event,
+                              std::string_view payload_json) {
+  std::string out;
+  auto t = cnode::json_quote(topic);
+  auto e = cnode::json_quote(event);
+  out.reserve(12 + t.size() + e.size() + payload_json.size());
+  out += "[null,null,";
+  out += t;
+  out += ',';
+  out += e;
+  out += ',';
+  out += payload_json;
+  out += ']';
+  return out;
+}
+
+ClusterHub::ClusterHub(Delivery& delivery, std::vector<cnode::PubSubBridge*> bridges,
+                       JsonTermOptions json)
+    : delivery_(delivery), bridges_(std::move(bridges)), json_(std::move(json)) {}
+
+void ClusterHub::add_bridge(cnode::PubSubBridge* bridge) {
+  bridges_.push_back(bridge);
+  for (auto& [topic, t] : topics_) {
+    int sub =
+        bridge->subscribe(topic, [this](const cnode::PubSubMessage& m) { on_cluster_message(m); });
+    t.bridge_subs.emplace_back(bridge, sub);
+  }
+}
+
+ClusterHub::~ClusterHub() {
+  for (auto& [name, t] : topics_)
+    for (auto& [bridge, id] : t.bridge_subs) bridge->unsubscribe(id);
+}
+
+Result<void> ClusterHub::publish(std::string_view topic, std::span<const char> message_term) {
+  if (message_term.empty() || static_cast<unsigned char>(message_term[0]) != 131)
+    return make_error(Errc::invalid_argument, "the broadcast term has no version byte");
+  auto body = message_term.subspan(1);
+  std::vector<Outbound> batch;
+  std::optional<Error> first;
+  for (auto* bridge : bridges_) {
+    auto sends = bridge->plan(topic, body, cnode::kChannelServer);
+    if (!sends) {
+      if (!first) first = sends.error();
+      continue;  // this pubsub has no node yet; the others may
+    }
+    for (auto& s : *sends)
+      batch.push_back(Outbound{std::move(s.node), s.from, std::move(s.to), std::move(s.message)});
+  }
+  if (batch.empty()) {
+    ++stats_.refused_not_connected;
+    if (first && first->code != Errc::not_connected) return *first;
+    return make_error(Errc::not_connected,
+                      bridges_.empty() ? "no pubsub is configured (set PUBSUB)"
+                                       : "no connected BEAM node has the configured pubsub(s)");
+  }
+  if (auto r = delivery_.enqueue(std::move(batch)); !r) {
+    ++stats_.refused_queue_full;
+    return r;
+  }
+  ++stats_.published;
+  if (auto it = topics_.find(topic); it != topics_.end() && !it->second.listeners.empty()) {
+    auto d = decode_socket_broadcast(body);
+    if (d)
+      dispatch_local(d->topic, d->event, d->payload_json);
+    else
+      ++stats_.undecodable;
+  }
+  return {};
+}
+
+Result<void> ClusterHub::publish(std::string_view topic, std::string_view event,
+                                 std::string_view payload_json) {
+  if (topic.empty()) return make_error(Errc::invalid_argument, "the topic must not be empty");
+  if (event.empty()) return make_error(Errc::invalid_argument, "the event must not be empty");
+  auto first = payload_json.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || payload_json[first] != '{')
+    return make_error(Errc::invalid_argument, "the payload must be a JSON object");
+  cnode::TermWriter w(true);
+  w.map(4);
+  w.atom("__struct__").atom("Elixir.Phoenix.Socket.Broadcast");
+  w.atom("topic").binary(topic);
+  w.atom("event").binary(event);
+  w.atom("payload");
+  if (auto r = json_.convert(payload_json, w); !r) return r;
+  if (auto r = w.status(); !r) return r;
+  return publish(topic, w.bytes());
+}
+
+int ClusterHub::subscribe(const std::string& topic, Listener listener) {
+  int id = next_id_++;
+  auto [it, fresh] = topics_.try_emplace(topic);
+  it->second.listeners.emplace(id, std::make_shared<Listener>(std::move(listener)));
+  listener_topic_.emplace(id, topic);
+  if (fresh) {
+    for (auto* bridge : bridges_) {
+      int sub = bridge->subscribe(topic,
+                                  [this](const cnode::PubSubMessage& m) { on_cluster_message(m); });
+      it->second.bridge_subs.emplace_back(bridge, sub);
+    }
+  }
+  return id;
+}
+
+void ClusterHub::unsubscribe(int id) {
+  auto lt = listener_topic_.find(id);
+  if (lt == listener_topic_.end()) return;
+  auto it = topics_.find(lt->second);
+  listener_topic_.erase(lt);
+  if (it == topics_.end()) return;
+  it->second.listeners.erase(id);
+  if (!it->second.listeners.empty()) return;
+  for (auto& [bridge, sub] : it->second.bridge_subs) bridge->unsubscribe(sub);
+  topics_.erase(it);
+}
+
+void ClusterHub::on_cluster_message(const cnode::PubSubMessage& m) {
+  auto d = decode_socket_broadcast(m.message);
+  if (!d) {
+    if (d.error().code == Errc::not_found) {
+      ++stats_.not_broadcast;
+      spdlog::debug("relay: a message on topic {} that is not a Phoenix.Socket.Broadcast: {}",
+                    m.topic, d.error().message);
+    } else {
+      ++stats_.undecodable;
+      spdlog::warn("relay: a broadcast on topic {} could not be rendered as JSON: {}", m.topic,
+                   d.error().message);
+    }
+    return;
+  }
+  ++stats_.received;
+  dispatch_local(std::string(m.topic), d->event, d->payload_json);
+}
+
+void ClusterHub::dispatch_local(const std::string& topic, std::string_view event,
+                                std::string_view payload_json) {
+  auto it = topics_.find(topic);
+  if (it == topics_.end() || it->second.listeners.empty()) return;
+  auto text = std::make_shared<const std::string>(v2_broadcast_text(topic, event, payload_json));
+  ChannelBroadcast b{topic, event, payload_json, text};
+  // A listener may unsubscribe any id (its own or others) while we iterate.
+  std::vector<int> ids;
+  ids.reserve(it->second.listeners.size());
+  for (auto& [id, l] : it->second.listeners) ids.push_back(id);
+  for (int id : ids) {
+    auto t = topics_.find(topic);
+    if (t == topics_.end()) return;
+    auto l = t->second.listeners.find(id);
+    if (l == t->second.listeners.end()) continue;
+    ++stats_.local_deliveries;
+    auto listener = l->second;  // the call may erase the entry
+    (*listener)(b);
+  }
+}
+
+}  // namespace beamlink::relay
