@@ -16,7 +16,18 @@ struct RunOptions {
   // `subscribe`: print the cluster's broadcasts on these topics as JSON lines
   // (a hidden client, like watch, with a pg scope and a bridge per pubsub).
   std::vector<std::string> subscribe_topics;
-  std::vector<std::string> pubsub;  // Phoenix.PubSub names (2.x)
+  // Phoenix.PubSub names, each NAME or NAME:VERSION (2, 1.1, auto; default
+  // auto for run, 2 for subscribe).
+  std::vector<std::string> pubsub;
+  // run: the relay's listener ("off" for none), its bearer token (or a file
+  // holding it), JSON options and delivery limits.
+  std::string relay_listen = "127.0.0.1:7070";
+  std::string relay_token;
+  std::string relay_token_file;
+  bool relay_atom_keys = false;
+  std::size_t relay_max_body = 1u << 20;
+  std::size_t relay_queue = 10000;
+  int relay_ttl_ms = 30000;
 };
 int cmd_run(const Config& cfg, const RunOptions& opts);
 

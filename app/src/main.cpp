@@ -28,6 +28,31 @@ int main(int argc, char** argv) {
   add_discovery_options(*run, cfg);
   run->add_option("--connect", run_opts.connect,
                   "a node to connect to and keep connected (repeatable)");
+  run->add_option("--pubsub", run_opts.pubsub,
+                  "Phoenix.PubSub to relay, NAME or NAME:VERSION (2, 1.1, auto; default auto), "
+                  "e.g. EWalletAPI.PubSub:1.1 (repeatable)")
+      ->envname("PUBSUB")
+      ->delimiter(',');
+  run->add_option("--relay-listen", run_opts.relay_listen,
+                  "the relay's HTTP/WebSocket listener IP:PORT, or off")
+      ->envname("RELAY_LISTEN")
+      ->capture_default_str();
+  run->add_option("--relay-token", run_opts.relay_token,
+                  "bearer token every relay request must carry (required beyond loopback)")
+      ->envname("RELAY_TOKEN");
+  run->add_option("--relay-token-file", run_opts.relay_token_file,
+                  "read the relay's bearer token from this file");
+  run->add_flag("--relay-atom-keys", run_opts.relay_atom_keys,
+                "JSON object keys become atoms (eWallet's serializer reads atom keys)")
+      ->envname("RELAY_ATOM_KEYS");
+  run->add_option("--relay-max-body", run_opts.relay_max_body, "largest request body, bytes")
+      ->capture_default_str();
+  run->add_option("--relay-queue", run_opts.relay_queue,
+                  "broadcasts queued per node before POSTs get 503")
+      ->capture_default_str();
+  run->add_option("--relay-ttl", run_opts.relay_ttl_ms,
+                  "milliseconds a queued broadcast waits for its node before it is dropped")
+      ->capture_default_str();
 
   RunOptions watch_opts;
   watch_opts.watch = true;

@@ -14,6 +14,7 @@
 #include "cnode/term_json.hpp"
 #include "commands.hpp"
 #include "discovery/dns_poller.hpp"
+#include "relay/gateway.hpp"
 
 namespace beamlink::app {
 namespace {
@@ -23,15 +24,52 @@ struct StopCtx {
   cnode::PeerManager* peers;
   discovery::DnsPoller* poller;
   uv_signal_t* sigs[2];
+  relay::Gateway* gateway = nullptr;
 };
 
 void stop_all(StopCtx* ctx) {
+  if (ctx->gateway) ctx->gateway->close();
   if (ctx->poller) ctx->poller->stop();
   ctx->peers->stop();
   ctx->node->stop();
   for (auto* s : ctx->sigs)
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+}
+
+// "EWalletAPI.PubSub" or "EWalletAPI.PubSub:1.1".
+Result<cnode::PubSubOptions> parse_pubsub(const std::string& entry) {
+  cnode::PubSubOptions po;
+  po.version = cnode::PubSubOptions::Version::automatic;
+  auto colon = entry.rfind(':');
+  po.name = entry.substr(0, colon);
+  if (colon != std::string::npos) {
+    auto v = cnode::parse_pubsub_version(entry.substr(colon + 1));
+    if (!v)
+      return make_error(Errc::invalid_argument,
+                        "PUBSUB entry \"" + entry + "\": " + v.error().message);
+    po.version = *v;
+  }
+  if (po.name.empty() || po.name.find_first_of(" ;") != std::string::npos)
+    return make_error(Errc::invalid_argument, "PUBSUB entry \"" + entry +
+                                                  "\": expected NAME or NAME:VERSION, e.g. "
+                                                  "EWalletAPI.PubSub or EWalletAPI.PubSub:1.1");
+  return po;
+}
+
+Result<std::string> read_token_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return make_error(Errc::io_error, "cannot read the relay token file " + path);
+  std::string token;
+  char buf[512];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) token.append(buf, n);
+  std::fclose(f);
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+    token.pop_back();
+  if (token.empty())
+    return make_error(Errc::invalid_argument, "the relay token file " + path + " is empty");
+  return token;
 }
 
 }  // namespace
@@ -45,6 +83,40 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());
     return 2;
   }
+  std::vector<cnode::PubSubOptions> pubsubs;
+  for (auto& entry : opts.pubsub) {
+    auto po = parse_pubsub(entry);
+    if (!po) {
+      std::fprintf(stderr, "beamlink: %s\n", po.error().message.c_str());
+      return 2;
+    }
+    pubsubs.push_back(*po);
+  }
+  // The relay: run only (watch and subscribe are one-off clients).
+  const bool relaying = !opts.watch && !subscribing && opts.relay_listen != "off";
+  relay::GatewayOptions go;
+  if (relaying) {
+    auto addr = relay::parse_listen_address(opts.relay_listen);
+    if (!addr) {
+      std::fprintf(stderr, "beamlink: RELAY_LISTEN: %s\n", addr.error().message.c_str());
+      return 2;
+    }
+    go.listen = *addr;
+    go.token = opts.relay_token;
+    if (!opts.relay_token_file.empty()) {
+      auto t = read_token_file(opts.relay_token_file);
+      if (!t) {
+        std::fprintf(stderr, "beamlink: %s\n", t.error().message.c_str());
+        return 2;
+      }
+      go.token = *t;
+    }
+    go.limits.max_body = opts.relay_max_body;
+    go.broadcast.json.max_size = opts.relay_max_body;
+    go.broadcast.json.atom_keys = opts.relay_atom_keys;
+    go.delivery.max_queue = opts.relay_queue;
+    go.delivery.ttl = std::chrono::milliseconds(opts.relay_ttl_ms);
+  }
   uv_loop_t loop;
   uv_loop_init(&loop);
   int code = 0;
@@ -55,6 +127,10 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     // the node is up; destroyed before the node (declared after it).
     std::unique_ptr<cnode::PgScope> scope;
     std::vector<std::unique_ptr<cnode::PubSubBridge>> bridges;
+    // The relay, destroyed before the bridges it uses.
+    std::unique_ptr<relay::Gateway> gateway;
+    std::map<std::string, std::uint64_t> dns_polls;  // by result, for /metrics
+    std::string dns_last;                            // the last poll's outcome, for /healthz
     // An event: a log line for run, a timestamped stdout line for watch.
     auto say = [&](spdlog::level::level_enum level, const char* tag, const std::string& text) {
       if (!opts.watch) return spdlog::log(level, "{}", text);
@@ -87,6 +163,15 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       auto made =
           discovery::DnsPoller::create(&loop, po, [&](const discovery::DnsPoller::Event& ev) {
             using Kind = discovery::DnsPoller::Event::Kind;
+            static constexpr const char* kinds[] = {"skipped", "changed", "ok", "failing"};
+            ++dns_polls[kinds[static_cast<int>(ev.kind)]];
+            if (ev.kind == Kind::failing)
+              dns_last = "DNS " + cfg.dns + ": " + ev.error.message;
+            else if (ev.kind == Kind::skipped)
+              dns_last = "DNS " + cfg.dns + ": " + ev.skipped.message;
+            else if (poller)
+              dns_last = "DNS " + cfg.dns + ": " + std::to_string(poller->peers().size()) +
+                         " peer(s), none connected yet";
             switch (ev.kind) {
               case Kind::changed:
                 for (auto& p : ev.diff.added) {
@@ -125,10 +210,42 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
           say(spdlog::level::warn, "down", n + ": " + why.message);
       });
 
+    if (relaying) {
+      gateway = std::make_unique<relay::Gateway>(&loop, node, go);
+      gateway->set_peer_hint([&]() -> std::string {
+        if (!dns_last.empty()) return dns_last;
+        if (cfg.dns.empty() && opts.connect.empty()) return "set NODE_DNS or --connect";
+        return {};
+      });
+      gateway->add_metrics([&](relay::MetricsWriter& m) {
+        using T = relay::MetricsWriter::Type;
+        m.family("beamlink_dns_polls_total", T::counter, "NODE_DNS polls by result.");
+        for (auto& [result, n] : dns_polls)
+          m.sample("beamlink_dns_polls_total", n, {{"result", result}});
+        std::map<std::string, std::uint64_t> states;
+        for (auto& p : peers.peers()) {
+          static constexpr const char* names[] = {"waiting", "dialling", "connected", "backoff"};
+          ++states[names[static_cast<int>(p.state)]];
+        }
+        m.family("beamlink_known_peers", T::gauge, "Peers beamlink keeps connected, by state.");
+        for (auto& [state, n] : states) m.sample("beamlink_known_peers", n, {{"state", state}});
+        m.gauge("beamlink_pubsub_bridges", "Phoenix.PubSub bridges.",
+                static_cast<double>(bridges.size()));
+      });
+      if (auto r = gateway->start(); !r) {
+        // Nothing has started yet: the process ends here.
+        std::fprintf(stderr, "beamlink: relay: %s\n", r.error().message.c_str());
+        return 2;
+      }
+      spdlog::info(
+          "relay listening on http://{}:{} (POST /v1/broadcast, GET /healthz, GET /metrics){}",
+          go.listen.host, gateway->port(), go.token.empty() ? "" : ", token required");
+    }
+
     uv_signal_t sigint, sigterm;
     uv_signal_init(&loop, &sigint);
     uv_signal_init(&loop, &sigterm);
-    StopCtx stop_ctx{&node, &peers, poller.get(), {&sigint, &sigterm}};
+    StopCtx stop_ctx{&node, &peers, poller.get(), {&sigint, &sigterm}, gateway.get()};
     sigint.data = sigterm.data = &stop_ctx;
     auto on_signal = [](uv_signal_t* s, int signum) {
       spdlog::info("{}: closing connections and unregistering",
@@ -152,7 +269,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         std::printf("beamlink: %s is up (distribution port %u, epmd port %u)\n",
                     node.name().c_str(), unsigned{node.listen_port()}, unsigned{nc->epmd_port});
       std::fflush(stdout);
-      if (subscribing) {
+      if (!pubsubs.empty()) {
         auto made_scope = cnode::PgScope::create(node);
         if (!made_scope) {
           std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
@@ -160,9 +277,8 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
           return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
         }
         scope = std::move(made_scope).value();
-        for (auto& name : opts.pubsub) {
-          cnode::PubSubOptions po;
-          po.name = name;
+        for (auto& po : pubsubs) {
+          const std::string name = po.name;
           auto bridge = cnode::PubSubBridge::create(node, *scope, po);
           if (!bridge) {
             std::fprintf(stderr, "beamlink: %s: %s\n", name.c_str(),
@@ -180,6 +296,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
                                : cnode::json_quote("unprintable: " + json.error().message).c_str());
               std::fflush(stdout);
             });
+          if (gateway) gateway->add_bridge(bridge->get());
           bridges.push_back(std::move(bridge).value());
         }
       }

@@ -1,0 +1,307 @@
+// `beamlink run` with its relay against a real epmd and real erl nodes that
+// run tests/fixtures/pubsub_fixture.erl (Phoenix.PubSub's wire behaviour):
+// POST /v1/broadcast reaches each node's subscribers exactly once, /healthz
+// and /metrics tell the truth, a full queue and no peers answer 503, and a
+// non-loopback listener without a token refuses to start. Clients are curl
+// subprocesses.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <string>
+
+#include "support.hpp"
+
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kCookie = "beamlink-test-cookie";
+
+std::map<std::string, std::string> env_for(int epmd_port) {
+  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
+          {"ERLANG_COOKIE", kCookie},
+          {"NODE_HOST", "127.0.0.1"}};
+}
+
+ErlNode::Options erl(const std::string& name, int epmd_port) {
+  ErlNode::Options o;
+  o.name = name;
+  o.epmd_port = epmd_port;
+  o.cookie = kCookie;
+  return o;
+}
+
+struct Http {
+  int status = 0;
+  std::string body;
+  std::string headers;
+};
+
+// curl: -w prints the status after the body on its own line.
+Http http(const std::string& method, const std::string& url, const std::string& body = "",
+          std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {"curl",           "-sS", "-X", method, "-D", "/dev/stderr", "-w",
+                                   "\n%{http_code}", url};
+  if (!body.empty()) {
+    argv.push_back("-H");
+    argv.push_back("Content-Type: application/json");
+    argv.push_back("--data-binary");
+    argv.push_back(body);
+  }
+  for (auto& e : extra) argv.push_back(e);
+  auto r = run(argv, 20s);
+  Http h;
+  auto nl = r.out.rfind('\n');
+  if (nl != std::string::npos) {
+    h.body = r.out.substr(0, nl);
+    h.status = std::atoi(r.out.c_str() + nl + 1);
+  }
+  h.headers = r.err;
+  return h;
+}
+
+// A relay process: `beamlink run` on a free port with the given pubsubs,
+// connected to `nodes`.
+struct Relay {
+  int port = free_port();
+  std::unique_ptr<Subprocess> proc;
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
+  Relay(int epmd_port, const std::vector<std::string>& nodes, const std::string& pubsub,
+        std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {
+        binary_path("app/beamlink"),        "run", "--name", "relay@127.0.0.1", "--relay-listen",
+        "127.0.0.1:" + std::to_string(port)};
+    if (!pubsub.empty()) {
+      argv.push_back("--pubsub");
+      argv.push_back(pubsub);
+    }
+    for (auto& n : nodes) {
+      argv.push_back("--connect");
+      argv.push_back(n);
+    }
+    for (auto& e : extra) argv.push_back(e);
+    Subprocess::Options o;
+    o.env = env_for(epmd_port);
+    o.env["DIST_PORT_MIN"] = o.env["DIST_PORT_MAX"] = std::to_string(free_port());
+    proc = std::make_unique<Subprocess>(argv, o);
+  }
+};
+
+std::string broadcast_body(const std::string& topic, int n) {
+  return R"({"topic":")" + topic + R"(","event":"new_msg","payload":{"n":)" + std::to_string(n) +
+         R"(,"body":"hi"}})";
+}
+
+// Every node's beamlink membership is in all `pool` groups of the scope.
+bool joined_everywhere(ErlNode& n, int pool) {
+  return n.eval(
+             "length([G || G <- pg:which_groups('Elixir.Phoenix.PubSub'), "
+             "lists:any(fun(P) -> node(P) =:= 'relay@127.0.0.1' end, "
+             "pg:get_members('Elixir.Phoenix.PubSub', G))])") == std::to_string(pool);
+}
+
+}  // namespace
+
+TEST_CASE("relay: POST /v1/broadcast reaches each node's subscribers exactly once") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()), false);
+  ErlNode t2(erl("t2@127.0.0.1", epmd.port()), false);
+  t1.wait_ready();
+  t2.wait_ready();
+  // Pool sizes 3 and 1: beamlink joins the largest pool it sees, and sends
+  // to the first group's worker, which every pool has.
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 3)") == "ok");
+  CHECK(t2.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  for (auto* n : {&t1, &t2}) {
+    CHECK(n->eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
+    CHECK(n->eval("pubsub_fixture:subscribe(<<\"room:2\">>)") == "ok");
+  }
+  Relay relay(epmd.port(), {"t1@127.0.0.1", "t2@127.0.0.1"}, "My.PubSub");
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
+                  relay.proc->err());
+  REQUIRE(wait_until([&] { return joined_everywhere(t1, 3) && joined_everywhere(t2, 3); }, 20s));
+  for (int i = 0; i < 5; ++i) {
+    auto r = http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", i));
+    CHECK_MESSAGE(r.status == 202, r.body);
+    CHECK(r.body == R"({"status":"accepted"})");
+  }
+  for (auto* n : {&t1, &t2}) {
+    REQUIRE(wait_until(
+        [&] { return n->eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "5"; }));
+    // In order, each a %Phoenix.Socket.Broadcast{} with the topic, event and payload.
+    CHECK(n->eval("[N || #{'__struct__' := 'Elixir.Phoenix.Socket.Broadcast', "
+                  "topic := <<\"room:1\">>, event := <<\"new_msg\">>, "
+                  "payload := #{<<\"n\">> := N, <<\"body\">> := <<\"hi\">>}} "
+                  "<- pubsub_fixture:received(<<\"room:1\">>)]") == "[0,1,2,3,4]");
+    CHECK(n->eval("pubsub_fixture:received(<<\"room:2\">>)") == "[]");
+  }
+  // Exactly once: a sixth broadcast, queued behind the five on the same
+  // connections, arrives and the counts are then 6.
+  CHECK(http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 5)).status == 202);
+  for (auto* n : {&t1, &t2}) {
+    REQUIRE(wait_until(
+        [&] { return n->eval("length(pubsub_fixture:received(<<\"room:1\">>)) >= 6") == "true"; }));
+    CHECK(n->eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "6");
+  }
+
+  auto m = http("GET", relay.url("/metrics"));
+  CHECK(m.status == 200);
+  CHECK(m.headers.find("text/plain; version=0.0.4") != std::string::npos);
+  CHECK(m.body.find("beamlink_peers 2\n") != std::string::npos);
+  CHECK(m.body.find("beamlink_relay_broadcasts_total{outcome=\"accepted\"} 6\n") !=
+        std::string::npos);
+  CHECK(m.body.find("beamlink_relay_messages_queued_total 12\n") != std::string::npos);
+  CHECK(m.body.find("beamlink_relay_http_broadcast_responses_total{status=\"202\"} 6\n") !=
+        std::string::npos);
+  CHECK(m.body.find("beamlink_epmd_registered 1\n") != std::string::npos);
+  // Prometheus's own parser reads every family.
+  // Debian's python3 (python3-prometheus-client), whatever python3 is first on PATH.
+  auto parsed = run({"/usr/bin/python3", "-c",
+                     "import sys, urllib.request\n"
+                     "from prometheus_client.parser import text_string_to_metric_families\n"
+                     "text = urllib.request.urlopen(sys.argv[1]).read().decode()\n"
+                     "fams = list(text_string_to_metric_families(text))\n"
+                     "print(len(fams), sum(len(f.samples) for f in fams))\n",
+                     relay.url("/metrics")},
+                    20s);
+  CHECK_MESSAGE(parsed.code == 0, parsed.err);
+  CHECK(std::atoi(parsed.out.c_str()) >= 20);
+}
+
+TEST_CASE("relay: bad requests get their status and reason") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub", {"--relay-max-body", "4096"});
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
+                  relay.proc->err());
+  auto r = http("POST", relay.url("/v1/broadcast"), R"({"topic":"t","event":"e","payload":{)");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("\"error\":\"bad_json\"") != std::string::npos);
+  r = http("POST", relay.url("/v1/broadcast"), R"({"topic":"t","event":"e"})");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("missing field \\\"payload\\\"") != std::string::npos);
+  r = http("POST", relay.url("/v1/broadcast"),
+           R"({"topic":"t","event":"e","payload":{},"extra":1})");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("unknown field \\\"extra\\\"") != std::string::npos);
+  r = http("POST", relay.url("/v1/broadcast"), std::string(5000, ' ') + "{}");
+  CHECK(r.status == 413);
+  std::string deep = R"({"topic":"t","event":"e","payload":{"a":)" + std::string(100, '[') +
+                     std::string(100, ']') + "}}";
+  r = http("POST", relay.url("/v1/broadcast"), deep);
+  CHECK(r.status == 400);
+  CHECK(r.body.find("nested deeper than 64") != std::string::npos);
+  r = http("POST", relay.url("/v1/broadcast"),
+           "{\"topic\":\"t\xff\",\"event\":\"e\",\"payload\":{}}");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("UTF-8") != std::string::npos);
+  r = http("POST", relay.url("/v1/broadcast"),
+           R"({"topic":"t","event":"e","payload":{"n":123456789012345678901234567890}})");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("range") != std::string::npos);
+  r = http("GET", relay.url("/v1/broadcast"));
+  CHECK(r.status == 405);
+  r = http("GET", relay.url("/nowhere"));
+  CHECK(r.status == 404);
+  // After all that the relay still works.
+  r = http("POST", relay.url("/v1/broadcast"), broadcast_body("t", 1));
+  CHECK(r.status == 202);
+}
+
+TEST_CASE("relay: no peer answers 503 on /healthz and /v1/broadcast, with the reason") {
+  Epmd epmd;
+  Relay relay(epmd.port(), {}, "My.PubSub");
+  Http h;
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        h = http("GET", relay.url("/healthz"));
+                        return h.status == 503 &&
+                               h.body.find("no BEAM node connected") != std::string::npos;
+                      },
+                      20s),
+                  (relay.proc->err() + h.body));
+  CHECK(h.body.find("set NODE_DNS or --connect") != std::string::npos);
+  auto r = http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 1));
+  CHECK(r.status == 503);
+  CHECK(r.body.find("not_connected") != std::string::npos);
+  CHECK(r.headers.find("Retry-After: 1") != std::string::npos);
+  // epmd gone: the registration is lost and /healthz says so.
+  epmd.kill();
+  REQUIRE(wait_until(
+      [&] {
+        h = http("GET", relay.url("/healthz"));
+        return h.body.find("not registered with epmd") != std::string::npos;
+      },
+      20s));
+  CHECK(h.status == 503);
+}
+
+TEST_CASE("relay: a full queue answers 503 with Retry-After and is counted") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"t\">>)") == "ok");
+  // A queue of 2 and a node that stops reading (bodies of 100 kB, under
+  // the 128 kB a single argv string may have): SIGSTOP freezes it, so what
+  // we send piles up once the socket buffers fill.
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub", {"--relay-queue", "2"});
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
+                  relay.proc->err());
+  REQUIRE(wait_until([&] { return joined_everywhere(t1, 1); }, 20s));
+  t1.process().signal(SIGSTOP);
+  std::string big =
+      R"({"topic":"t","event":"e","payload":{"pad":")" + std::string(100000, 'x') + "\"}}";
+  int accepted = 0, refused = 0;
+  Http last;
+  INFO("accepted ", accepted, ", refused ", refused, ", last: ", last.status, " ", last.body);
+  REQUIRE(wait_until(
+      [&] {
+        last = http("POST", relay.url("/v1/broadcast"), big);
+        (last.status == 202 ? accepted : refused)++;
+        return last.status == 503;
+      },
+      60s));
+  t1.process().signal(SIGCONT);
+  CHECK(last.body.find("queue_full") != std::string::npos);
+  CHECK(last.body.find("t1@127.0.0.1") != std::string::npos);
+  CHECK(last.headers.find("Retry-After") != std::string::npos);
+  auto m = http("GET", relay.url("/metrics"));
+  CHECK(m.body.find("beamlink_relay_broadcasts_total{outcome=\"refused_queue_full\"} 1\n") !=
+        std::string::npos);
+  // Once the node reads again, everything accepted arrives.
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval("length(pubsub_fixture:received(<<\"t\">>))") == std::to_string(accepted);
+      },
+      30s));
+}
+
+TEST_CASE("relay: beyond loopback without a token it refuses to start; with one, 401 without it") {
+  Epmd epmd;
+  auto port = std::to_string(free_port());
+  auto r = run({binary_path("app/beamlink"), "run", "--name", "relay@127.0.0.1", "--relay-listen",
+                "0.0.0.0:" + port},
+               20s, env_for(epmd.port()));
+  CHECK(r.code == 2);
+  CHECK(r.err.find("beyond loopback, without a token") != std::string::npos);
+  CHECK(r.err.find("RELAY_TOKEN") != std::string::npos);
+
+  Relay relay(epmd.port(), {}, "", {"--relay-token", "s3cret"});
+  Http h;
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        h = http("GET", relay.url("/healthz"));
+                        return h.status == 401;
+                      },
+                      20s),
+                  relay.proc->err());
+  h = http("GET", relay.url("/healthz"), "", {"-H", "Authorization: Bearer s3cret"});
+  CHECK(h.status == 503);  // authorized; unhealthy (no peer)
+  h = http("GET", relay.url("/healthz"), "", {"-H", "Authorization: Bearer wrong"});
+  CHECK(h.status == 401);
+}
