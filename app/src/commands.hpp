@@ -31,6 +31,16 @@ struct RunOptions {
 };
 int cmd_run(const Config& cfg, const RunOptions& opts);
 
+// `broadcast TOPIC EVENT JSON`.
+struct BroadcastCmdOptions {
+  std::string topic, event, payload;  // payload: a JSON object
+  std::vector<std::string> connect;   // nodes besides NODE_DNS's
+  std::vector<std::string> pubsub;    // PUBSUB entries
+  bool atom_keys = false;
+  int timeout_ms = 5000;  // to connect, learn the pubsubs, and write
+};
+int cmd_broadcast(const Config& cfg, const BroadcastCmdOptions& opts);
+
 int cmd_ping(const Config& cfg, const std::string& node, int timeout_ms);
 
 int cmd_names(const Config& cfg, const std::string& host, int timeout_ms);

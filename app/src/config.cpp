@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include "cnode/pubsub_bridge.hpp"
+
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -144,6 +146,26 @@ void setup_logging(const Config& cfg, const std::string& fallback) {
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(cfg.log_level.empty() ? fallback : cfg.log_level));
+}
+
+// "EWalletAPI.PubSub" or "EWalletAPI.PubSub:1.1".
+Result<cnode::PubSubOptions> parse_pubsub_entry(const std::string& entry) {
+  cnode::PubSubOptions po;
+  po.version = cnode::PubSubOptions::Version::automatic;
+  auto colon = entry.rfind(':');
+  po.name = entry.substr(0, colon);
+  if (colon != std::string::npos) {
+    auto v = cnode::parse_pubsub_version(entry.substr(colon + 1));
+    if (!v)
+      return make_error(Errc::invalid_argument,
+                        "PUBSUB entry \"" + entry + "\": " + v.error().message);
+    po.version = *v;
+  }
+  if (po.name.empty() || po.name.find_first_of(" ;") != std::string::npos)
+    return make_error(Errc::invalid_argument, "PUBSUB entry \"" + entry +
+                                                  "\": expected NAME or NAME:VERSION, e.g. "
+                                                  "EWalletAPI.PubSub or EWalletAPI.PubSub:1.1");
+  return po;
 }
 
 }  // namespace beamlink::app

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cnode/node.hpp"
+#include "cnode/pubsub_bridge.hpp"
 #include "common/result.hpp"
 
 namespace beamlink::app {
@@ -45,6 +46,10 @@ void add_common_options(CLI::App& cmd, Config& cfg);
 // *cookie_warning says why it is unsafe.
 Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish,
                                            std::string* cookie_warning = nullptr);
+
+// A PUBSUB entry: "EWalletAPI.PubSub" (version auto) or "NAME:VERSION"
+// with VERSION 2, 2.x, 1.1 or auto.
+Result<cnode::PubSubOptions> parse_pubsub_entry(const std::string& entry);
 
 // Sets up stderr logging at the configured level (default `fallback`).
 void setup_logging(const Config& cfg, const std::string& fallback);

@@ -76,6 +76,23 @@ int main(int argc, char** argv) {
       ->required();
   subscribe->add_option("TOPIC", sub_opts.subscribe_topics, "topics to print")->required();
 
+  BroadcastCmdOptions bc_opts;
+  auto* bcast = app.add_subcommand(
+      "broadcast", "send one Phoenix channel broadcast into the cluster's pubsubs and exit");
+  add_common_options(*bcast, cfg);
+  add_discovery_options(*bcast, cfg);
+  bcast->add_option("--connect", bc_opts.connect,
+                    "a node to send to besides NODE_DNS's (repeatable)");
+  bcast->add_option("--pubsub", bc_opts.pubsub, "Phoenix.PubSub NAME or NAME:VERSION (repeatable)")
+      ->envname("PUBSUB")
+      ->delimiter(',')
+      ->required();
+  bcast->add_flag("--atom-keys", bc_opts.atom_keys, "payload keys become atoms");
+  bcast->add_option("--timeout", bc_opts.timeout_ms, "milliseconds")->capture_default_str();
+  bcast->add_option("TOPIC", bc_opts.topic, "the topic, e.g. room:lobby")->required();
+  bcast->add_option("EVENT", bc_opts.event, "the event, e.g. new_msg")->required();
+  bcast->add_option("JSON", bc_opts.payload, "the payload, a JSON object")->required();
+
   std::string ping_node;
   int ping_timeout = 5000;
   auto* ping = app.add_subcommand("ping", "ping a node as net_adm:ping does; exit 0 on pong");
@@ -134,6 +151,10 @@ int main(int argc, char** argv) {
     if (*subscribe) {
       setup_logging(cfg, "warn");
       return cmd_run(cfg, sub_opts);
+    }
+    if (*bcast) {
+      setup_logging(cfg, "warn");
+      return cmd_broadcast(cfg, bc_opts);
     }
     if (*ping) {
       setup_logging(cfg, "warn");

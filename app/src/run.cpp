@@ -37,26 +37,6 @@ void stop_all(StopCtx* ctx) {
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
 }
 
-// "EWalletAPI.PubSub" or "EWalletAPI.PubSub:1.1".
-Result<cnode::PubSubOptions> parse_pubsub(const std::string& entry) {
-  cnode::PubSubOptions po;
-  po.version = cnode::PubSubOptions::Version::automatic;
-  auto colon = entry.rfind(':');
-  po.name = entry.substr(0, colon);
-  if (colon != std::string::npos) {
-    auto v = cnode::parse_pubsub_version(entry.substr(colon + 1));
-    if (!v)
-      return make_error(Errc::invalid_argument,
-                        "PUBSUB entry \"" + entry + "\": " + v.error().message);
-    po.version = *v;
-  }
-  if (po.name.empty() || po.name.find_first_of(" ;") != std::string::npos)
-    return make_error(Errc::invalid_argument, "PUBSUB entry \"" + entry +
-                                                  "\": expected NAME or NAME:VERSION, e.g. "
-                                                  "EWalletAPI.PubSub or EWalletAPI.PubSub:1.1");
-  return po;
-}
-
 Result<std::string> read_token_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return make_error(Errc::io_error, "cannot read the relay token file " + path);
@@ -85,7 +65,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
   }
   std::vector<cnode::PubSubOptions> pubsubs;
   for (auto& entry : opts.pubsub) {
-    auto po = parse_pubsub(entry);
+    auto po = parse_pubsub_entry(entry);
     if (!po) {
       std::fprintf(stderr, "beamlink: %s\n", po.error().message.c_str());
       return 2;

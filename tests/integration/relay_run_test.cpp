@@ -305,3 +305,41 @@ TEST_CASE("relay: beyond loopback without a token it refuses to start; with one,
   h = http("GET", relay.url("/healthz"), "", {"-H", "Authorization: Bearer wrong"});
   CHECK(h.status == 401);
 }
+
+TEST_CASE("beamlink broadcast sends one broadcast to every node's subscribers and exits") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()), false);
+  ErlNode t2(erl("t2@127.0.0.1", epmd.port()), false);
+  t1.wait_ready();
+  t2.wait_ready();
+  for (auto* n : {&t1, &t2}) {
+    CHECK(n->eval("pubsub_fixture:start(<<\"My.PubSub\">>, 3)") == "ok");
+    CHECK(n->eval("pubsub_fixture:subscribe(<<\"room:9\">>)") == "ok");
+  }
+  auto bin = binary_path("app/beamlink");
+  auto r = run({bin, "broadcast", "--pubsub", "My.PubSub", "--connect", "t1@127.0.0.1", "--connect",
+                "t2@127.0.0.1", "room:9", "ping", R"({"n":7,"ok":true})"},
+               30s, env_for(epmd.port()));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK(r.out == "broadcast room:9 ping: written to 2 node(s)\n");
+  for (auto* n : {&t1, &t2}) {
+    REQUIRE(wait_until(
+        [&] { return n->eval("length(pubsub_fixture:received(<<\"room:9\">>))") == "1"; }));
+    CHECK(n->eval("[{E, P} || #{'__struct__' := 'Elixir.Phoenix.Socket.Broadcast', event := E, "
+                  "payload := P} <- pubsub_fixture:received(<<\"room:9\">>)]") ==
+          "[{<<\"ping\">>,#{<<\"n\">> => 7,<<\"ok\">> => true}}]");
+  }
+  // Bad payload: usage error, nothing sent.
+  r = run({bin, "broadcast", "--pubsub", "My.PubSub", "--connect", "t1@127.0.0.1", "room:9", "e",
+           "[1,2"},
+          30s, env_for(epmd.port()));
+  CHECK(r.code == 2);
+  CHECK(r.err.find("JSON") != std::string::npos);
+  // A pubsub no node runs: exit 1, and it says so.
+  r = run({bin, "broadcast", "--pubsub", "Other.PubSub:2", "--connect", "t1@127.0.0.1", "--timeout",
+           "1500", "room:9", "e", "{}"},
+          30s, env_for(epmd.port()));
+  CHECK(r.code == 1);
+  CHECK(r.err.find("runs none of the pubsubs") != std::string::npos);
+  CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:9\">>))") == "1");
+}

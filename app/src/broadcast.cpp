@@ -1,0 +1,248 @@
+// `beamlink broadcast TOPIC EVENT JSON`: one channel broadcast into the
+// cluster from the command line, through the relay's own path (ClusterHub
+// and Delivery over the PubSub bridges), for scripts and debugging.
+//
+// A hidden client node (neither listening nor registered) connects to the
+// --connect nodes and to NODE_DNS's peers (one DNS poll), joins the pg scope,
+// waits until every connected node's pubsub is known (or the timeout), sends
+// one forward_to_local per node per pubsub, and exits once every send was
+// written to its socket. Exit 0: written to every node that has the pubsub;
+// 1: none had it, a send was not written, or nothing connected; 2: usage.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "cnode/pg_scope.hpp"
+#include "cnode/pubsub_bridge.hpp"
+#include "commands.hpp"
+#include "common/uv_util.hpp"
+#include "discovery/dns_poller.hpp"
+#include "relay/cluster_hub.hpp"
+
+namespace beamlink::app {
+
+namespace {
+
+// What the command does, step by step, on the loop.
+struct Broadcast {
+  Broadcast(const Config& c, const BroadcastCmdOptions& o, std::vector<cnode::PubSubOptions> p,
+            uv_loop_t* l, cnode::Node& n)
+      : cfg(c), opts(o), pubsubs(std::move(p)), loop(l), node(n) {}
+  const Config& cfg;
+  const BroadcastCmdOptions& opts;
+  std::vector<cnode::PubSubOptions> pubsubs;
+  uv_loop_t* loop;
+  cnode::Node& node;
+  std::unique_ptr<discovery::DnsPoller> poller;
+  std::unique_ptr<cnode::PgScope> scope;
+  std::vector<std::unique_ptr<cnode::PubSubBridge>> bridges;
+  std::unique_ptr<relay::Delivery> delivery;
+  std::unique_ptr<relay::ClusterHub> hub;
+  std::set<std::string> pending;  // connects not answered yet
+  std::vector<std::string> connected;
+  uv_timer_t* timer = nullptr;
+  std::uint64_t deadline = 0;
+  enum class Phase { connecting, syncing, writing, done } phase = Phase::connecting;
+  int code = 1;
+
+  void finish(int c) {
+    if (phase == Phase::done) return;
+    phase = Phase::done;
+    code = c;
+    if (poller) poller->stop();
+    close_and_delete(timer);
+    timer = nullptr;
+    on_next_tick(loop, [this] {
+      hub.reset();
+      delivery.reset();
+      bridges.clear();
+      scope.reset();
+      node.stop();
+    });
+  }
+
+  void start() {
+    timer = new uv_timer_t;
+    uv_timer_init(loop, timer);
+    timer->data = this;
+    deadline = uv_now(loop) + static_cast<std::uint64_t>(opts.timeout_ms);
+    // Checked every 10 ms: the phases wait on conditions of several sources.
+    uv_timer_start(
+        timer, [](uv_timer_t* t) { static_cast<Broadcast*>(t->data)->tick(); }, 10, 10);
+    for (auto& n : opts.connect) dial(n);
+    if (!cfg.dns.empty()) {
+      discovery::DnsPoller::Options po;
+      po.name = cfg.dns;
+      po.srv = cfg.dns_srv;
+      po.peer_name = cfg.peer_name;
+      po.own_addresses = own_ipv4_addresses();
+      po.resolver.servers = cfg.dns_servers;
+      auto made = discovery::DnsPoller::create(loop, po, [this](const auto& ev) {
+        using Kind = discovery::DnsPoller::Event::Kind;
+        if (ev.kind == Kind::changed) {
+          for (auto& p : ev.diff.added) dial(p);
+        } else if (ev.kind == Kind::failing) {
+          std::fprintf(stderr, "beamlink: %s\n", ev.error.message.c_str());
+        }
+        pending.erase("$dns");
+        poller->stop();
+      });
+      if (!made) {
+        std::fprintf(stderr, "beamlink: %s\n", made.error().message.c_str());
+        return finish(2);
+      }
+      poller = std::move(made).value();
+      pending.insert("$dns");
+      poller->start();
+    }
+    if (pending.empty()) {
+      std::fprintf(stderr, "beamlink: no node to broadcast to: set NODE_DNS or --connect\n");
+      finish(2);
+    }
+  }
+
+  void dial(const std::string& peer) {
+    if (!pending.insert(peer).second) return;
+    node.connect(peer, [this, peer](Result<void> r) {
+      if (phase != Phase::connecting) return;
+      pending.erase(peer);
+      if (r)
+        connected.push_back(peer);
+      else
+        std::fprintf(stderr, "beamlink: %s\n", r.error().message.c_str());
+    });
+  }
+
+  // Every connected node has told which pubsubs it runs (2.x: its scope's
+  // groups; automatic: the registered() probe answered).
+  bool synced() const {
+    for (auto& n : connected) {
+      bool known = std::any_of(bridges.begin(), bridges.end(), [&](auto& b) {
+        auto ns = b->nodes();
+        return std::find(ns.begin(), ns.end(), n) != ns.end();
+      });
+      if (!known) return false;
+    }
+    return true;
+  }
+
+  void tick() {
+    bool late = uv_now(loop) >= deadline;
+    switch (phase) {
+      case Phase::connecting:
+        if (!pending.empty() && !late) return;
+        if (connected.empty()) {
+          std::fprintf(stderr, "beamlink: connected to no node\n");
+          return finish(1);
+        }
+        if (!make_bridges()) return finish(1);
+        phase = Phase::syncing;
+        return;
+      case Phase::syncing:
+        if (!synced() && !late) return;
+        return send();
+      case Phase::writing: {
+        auto depths = delivery->depths();
+        if (!depths.empty() && !late) return;
+        for (auto& [n, d] : depths)
+          std::fprintf(stderr, "beamlink: %zu message(s) to %s not written in time\n", d,
+                       n.c_str());
+        if (depths.empty()) {
+          std::printf("broadcast %s %s: written to %zu node(s)\n", opts.topic.c_str(),
+                      opts.event.c_str(), static_cast<std::size_t>(delivery->stats().delivered));
+          std::fflush(stdout);
+        }
+        return finish(depths.empty() ? 0 : 1);
+      }
+      case Phase::done:
+        return;
+    }
+  }
+
+  bool make_bridges() {
+    auto s = cnode::PgScope::create(node);
+    if (!s) {
+      std::fprintf(stderr, "beamlink: %s\n", s.error().message.c_str());
+      return false;
+    }
+    scope = std::move(s).value();
+    for (auto& po : pubsubs) {
+      auto b = cnode::PubSubBridge::create(node, *scope, po);
+      if (!b) {
+        std::fprintf(stderr, "beamlink: %s: %s\n", po.name.c_str(), b.error().message.c_str());
+        return false;
+      }
+      bridges.push_back(std::move(b).value());
+    }
+    delivery = std::make_unique<relay::Delivery>(node);
+    std::vector<cnode::PubSubBridge*> raw;
+    for (auto& b : bridges) raw.push_back(b.get());
+    relay::JsonTermOptions jo;
+    jo.atom_keys = opts.atom_keys;
+    hub = std::make_unique<relay::ClusterHub>(*delivery, raw, jo);
+    return true;
+  }
+
+  void send() {
+    for (auto& n : connected) {
+      bool known = std::any_of(bridges.begin(), bridges.end(), [&](auto& b) {
+        auto ns = b->nodes();
+        return std::find(ns.begin(), ns.end(), n) != ns.end();
+      });
+      if (!known) std::fprintf(stderr, "beamlink: %s runs none of the pubsubs\n", n.c_str());
+    }
+    auto r = hub->publish(opts.topic, opts.event, opts.payload);
+    if (!r) {
+      std::fprintf(stderr, "beamlink: %s\n", r.error().message.c_str());
+      return finish(r.error().code == Errc::invalid_argument ? 2 : 1);
+    }
+    phase = Phase::writing;
+  }
+};
+
+}  // namespace
+
+int cmd_broadcast(const Config& cfg, const BroadcastCmdOptions& opts) {
+  std::vector<cnode::PubSubOptions> pubsubs;
+  for (auto& entry : opts.pubsub) {
+    auto po = parse_pubsub_entry(entry);
+    if (!po) {
+      std::fprintf(stderr, "beamlink: %s\n", po.error().message.c_str());
+      return 2;
+    }
+    pubsubs.push_back(*po);
+  }
+  auto nc = make_node_config(cfg, false);
+  if (!nc) {
+    std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());
+    return 2;
+  }
+  nc->connect_timeout = std::chrono::milliseconds(opts.timeout_ms);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int code = 1;
+  {
+    cnode::Node node(&loop, *nc);
+    Broadcast b(cfg, opts, pubsubs, &loop, node);
+    auto started = node.start([&](Result<void> r) {
+      if (!r) {
+        std::fprintf(stderr, "beamlink: %s\n", r.error().message.c_str());
+        b.phase = Broadcast::Phase::done;
+        return on_next_tick(&loop, [&] { node.stop(); });
+      }
+      b.start();
+    });
+    if (!started) {
+      std::fprintf(stderr, "beamlink: %s\n", started.error().message.c_str());
+      return 2;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    code = b.code;
+  }
+  drain_and_close(&loop);
+  return code;
+}
+
+}  // namespace beamlink::app
