@@ -105,3 +105,175 @@ TEST_CASE("scripts/cluster: 3 pods mesh - kill and partition and heal - down lea
   CHECK(!std::filesystem::exists(c.env["CLUSTER_STATE"]));
   CHECK(c.cmd({"down"}).code == 0);  // idempotent
 }
+
+namespace {
+
+// `scripts/cluster pubsub POD EXPR`: the result's JSON (last line of stdout,
+// without the newline); fails the check with stderr when EXPR raised.
+std::string pubsub(Cluster& c, int pod, const std::string& expr) {
+  auto r = c.cmd({"pubsub", std::to_string(pod), expr}, 60s);
+  CHECK_MESSAGE(r.code == 0, "pubsub " << pod << " " << expr << ": " << r.err);
+  auto out = r.out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  auto nl = out.rfind('\n');
+  return nl == std::string::npos ? out : out.substr(nl + 1);
+}
+
+constexpr const char* kOk = R"({"$atom":"ok"})";
+
+// Broadcasts 1..12 on NAME's "room:1" from pod 1, each from a new process
+// (so phash2(self(), N) picks different groups) followed, from the same
+// process, by a fence to every remote worker of every group; waits on pod 2
+// for all the fences (12 * pool): every copy a broadcast sent to pod 2 has
+// then arrived. Checks that pod 2's and pod 1's recorders got each number
+// exactly once.
+void check_broadcast_once(Cluster& c, const std::string& name, int pool) {
+  const std::string n = "\"" + name + "\"";
+  REQUIRE(pubsub(c, 1, "subscribe(" + n + ", \"room:1\")") == kOk);
+  REQUIRE(pubsub(c, 2, "subscribe(" + n + ", \"room:1\")") == kOk);
+  CHECK(pubsub(c, 1, "clear(" + n + ", \"room:1\")") == kOk);
+  CHECK(pubsub(c, 2, "clear(" + n + ", \"room:1\")") == kOk);
+  pubsub(c, 1,
+         "for i <- 1..12 do\n"
+         "  {pid, ref} = spawn_monitor(fn -> broadcast(" +
+             n + ", \"room:1\", i); fence(" + n +
+             ", \"room:1\") end)\n"
+             "  receive do {:DOWN, ^ref, :process, ^pid, :normal} -> :ok end\n"
+             "end");
+  const auto fences = std::to_string(12 * pool);
+  CHECK(pubsub(c, 2, "wait_for(" + n + ", \"room:1\", fence_message(), " + fences + ", 10_000)") ==
+        fences);
+  const std::string numbers = "[1,2,3,4,5,6,7,8,9,10,11,12]";
+  const std::string sorted =
+      "messages(" + n + ", \"room:1\") |> Enum.filter(&is_integer/1) |> Enum.sort()";
+  CHECK(pubsub(c, 2, sorted) == numbers);
+  CHECK(pubsub(c, 1, sorted) == numbers);
+  CHECK(pubsub(c, 1, "count(" + n + ", \"room:1\")") == "12");  // no fence comes back
+}
+
+// Every group of NAME (pool size 3 and 1 here) has a member on both pods.
+std::string all_members_expr(const std::string& names) {
+  return "wait_until(fn -> Enum.flat_map(" + names +
+         ", &Map.values(members(&1))) end, fn l -> Enum.all?(l, &(length(&1) == 2)) end, 10_000)"
+         " |> Enum.all?(&(length(&1) == 2))";
+}
+
+}  // namespace
+
+TEST_CASE("scripts/cluster CLUSTER_PUBSUB 2.x: one group per broadcast, restart_scope, start-pod") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "2:Bad:0";
+  auto r = c.cmd({"up", "2"});
+  CHECK(r.code == 1);
+  CHECK(r.err.find("CLUSTER_PUBSUB: bad entry '2:Bad:0'") != std::string::npos);
+  CHECK(!std::filesystem::exists(c.env["CLUSTER_STATE"]));
+
+  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:3;2:Single.PubSub";
+  r = c.cmd({"up", "2"});
+  REQUIRE_MESSAGE(r.code == 0, std::string(r.out + r.err));
+  CHECK(c.vars()["CLUSTER_PUBSUB"] == "2:EWalletAPI.PubSub:3,2:Single.PubSub");
+
+  // What a peer sees: the scope Phoenix.PubSub with NAME.Adapter, _2, _3,
+  // each group's worker registered under the group's name, NAME registered.
+  const std::string groups =
+      R"([{"$atom":"Elixir.EWalletAPI.PubSub.Adapter"},{"$atom":"Elixir.EWalletAPI.PubSub.Adapter_2"},)"
+      R"({"$atom":"Elixir.EWalletAPI.PubSub.Adapter_3"},{"$atom":"Elixir.Single.PubSub.Adapter"}])";
+  CHECK(pubsub(c, 1, "groups()") == groups);
+  CHECK(
+      pubsub(c, 2,
+             "Enum.map([EWalletAPI.PubSub, EWalletAPI.PubSub.Adapter, EWalletAPI.PubSub.Adapter_3,"
+             " Single.PubSub, Single.PubSub.Adapter], &(&1 in :erlang.registered()))") ==
+      "[true,true,true,true,true]");
+  CHECK(pubsub(c, 1, "Process.whereis(Single.PubSub.Adapter_2)") == "null");
+  CHECK(pubsub(c, 1, all_members_expr("[\"EWalletAPI.PubSub\", \"Single.PubSub\"]")) == "true");
+
+  check_broadcast_once(c, "EWalletAPI.PubSub", 3);
+  check_broadcast_once(c, "Single.PubSub", 1);
+
+  // A channel broadcast through the Phoenix.Channel.Server dispatcher, as a
+  // remote peer publishes it: to the registered group name on the pod.
+  auto ip2 = c.pod_ips().at(1);
+  CHECK(pubsub(c, 2, "clear(\"EWalletAPI.PubSub\", \"room:1\")") == kOk);
+  pubsub(c, 1,
+         "forward(\"ewallet@" + ip2 +
+             "\", \"EWalletAPI.PubSub\", \"room:1\", %Phoenix.Socket.Broadcast{topic: \"room:1\","
+             " event: \"new_msg\", payload: %{\"body\" => \"hi\"}})");
+  CHECK(pubsub(c, 2, "wait_count(\"EWalletAPI.PubSub\", \"room:1\", 1, 10_000)") == "1");
+  CHECK(
+      pubsub(c, 2, "messages(\"EWalletAPI.PubSub\", \"room:1\")") ==
+      R"([{"__struct__":{"$atom":"Elixir.Phoenix.Socket.Broadcast"},"event":"new_msg","payload":{"body":"hi"},"topic":"room:1"}])");
+  CHECK(pubsub(c, 2, "errors()") == "[]");
+
+  // A restarted scope: the workers join the new one and pod 2 sees them.
+  CHECK(pubsub(c, 1, "restart_scope()") == groups);
+  CHECK(pubsub(c, 1, "groups()") == groups);
+  CHECK(pubsub(c, 2, all_members_expr("[\"EWalletAPI.PubSub\", \"Single.PubSub\"]")) == "true");
+  check_broadcast_once(c, "EWalletAPI.PubSub", 3);
+
+  // A killed pod comes back with its pubsubs (and a fresh recorder).
+  REQUIRE(c.cmd({"kill-pod", "2"}).code == 0);
+  r = c.cmd({"start-pod", "2"});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(r.out.find("with pubsub 2:EWalletAPI.PubSub:3 2:Single.PubSub") != std::string::npos);
+  CHECK(pubsub(c, 2, "groups()") == groups);
+  CHECK(pubsub(c, 1, all_members_expr("[\"EWalletAPI.PubSub\", \"Single.PubSub\"]")) == "true");
+  check_broadcast_once(c, "EWalletAPI.PubSub", 3);
+
+  // bench_broadcast returns the elapsed microseconds; the remote recorder
+  // gets every one.
+  CHECK(pubsub(c, 2, "clear(\"EWalletAPI.PubSub\", \"room:1\")") == kOk);
+  r = c.cmd({"pubsub", "1",
+             "bench_broadcast(\"EWalletAPI.PubSub\", \"room:1\", \"ev\", %{\"x\" => 1}, 1000)"});
+  CHECK(r.code == 0);
+  CHECK(std::stol(r.out) > 0);
+  CHECK(pubsub(c, 2, "wait_count(\"EWalletAPI.PubSub\", \"room:1\", 1000, 10_000)") == "1000");
+
+  CHECK(c.cmd({"down"}).code == 0);
+}
+
+TEST_CASE("scripts/cluster CLUSTER_PUBSUB 1.1: two PG2Servers, forward_to_local by name") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "1.1:EWalletAPI.PubSub 1.1:AdminAPI.PubSub";
+  auto r = c.cmd({"up", "2"});
+  REQUIRE_MESSAGE(r.code == 0, std::string(r.out + r.err));
+  auto ip2 = c.pod_ips().at(1);
+
+  // 1.1 has no pg scope; each pubsub's server is registered under its name.
+  CHECK(pubsub(c, 2, "Process.whereis(Phoenix.PubSub)") == "null");
+  CHECK(pubsub(c, 2,
+               "Enum.map([EWalletAPI.PubSub, AdminAPI.PubSub], &(&1 in :erlang.registered()))") ==
+        "[true,true]");
+
+  REQUIRE(pubsub(c, 2, R"(subscribe("EWalletAPI.PubSub", "room:1"))") == kOk);
+  REQUIRE(pubsub(c, 2, R"(subscribe("AdminAPI.PubSub", "room:1"))") == kOk);
+  // {forward_to_local, Phoenix.Channel.Server, none, Topic, Msg} to
+  // 'Elixir.AdminAPI.PubSub' on pod 2, then fences to both servers there.
+  CHECK(pubsub(c, 1,
+               "forward(\"ewallet@" + ip2 +
+                   "\", \"AdminAPI.PubSub\", \"room:1\", %Phoenix.Socket.Broadcast{topic: "
+                   "\"room:1\", event: \"e\", payload: %{status: :ok}});"
+                   " fence(\"AdminAPI.PubSub\", \"room:1\"); fence(\"EWalletAPI.PubSub\", "
+                   "\"room:1\")") == "{\"ewallet@" + ip2 + "\":1}");
+  CHECK(pubsub(c, 2,
+               R"({wait_for("AdminAPI.PubSub", "room:1", fence_message(), 1, 10_000),)"
+               R"( wait_for("EWalletAPI.PubSub", "room:1", fence_message(), 1, 10_000)})") ==
+        R"({"$tuple":[1,1]})");
+  CHECK(
+      pubsub(c, 2, R"(messages("AdminAPI.PubSub", "room:1"))") ==
+      R"([{"__struct__":{"$atom":"Elixir.Phoenix.Socket.Broadcast"},"event":"e","payload":{"status":{"$atom":"ok"}},"topic":"room:1"},{"$atom":"$fence"}])");
+  CHECK(pubsub(c, 2, R"(messages("EWalletAPI.PubSub", "room:1"))") == R"([{"$atom":"$fence"}])");
+
+  // A 1.1 broadcast on pod 1 reaches the same pubsub on pod 2, once.
+  pubsub(
+      c, 1,
+      R"(broadcast("EWalletAPI.PubSub", "room:1", :hello); fence("EWalletAPI.PubSub", "room:1"))");
+  CHECK(pubsub(c, 2, R"(wait_for("EWalletAPI.PubSub", "room:1", fence_message(), 2, 10_000))") ==
+        "2");
+  CHECK(pubsub(c, 2, R"(count("EWalletAPI.PubSub", "room:1", :hello))") == "1");
+  CHECK(pubsub(c, 2, R"(count("AdminAPI.PubSub", "room:1"))") == "2");
+  CHECK(pubsub(c, 2, "errors()") == "[]");
+
+  CHECK(c.cmd({"down"}).code == 0);
+}
