@@ -91,6 +91,8 @@ Gateway::Gateway(uv_loop_t* loop, cnode::Node& node, GatewayOptions options)
   so.bearer_token = options_.token;
   server_ = std::make_unique<HttpServer>(
       loop_, so, [this](const Request& req, Responder res) { router_(req, std::move(res)); });
+  channels_ = std::make_unique<ChannelSocketServer>(loop_, hub_, options_.channels);
+  channels_->attach(*server_, "/socket/websocket");
 }
 
 Gateway::~Gateway() = default;
@@ -111,6 +113,7 @@ int Gateway::port() const {
 }
 
 void Gateway::close() {
+  channels_->close();
   server_->close();
 }
 
@@ -202,6 +205,30 @@ std::string Gateway::metrics_text() {
           static_cast<double>(hub_.topics()));
   m.gauge("beamlink_relay_http_connections", "Open HTTP connections.",
           static_cast<double>(server_->connection_count()));
+  const auto& c = channels_->stats();
+  m.gauge("beamlink_relay_websockets", "Open WebSocket (Phoenix channel) connections.",
+          static_cast<double>(c.sockets_open));
+  m.counter("beamlink_relay_websockets_total", "WebSocket connections accepted.", c.sockets_total);
+  m.counter("beamlink_relay_websocket_upgrades_refused_total",
+            "WebSocket handshakes answered with an HTTP error.", c.upgrades_refused);
+  m.family("beamlink_relay_channel_events_total", T::counter,
+           "Phoenix channel events from clients, by kind.");
+  m.sample("beamlink_relay_channel_events_total", c.joins, {{"kind", "join"}});
+  m.sample("beamlink_relay_channel_events_total", c.joins_refused, {{"kind", "join_refused"}});
+  m.sample("beamlink_relay_channel_events_total", c.leaves, {{"kind", "leave"}});
+  m.sample("beamlink_relay_channel_events_total", c.pushes, {{"kind", "push"}});
+  m.sample("beamlink_relay_channel_events_total", c.pushes_refused, {{"kind", "push_refused"}});
+  m.sample("beamlink_relay_channel_events_total", c.heartbeats, {{"kind", "heartbeat"}});
+  m.sample("beamlink_relay_channel_events_total", c.unmatched, {{"kind", "unmatched_topic"}});
+  m.counter("beamlink_relay_websocket_broadcasts_total",
+            "Broadcast frames queued to WebSocket clients.", c.broadcasts_sent);
+  m.family("beamlink_relay_websocket_closes_total", T::counter,
+           "WebSocket connections the relay closed, by reason.");
+  m.sample("beamlink_relay_websocket_closes_total", c.slow_client_closes,
+           {{"reason", "slow_client"}});
+  m.sample("beamlink_relay_websocket_closes_total", c.idle_closes, {{"reason", "idle"}});
+  m.sample("beamlink_relay_websocket_closes_total", c.protocol_errors,
+           {{"reason", "protocol_error"}});
   for (auto& src : metrics_) src(m);
   return m.take();
 }

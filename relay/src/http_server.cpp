@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <unordered_map>
 
 #include "common/uv_util.hpp"
@@ -21,11 +22,46 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-bool authorized(const Request& req, const std::string& token) {
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The first query parameter `name`, percent-decoded ('+' as a space, as
+// application/x-www-form-urlencoded and the phoenix client's encoding agree).
+std::optional<std::string> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    std::string out;
+    auto raw = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '%' && i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 &&
+          hex_value(raw[i + 2]) >= 0) {
+        out.push_back(static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2])));
+        i += 2;
+      } else {
+        out.push_back(raw[i] == '+' ? ' ' : raw[i]);
+      }
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+// "Authorization: Bearer <token>"; on an upgrade path also "?token=<token>".
+bool authorized(const Request& req, const std::string& token, bool allow_query) {
   if (token.empty()) return true;
   auto h = req.header("authorization");
-  if (!h || !h->starts_with("Bearer ")) return false;
-  return constant_time_equal(h->substr(7), token);
+  if (h && h->starts_with("Bearer ")) return constant_time_equal(h->substr(7), token);
+  if (!allow_query) return false;
+  auto q = query_param(req.query, "token");
+  return q && constant_time_equal(*q, token);
 }
 
 }  // namespace
@@ -33,7 +69,9 @@ bool authorized(const Request& req, const std::string& token) {
 // One accepted socket. Owned by the server (shared_ptr so Responders and
 // write requests can hold a weak reference); states: Open (reading and
 // answering) → Draining (last response written, half-closed, discarding
-// input until EOF or linger) → Closed.
+// input until EOF or linger) → Closed; or Open → Upgrading (an accepted
+// Upgrade waits for the responses before it) → Closed with the socket handed
+// to the UpgradeHandler (tcp_ null).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(HttpServer::Impl* server, uv_loop_t* loop);
@@ -52,6 +90,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool keep_alive = true;
     bool http10 = false;
     std::string bytes;
+    bool upgrade = false;  // the hand-off point: no bytes, nothing after it
   };
   void on_read(ssize_t nread, const uv_buf_t* buf);
   void dispatch(Request& req);
@@ -59,6 +98,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void drain();
   void write(std::string bytes);
   void pause_or_resume();
+  void hand_off();
 
   HttpServer::Impl* server_;
   uv_loop_t* loop_;
@@ -75,6 +115,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool draining_ = false;
   bool closed_ = false;
   bool close_when_idle_ = false;
+  std::string after_request_;  // bytes read after an upgrade request
+  std::optional<Request> upgrade_req_;
+  std::string upgrade_leftover_;
+  std::function<void(Request, uv_tcp_t*, std::string)> upgrade_take_;
 };
 
 struct Responder::State {
@@ -107,7 +151,8 @@ struct HttpServer::Impl {
   uv_tcp_t* listener = nullptr;
   int port = 0;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> conns;
-  std::vector<std::shared_ptr<Connection>> dead;  // freed on a later iteration
+  std::map<std::string, UpgradeHandler, std::less<>> upgrades;  // path → handler
+  std::vector<std::shared_ptr<Connection>> dead;                // freed on a later iteration
   std::shared_ptr<int> alive = std::make_shared<int>(0);
 
   void remove(Connection* c) {
@@ -192,6 +237,10 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
   if (nread == 0 || draining_ || no_more_requests_) return;
   auto fed =
       parser_.feed(std::span<const char>(buf->base, static_cast<std::size_t>(nread)), parsed_);
+  if (!fed.error && fed.consumed < static_cast<std::size_t>(nread) && !parsed_.empty() &&
+      parsed_.back().upgrade) {
+    after_request_.assign(buf->base + fed.consumed, static_cast<std::size_t>(nread) - fed.consumed);
+  }
   for (auto& req : parsed_) {
     if (closed_ || no_more_requests_) break;
     dispatch(req);
@@ -212,10 +261,39 @@ void Connection::dispatch(Request& req) {
   std::uint64_t seq = next_seq_++;
   slots_.push_back(Slot{seq, false, keep, req.http_major == 1 && req.http_minor == 0, {}});
   if (!keep) no_more_requests_ = true;
-  if (!authorized(req, server_->options.bearer_token)) {
+  auto up = server_->upgrades.find(req.path);
+  bool upgrade_path = up != server_->upgrades.end();
+  if (!authorized(req, server_->options.bearer_token, upgrade_path)) {
     Response r = Response::error(401, "unauthorized", "missing or wrong bearer token");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     complete(seq, std::move(r));
+    return;
+  }
+  if (upgrade_path) {
+    std::optional<Response> refusal;
+    try {
+      if (up->second.check) refusal = up->second.check(req);
+    } catch (const std::exception& e) {
+      refusal = Response::error(500, "internal_error", e.what());
+    } catch (...) {
+      refusal = Response::error(500, "internal_error", "the upgrade check threw");
+    }
+    if (!refusal && !req.upgrade) {
+      refusal = Response::error(400, "bad_request",
+                                req.path + " expects an Upgrade request (Connection: upgrade)");
+    }
+    if (refusal || !up->second.take) {
+      complete(seq, refusal ? std::move(*refusal)
+                            : Response::error(500, "internal_error", "no upgrade taker"));
+      return;
+    }
+    // Accepted: the slot is the hand-off point, reached once the responses
+    // before it are queued (flush). The request is the last one parsed.
+    slots_.back().done = true;
+    slots_.back().upgrade = true;
+    upgrade_take_ = up->second.take;
+    upgrade_req_ = std::move(req);
+    upgrade_leftover_ = std::move(after_request_);
     return;
   }
   auto state = std::make_shared<Responder::State>();
@@ -246,6 +324,10 @@ void Connection::complete(std::uint64_t seq, Response r) {
 
 void Connection::flush() {
   while (!closed_ && !draining_ && !slots_.empty() && slots_.front().done) {
+    if (slots_.front().upgrade) {
+      hand_off();
+      return;
+    }
     Slot s = std::move(slots_.front());
     slots_.pop_front();
     write(std::move(s.bytes));
@@ -258,17 +340,37 @@ void Connection::flush() {
   if (slots_.empty() && (eof_ || close_when_idle_)) drain();
 }
 
+// The socket goes to the UpgradeHandler; this connection is closed without
+// closing it. Pending writes finish on the socket, before the new owner's.
+void Connection::hand_off() {
+  auto self = shared_from_this();
+  if (reading_) uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
+  reading_ = false;
+  uv_tcp_t* tcp = tcp_;
+  tcp_->data = nullptr;
+  tcp_ = nullptr;
+  auto take = std::move(upgrade_take_);
+  Request req = std::move(*upgrade_req_);
+  upgrade_req_.reset();
+  std::string leftover = std::move(upgrade_leftover_);
+  close();
+  take(std::move(req), tcp, std::move(leftover));
+}
+
 void Connection::write(std::string bytes) {
+  // The write callback finds the connection through a weak reference, not
+  // the handle: after an upgrade the handle's data belongs to its new owner.
   struct WriteReq {
     uv_write_t req;
     std::string bytes;
+    std::weak_ptr<Connection> conn;
   };
-  auto* w = new WriteReq{{}, std::move(bytes)};
+  auto* w = new WriteReq{{}, std::move(bytes), weak_from_this()};
   uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
   int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_), &b, 1,
                     [](uv_write_t* req, int status) {
                       auto* wr = reinterpret_cast<WriteReq*>(req);
-                      auto* self = static_cast<Connection*>(req->handle->data);
+                      auto self = wr->conn.lock();
                       delete wr;
                       if (status < 0 && self) self->close();
                     });
@@ -312,8 +414,10 @@ void Connection::close_when_idle() {
 void Connection::close() {
   if (closed_) return;
   closed_ = true;
-  tcp_->data = nullptr;  // pending write/shutdown callbacks see a closed connection
-  close_and_delete(tcp_);
+  if (tcp_) {              // null once handed to an UpgradeHandler
+    tcp_->data = nullptr;  // pending write/shutdown callbacks see a closed connection
+    close_and_delete(tcp_);
+  }
   if (linger_) {
     uv_timer_stop(linger_);
     close_and_delete(linger_);
@@ -403,6 +507,10 @@ void HttpServer::close() {
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [p, c] : impl_->conns) all.push_back(c);
   for (auto& c : all) c->close_when_idle();
+}
+
+void HttpServer::on_upgrade(std::string path, UpgradeHandler handler) {
+  impl_->upgrades[std::move(path)] = std::move(handler);
 }
 
 std::size_t HttpServer::connection_count() const {

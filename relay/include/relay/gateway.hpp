@@ -6,7 +6,11 @@
 //   GET  /metrics        Prometheus text: the node's counters, peers, the
 //                        delivery queues, the relay's own counters, and what
 //                        add_metrics() sources write (DNS polls, ...)
-// and the WebSocket endpoint once attached. Listening beyond loopback needs
+//   GET  /socket/websocket  Phoenix Channels V2 over WebSocket (the official
+//                        phoenix client connects unchanged): joining a topic
+//                        subscribes to the cluster's broadcasts on it, a push
+//                        is broadcast into the cluster
+// Listening beyond loopback needs
 // a bearer token: start() refuses (Errc::insecure) without one.
 //
 // Thread: the loop's thread only. Destroy before the node.
@@ -22,6 +26,7 @@
 #include "cnode/pubsub_bridge.hpp"
 #include "common/result.hpp"
 #include "relay/broadcast_api.hpp"
+#include "relay/channel_socket_server.hpp"
 #include "relay/cluster_hub.hpp"
 #include "relay/delivery.hpp"
 #include "relay/http_server.hpp"
@@ -44,6 +49,7 @@ struct GatewayOptions {
   ParserLimits limits;
   BroadcastOptions broadcast;
   DeliveryOptions delivery;
+  ChannelOptions channels;
 };
 
 struct GatewayStats {
@@ -81,6 +87,7 @@ class Gateway {
   ClusterHub& hub() { return hub_; }
   const Delivery& delivery() const { return delivery_; }
   const GatewayStats& stats() const { return stats_; }
+  const ChannelSocketServer& channels() const { return *channels_; }
 
  private:
   uv_loop_t* loop_;
@@ -91,6 +98,7 @@ class Gateway {
   BroadcastApi api_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<ChannelSocketServer> channels_;  // destroyed before the server and hub
   std::vector<std::function<void(MetricsWriter&)>> metrics_;
   std::function<std::string()> peer_hint_;
   GatewayStats stats_;

@@ -19,6 +19,8 @@
 // - After a response that ends the connection (an error, Connection: close,
 //   HTTP/1.0 without keep-alive) the server half-closes and discards what
 //   the client still sends, up to `linger`, so the client reads the answer.
+// - Upgrades (WebSocket): on_upgrade(path, …) hands the socket of an accepted
+//   Upgrade request on `path` to another protocol; see UpgradeHandler.
 #pragma once
 
 #include <uv.h>
@@ -28,6 +30,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,12 +57,36 @@ class Responder {
 
 using Handler = std::function<void(const Request&, Responder)>;
 
+// Takes over the connection of an Upgrade request (RFC 9110 7.8) on one path.
+struct UpgradeHandler {
+  // Decides on a request for the path before any hand-off. A Response
+  // refuses it: it is answered like any other response (an Upgrade
+  // request's connection then closes). std::nullopt accepts it. Called for every request on the
+  // path that passed the bearer token check, Upgrade or not (so a plain GET can get 426); a request
+  // that is not an Upgrade (http-parser saw no "Connection: upgrade" with "Upgrade") and is
+  // accepted anyway gets 400.
+  std::function<std::optional<Response>(const Request&)> check;
+  // Called once per accepted Upgrade, after every earlier response on the
+  // connection (pipelining) has been queued for writing, from the loop (never
+  // from inside on_upgrade). Ownership of `tcp` moves to the callee: it is
+  // open, not reading, `tcp->data` is null, and the server never touches it
+  // again. The callee must close it with uv_close and free it with `delete`
+  // in the close callback (beamlink::close_and_delete does both). Earlier
+  // responses may still be in libuv's write queue: bytes the callee writes
+  // follow them in order. `leftover` holds the bytes the client sent after
+  // the request (they belong to the new protocol). The callee answers the
+  // upgrade itself (e.g. 101 Switching Protocols).
+  std::function<void(Request req, uv_tcp_t* tcp, std::string leftover)> take;
+};
+
 struct ServerOptions {
   std::string host = "127.0.0.1";  // an IPv4 or IPv6 literal
   int port = 0;                    // 0: any free port, read it back with port()
   ParserLimits limits;
   // When not empty, every request must carry "Authorization: Bearer <token>";
-  // others get 401 and never reach the handler.
+  // others get 401 and never reach the handler. On an upgrade path the token
+  // may come as the query parameter `token` instead (browsers cannot set
+  // headers on a WebSocket): "/socket/websocket?token=<token>&vsn=2.0.0".
   std::string bearer_token;
   std::size_t max_pipeline = 64;  // unanswered requests per connection before reading pauses
   std::chrono::milliseconds linger{2000};
@@ -76,6 +103,10 @@ class HttpServer {
   // already_exists (address in use), io_error (source = uv errno).
   Result<void> listen();
   int port() const;  // the bound port, once listening
+  // Requests on `path` (exact match, query ignored) go to `handler` instead
+  // of the Handler; a later call for the same path replaces the earlier.
+  // Register before the first request on the path arrives.
+  void on_upgrade(std::string path, UpgradeHandler handler);
   void close();
   std::size_t connection_count() const;
 

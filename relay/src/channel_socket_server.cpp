@@ -1,0 +1,193 @@
+#include "relay/channel_socket_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "common/uv_util.hpp"
+
+namespace beamlink::relay {
+
+namespace {
+
+// The `vsn` query parameter of the phoenix client ("2.0.0"), raw.
+std::string_view vsn_param(std::string_view query) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.starts_with("vsn=")) return pair.substr(4);
+  }
+  return {};
+}
+
+}  // namespace
+
+// One client: its WebSocket and its protocol core. States: Open → Closed
+// (on_closed ran; freed on a later loop iteration, not inside the
+// WebSocket's callback).
+struct Client {
+  std::unique_ptr<WebSocket> ws;
+  std::unique_ptr<ChannelSession> session;
+  bool closed = false;
+};
+
+struct ChannelSocketServer::Impl {
+  uv_loop_t* loop;
+  ChannelHub& hub;
+  ChannelOptions options;
+  ChannelStats stats;
+  bool closing = false;
+  std::unordered_map<Client*, std::unique_ptr<Client>> clients;
+  std::vector<std::unique_ptr<Client>> dead;
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
+
+  Impl(uv_loop_t* l, ChannelHub& h, ChannelOptions o) : loop(l), hub(h), options(o) {}
+
+  std::optional<Response> check(const Request& req) {
+    std::optional<Response> refusal;
+    if (closing) {
+      refusal = Response::error(503, "unavailable", "the relay is shutting down");
+    } else if (auto vsn = vsn_param(req.query); !vsn.empty() && !vsn.starts_with("2.")) {
+      refusal = Response::error(
+          400, "bad_request",
+          "unsupported vsn \"" + std::string(vsn) +
+              "\": this relay speaks Phoenix Channels V2 only (the phoenix client's vsn=2.0.0)");
+    } else {
+      refusal = check_websocket_handshake(req);
+    }
+    if (refusal) ++stats.upgrades_refused;
+    return refusal;
+  }
+
+  void take(const Request& req, uv_tcp_t* tcp, std::string leftover) {
+    if (closing) {
+      close_and_delete(tcp);
+      return;
+    }
+    auto owned = std::make_unique<Client>();
+    Client* c = owned.get();
+    WebSocket::Callbacks cb;
+    cb.on_text = [this, c](std::string_view text) { on_text(c, text); };
+    cb.on_binary = [this, c](std::string_view) {
+      ++stats.protocol_errors;
+      spdlog::info("relay websocket: closing a client that sent a binary message");
+      c->ws->close(CloseCode::unsupported_data,
+                   "binary messages are not supported (Phoenix V2 JSON only)");
+    };
+    cb.on_closed = [this, c](const WebSocket::Closed& info) { on_closed(c, info); };
+    c->ws = std::make_unique<WebSocket>(loop, tcp, options.websocket, std::move(cb));
+    c->session = std::make_unique<ChannelSession>(
+        hub, options.limits, stats, [this, c](const ChannelBroadcast& b) { deliver(c, b); });
+    clients.emplace(c, std::move(owned));
+    ++stats.sockets_open;
+    ++stats.sockets_total;
+    c->ws->start(websocket_handshake_response(req), std::move(leftover));
+  }
+
+  void on_text(Client* c, std::string_view text) {
+    if (c->closed || !c->ws->open()) return;
+    auto out = c->session->handle_text(text);
+    for (auto& frame : out.frames) {
+      if (!send(c, frame)) return;
+    }
+    if (out.close) {
+      spdlog::info("relay websocket: closing a client: {}", out.close->reason);
+      c->ws->close(out.close->code, out.close->reason);
+    }
+  }
+
+  void deliver(Client* c, const ChannelBroadcast& b) {
+    if (c->closed || !b.v2_text) return;
+    if (send(c, *b.v2_text)) ++stats.broadcasts_sent;
+  }
+
+  // Queues a frame; a client whose queue would overflow is closed (counted).
+  bool send(Client* c, std::string_view frame) {
+    switch (c->ws->send_text(frame)) {
+      case WebSocket::Send::queued:
+        return true;
+      case WebSocket::Send::closing:
+        return false;
+      case WebSocket::Send::overflow:
+        break;
+    }
+    ++stats.slow_client_closes;
+    auto reason =
+        "slow client: over " + std::to_string(options.websocket.max_outbound) + " bytes queued";
+    spdlog::warn("relay websocket: closing a client: {}", reason);
+    c->ws->close(CloseCode::policy_violation, reason);
+    return false;
+  }
+
+  void on_closed(Client* c, const WebSocket::Closed& info) {
+    c->closed = true;
+    --stats.sockets_open;
+    if (info.idle) ++stats.idle_closes;
+    // wslay's own closes: a frame breaking RFC 6455, a message over the
+    // limit; and ours for invalid UTF-8 (the others are counted where sent).
+    auto code = static_cast<CloseCode>(info.code);
+    if (!info.by_peer && (code == CloseCode::protocol_error || code == CloseCode::message_too_big ||
+                          code == CloseCode::invalid_payload)) {
+      ++stats.protocol_errors;
+    }
+    auto it = clients.find(c);
+    if (it == clients.end()) return;
+    bool first = dead.empty();
+    dead.push_back(std::move(it->second));
+    clients.erase(it);
+    // Freed (and unsubscribed) on a later iteration: we are inside the
+    // WebSocket's callback, maybe inside the hub's listener.
+    if (first) defer(loop, alive, [this] { dead.clear(); });
+  }
+
+  void close_all() {
+    closing = true;
+    for (auto& [p, c] : clients) {
+      if (!c->closed) c->ws->close(CloseCode::going_away, "server shutting down");
+    }
+  }
+};
+
+ChannelSocketServer::ChannelSocketServer(uv_loop_t* loop, ChannelHub& hub, ChannelOptions options)
+    : impl_(std::make_shared<Impl>(loop, hub, options)) {}
+
+ChannelSocketServer::~ChannelSocketServer() {
+  impl_->alive.reset();  // the deferred clean-up no longer touches impl_
+  impl_->clients.clear();
+  impl_->dead.clear();
+}
+
+void ChannelSocketServer::attach(HttpServer& http, std::string path) {
+  std::weak_ptr<Impl> weak = impl_;
+  UpgradeHandler h;
+  h.check = [weak](const Request& req) -> std::optional<Response> {
+    auto impl = weak.lock();
+    if (!impl) return Response::error(503, "unavailable", "the WebSocket endpoint is gone");
+    return impl->check(req);
+  };
+  h.take = [weak](Request req, uv_tcp_t* tcp, std::string leftover) {
+    auto impl = weak.lock();
+    if (!impl) {
+      close_and_delete(tcp);
+      return;
+    }
+    impl->take(req, tcp, std::move(leftover));
+  };
+  http.on_upgrade(std::move(path), std::move(h));
+}
+
+const ChannelStats& ChannelSocketServer::stats() const {
+  return impl_->stats;
+}
+
+std::size_t ChannelSocketServer::sockets() const {
+  return impl_->clients.size();
+}
+
+void ChannelSocketServer::close() {
+  impl_->close_all();
+}
+
+}  // namespace beamlink::relay

@@ -1,0 +1,444 @@
+#include "relay/websocket.hpp"
+
+#include <simdjson.h>
+#include <wslay/wslay.h>
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+#include <vector>
+
+#include "common/uv_util.hpp"
+#include "relay/sha1.hpp"
+
+namespace beamlink::relay {
+
+namespace {
+
+// RFC 6455 1.3: the GUID appended to the key.
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+// Bytes handed to uv_write and not yet written, beyond which wslay keeps the
+// rest in its queue (still counted against max_outbound).
+constexpr std::size_t kMaxInFlight = 256 * 1024;
+// RFC 6455 5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
+constexpr std::size_t kMaxCloseReason = 123;
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A comma-separated header value (RFC 9110 5.6.1) holds `token`, case-insensitively.
+bool has_token(std::string_view value, std::string_view token) {
+  while (true) {
+    auto comma = value.find(',');
+    if (iequals(trim(value.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) return false;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+bool base64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+// RFC 6455 4.2.1 item 5: "a base64-encoded value that, when decoded, is 16
+// bytes in length": 22 characters, the last carrying 2 bits, then "==".
+bool valid_key(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  if (!std::all_of(key.begin(), key.begin() + 22, base64_char)) return false;
+  static constexpr std::string_view kTwoBits = "AQgw";  // values 0, 16, 32, 48
+  return kTwoBits.find(key[21]) != std::string_view::npos;
+}
+
+Response refuse(int status, std::string_view error, std::string_view reason) {
+  Response r = Response::error(status, error, reason);
+  if (status == 426) {
+    r.headers.emplace_back("Upgrade", "websocket");
+    r.headers.emplace_back("Sec-WebSocket-Version", "13");
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string websocket_accept(std::string_view key) {
+  Sha1 h;
+  h.update(key);
+  h.update(kGuid);
+  auto d = h.finish();
+  return base64_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+}
+
+std::optional<Response> check_websocket_handshake(const Request& req) {
+  if (req.method != "GET") {
+    return refuse(400, "bad_request", "a WebSocket handshake is a GET, not " + req.method);
+  }
+  if (req.http_major < 1 || (req.http_major == 1 && req.http_minor < 1)) {
+    return refuse(400, "bad_request", "a WebSocket handshake needs HTTP/1.1");
+  }
+  if (!req.header("host")) return refuse(400, "bad_request", "the Host header is missing");
+  auto upgrade = req.header("upgrade");
+  if (!upgrade || !has_token(*upgrade, "websocket")) {
+    return refuse(426, "upgrade_required", "this path speaks WebSocket: send Upgrade: websocket");
+  }
+  auto connection = req.header("connection");
+  if (!connection || !has_token(*connection, "upgrade")) {
+    return refuse(426, "upgrade_required", "the Connection header must contain \"upgrade\"");
+  }
+  auto version = req.header("sec-websocket-version");
+  if (!version || trim(*version) != "13") {
+    return refuse(426, "upgrade_required", "only Sec-WebSocket-Version 13 is supported");
+  }
+  auto key = req.header("sec-websocket-key");
+  if (!key || !valid_key(trim(*key))) {
+    return refuse(400, "bad_request",
+                  "Sec-WebSocket-Key must be the base64 of 16 bytes (24 characters)");
+  }
+  return std::nullopt;
+}
+
+std::string websocket_handshake_response(const Request& req) {
+  auto key = req.header("sec-websocket-key");
+  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Accept: " +
+         websocket_accept(key ? trim(*key) : std::string_view{}) + "\r\n\r\n";
+}
+
+// States: Open → Closing (our close frame queued, or the client's received)
+// → Closed (TCP closed, handles closing). Every uv handle's data points here
+// until Closed or destruction, then is null: late callbacks see that.
+struct WebSocket::Impl {
+  uv_loop_t* loop;
+  uv_tcp_t* tcp;
+  uv_timer_t* timer;
+  WebSocketOptions options;
+  Callbacks cb;
+  wslay_event_context_ptr ctx = nullptr;
+  std::vector<char> read_buf = std::vector<char>(64 * 1024);
+  std::string leftover;      // processed from the first timer tick
+  const char* in = nullptr;  // input wslay's recv callback reads
+  std::size_t in_len = 0;
+  std::string out;            // bytes from wslay not yet handed to uv_write
+  std::size_t in_flight = 0;  // bytes handed to uv_write, not yet written
+  int depth = 0;              // inside a wslay call: do not re-enter wslay_event_send
+  int in_api = 0;             // inside a member call: on_closed goes to a later iteration
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  bool closing = false;
+  bool closed = false;
+  bool idle = false;
+  bool by_peer = false;              // the client's close frame came first
+  std::uint64_t last_read = 0;       // uv_now at the last bytes received
+  std::uint64_t close_deadline = 0;  // uv_now after which Closing drops TCP
+
+  Impl(uv_loop_t* l, uv_tcp_t* t, WebSocketOptions o, Callbacks c)
+      : loop(l), tcp(t), timer(new uv_timer_t), options(o), cb(std::move(c)) {
+    tcp->data = this;
+    uv_timer_init(loop, timer);
+    timer->data = this;
+    static const wslay_event_callbacks callbacks = {
+        &Impl::recv_cb, &Impl::send_cb, nullptr, nullptr, nullptr, nullptr, &Impl::msg_cb};
+    if (wslay_event_context_server_init(&ctx, &callbacks, this) != 0) ctx = nullptr;
+    if (ctx) wslay_event_config_set_max_recv_msg_length(ctx, options.max_message);
+  }
+
+  ~Impl() {
+    if (!closed) release_handles();
+    if (ctx) wslay_event_context_free(ctx);
+  }
+
+  void release_handles() {
+    tcp->data = nullptr;  // pending write callbacks see a closed socket
+    close_and_delete(tcp);
+    uv_timer_stop(timer);
+    timer->data = nullptr;
+    close_and_delete(timer);
+  }
+
+  // wslay callbacks ----------------------------------------------------------
+
+  static ssize_t recv_cb(wslay_event_context_ptr c, std::uint8_t* buf, std::size_t len, int,
+                         void* user) {
+    auto* self = static_cast<Impl*>(user);
+    if (self->in_len == 0 || self->closed) {
+      wslay_event_set_error(c, WSLAY_ERR_WOULDBLOCK);
+      return -1;
+    }
+    std::size_t n = std::min(len, self->in_len);
+    std::copy_n(self->in, n, reinterpret_cast<char*>(buf));
+    self->in += n;
+    self->in_len -= n;
+    return static_cast<ssize_t>(n);
+  }
+
+  static ssize_t send_cb(wslay_event_context_ptr c, const std::uint8_t* data, std::size_t len, int,
+                         void* user) {
+    auto* self = static_cast<Impl*>(user);
+    if (self->closed || self->out.size() + self->in_flight >= kMaxInFlight) {
+      wslay_event_set_error(c, WSLAY_ERR_WOULDBLOCK);
+      return -1;
+    }
+    self->out.append(reinterpret_cast<const char*>(data), len);
+    return static_cast<ssize_t>(len);
+  }
+
+  static void msg_cb(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg, void* user) {
+    static_cast<Impl*>(user)->on_message(*arg);
+  }
+
+  void on_message(const wslay_event_on_msg_recv_arg& m) {
+    if (closing || closed) return;  // after our close frame: nothing more for the owner
+    std::string_view data(reinterpret_cast<const char*>(m.msg), m.msg_length);
+    if (m.opcode == WSLAY_TEXT_FRAME) {
+      if (!simdjson::validate_utf8(data.data(), data.size())) {
+        queue_close(CloseCode::invalid_payload, "invalid UTF-8 in a text message");
+        return;
+      }
+      if (cb.on_text) cb.on_text(data);
+    } else if (m.opcode == WSLAY_BINARY_FRAME) {
+      if (cb.on_binary) {
+        cb.on_binary(data);
+      } else {
+        queue_close(CloseCode::unsupported_data, "binary messages are not supported");
+      }
+    } else if (m.opcode == WSLAY_CONNECTION_CLOSE) {
+      // wslay answers it; from now on we only flush and wait for the TCP close.
+      if (!wslay_event_get_close_sent(ctx)) by_peer = true;
+      closing = true;
+      close_deadline = uv_now(loop) + static_cast<std::uint64_t>(options.close_timeout.count());
+      arm_timer();
+    }
+  }
+
+  // I/O ---------------------------------------------------------------------
+
+  void start(std::string response, std::string rest) {
+    last_read = uv_now(loop);
+    write_raw(std::move(response));
+    if (!ctx) finish();  // wslay could not allocate
+    if (closed) return;
+    leftover = std::move(rest);
+    uv_tcp_nodelay(tcp, 1);
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(tcp),
+        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+          auto* self = static_cast<Impl*>(h->data);
+          *buf = uv_buf_init(self->read_buf.data(), static_cast<unsigned>(self->read_buf.size()));
+        },
+        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+          if (auto* self = static_cast<Impl*>(s->data)) self->on_read(nread, buf);
+        });
+    if (!leftover.empty()) {
+      uv_timer_start(
+          timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_timer(); }, 0, 0);
+    } else {
+      arm_timer();
+    }
+  }
+
+  void on_read(ssize_t nread, const uv_buf_t* buf) {
+    if (nread < 0) {  // EOF or error: nothing more can be said on this socket
+      finish();
+      return;
+    }
+    if (nread == 0) return;
+    last_read = uv_now(loop);
+    feed(buf->base, static_cast<std::size_t>(nread));
+  }
+
+  void feed(const char* p, std::size_t n) {
+    in = p;
+    in_len = n;
+    ++depth;
+    int rc = wslay_event_recv(ctx);
+    --depth;
+    in_len = 0;
+    if (closed) return;
+    if (rc != 0) {
+      finish();
+      return;
+    }
+    pump();
+  }
+
+  // Moves what wslay has to send into uv_write, as far as kMaxInFlight allows.
+  void pump() {
+    if (closed || depth > 0) return;
+    ++depth;
+    int rc = wslay_event_send(ctx);
+    --depth;
+    if (rc != 0) {
+      finish();
+      return;
+    }
+    if (!out.empty()) write_raw(std::exchange(out, {}));
+    if (closed) return;
+    if (!wslay_event_want_read(ctx) && !wslay_event_want_write(ctx) && out.empty() &&
+        in_flight == 0) {
+      finish();  // both close frames passed (RFC 6455 7.1.1: the server closes TCP first)
+    }
+  }
+
+  void write_raw(std::string bytes) {
+    struct WriteReq {
+      uv_write_t req;
+      std::string bytes;
+    };
+    auto* w = new WriteReq{{}, std::move(bytes)};
+    in_flight += w->bytes.size();
+    uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp), &b, 1,
+                      [](uv_write_t* req, int status) {
+                        auto* wr = reinterpret_cast<WriteReq*>(req);
+                        auto* self = static_cast<Impl*>(req->handle->data);
+                        std::size_t n = wr->bytes.size();
+                        delete wr;
+                        if (!self) return;
+                        self->in_flight -= n;
+                        if (status < 0) {
+                          self->finish();
+                        } else {
+                          self->pump();
+                        }
+                      });
+    if (rc != 0) {
+      in_flight -= w->bytes.size();
+      delete w;
+      finish();
+    }
+  }
+
+  // The timer: leftover input first, then the idle deadline (Open) or the
+  // close deadline (Closing).
+  void arm_timer() {
+    if (closed) return;
+    std::uint64_t now = uv_now(loop);
+    std::uint64_t due = closing
+                            ? close_deadline
+                            : last_read + static_cast<std::uint64_t>(options.idle_timeout.count());
+    uv_timer_start(
+        timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_timer(); },
+        due > now ? due - now : 0, 0);
+  }
+
+  void on_timer() {
+    if (!leftover.empty()) {
+      std::string rest = std::move(leftover);
+      leftover.clear();
+      last_read = uv_now(loop);
+      feed(rest.data(), rest.size());
+      if (closed) return;
+      arm_timer();
+      return;
+    }
+    std::uint64_t now = uv_now(loop);
+    if (closing) {
+      if (now >= close_deadline) {
+        finish();
+        return;
+      }
+    } else if (now >= last_read + static_cast<std::uint64_t>(options.idle_timeout.count())) {
+      idle = true;
+      queue_close(CloseCode::normal, "idle timeout");
+      pump();
+      return;
+    }
+    arm_timer();
+  }
+
+  void queue_close(CloseCode code, std::string_view reason) {
+    if (closing || closed) return;
+    if (!ctx) {
+      finish();
+      return;
+    }
+    closing = true;
+    reason = reason.substr(0, kMaxCloseReason);
+    wslay_event_queue_close(ctx, static_cast<std::uint16_t>(code),
+                            reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size());
+    close_deadline = uv_now(loop) + static_cast<std::uint64_t>(options.close_timeout.count());
+    arm_timer();
+  }
+
+  void finish() {
+    if (closed) return;
+    closed = true;
+    closing = true;
+    Closed info;
+    info.idle = idle;
+    info.by_peer = by_peer;
+    if (ctx) {
+      bool sent = wslay_event_get_close_sent(ctx) != 0;
+      bool received = wslay_event_get_close_received(ctx) != 0;
+      info.clean = sent && received;
+      if (sent) {
+        info.code = wslay_event_get_status_code_sent(ctx);
+      } else if (received) {
+        info.code = wslay_event_get_status_code_received(ctx);
+      }
+    }
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp));
+    release_handles();
+    if (!cb.on_closed) return;
+    if (in_api > 0) {
+      defer(loop, alive, [this, info] { cb.on_closed(info); });
+    } else {
+      cb.on_closed(info);
+    }
+  }
+
+  // Marks a member call (see the contract: no callback from inside one).
+  struct Api {
+    Impl& s;
+    explicit Api(Impl& x) : s(x) { ++s.in_api; }
+    ~Api() { --s.in_api; }
+  };
+};
+
+WebSocket::WebSocket(uv_loop_t* loop, uv_tcp_t* tcp, WebSocketOptions options, Callbacks callbacks)
+    : impl_(std::make_unique<Impl>(loop, tcp, options, std::move(callbacks))) {}
+
+WebSocket::~WebSocket() = default;
+
+void WebSocket::start(std::string handshake_response, std::string leftover) {
+  Impl::Api api(*impl_);
+  impl_->start(std::move(handshake_response), std::move(leftover));
+}
+
+WebSocket::Send WebSocket::send_text(std::string_view text) {
+  auto& s = *impl_;
+  Impl::Api api(s);
+  if (s.closing || s.closed) return Send::closing;
+  if (queued_bytes() + text.size() > s.options.max_outbound) return Send::overflow;
+  wslay_event_msg msg{WSLAY_TEXT_FRAME, reinterpret_cast<const std::uint8_t*>(text.data()),
+                      text.size()};
+  if (wslay_event_queue_msg(s.ctx, &msg) != 0) return Send::closing;
+  s.pump();
+  return Send::queued;
+}
+
+void WebSocket::close(CloseCode code, std::string_view reason) {
+  Impl::Api api(*impl_);
+  impl_->queue_close(code, reason);
+  impl_->pump();
+}
+
+bool WebSocket::open() const {
+  return !impl_->closing && !impl_->closed;
+}
+
+std::size_t WebSocket::queued_bytes() const {
+  const auto& s = *impl_;
+  return (s.ctx ? wslay_event_get_queued_msg_length(s.ctx) : 0) + s.out.size() + s.in_flight;
+}
+
+}  // namespace beamlink::relay

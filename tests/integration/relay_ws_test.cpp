@@ -1,0 +1,316 @@
+// The relay's WebSocket endpoint on a real loop, with real clients in
+// Node.js: the official `phoenix` client over `ws` (tests/js, installed by
+// scripts/setup), and plain `ws` for what the official client never sends.
+// The ChannelHub is a fake in this process: it records pushes and lets the
+// test broadcast. Clients are subprocesses tracked by PID; the loop runs
+// until they print what the test waits for (deadline-bounded, no sleeps).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "relay/channel_socket_server.hpp"
+#include "relay/http_server.hpp"
+#include "support.hpp"
+#include "test_loop.hpp"
+
+using namespace beamlink;
+using namespace beamlink::relay;
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct FakeHub : ChannelHub {
+  std::map<int, std::pair<std::string, Listener>> subs;
+  int next = 1;
+  std::vector<std::tuple<std::string, std::string, std::string>> published;
+
+  int subscribe(const std::string& topic, Listener listener) override {
+    subs.emplace(next, std::make_pair(topic, std::move(listener)));
+    return next++;
+  }
+  void unsubscribe(int id) override { subs.erase(id); }
+  Result<void> publish(std::string_view topic, std::string_view event,
+                       std::string_view payload_json) override {
+    published.emplace_back(topic, event, payload_json);
+    return {};
+  }
+  // Renders the frame once and hands the same string to every listener.
+  void broadcast(const std::string& topic, const std::string& event, const std::string& payload) {
+    auto text = std::make_shared<const std::string>(
+        encode_channel_message(std::nullopt, std::nullopt, topic, event, payload));
+    ChannelBroadcast b{topic, event, payload, text};
+    std::vector<Listener> ls;
+    for (const auto& [id, s] : subs)
+      if (s.first == topic) ls.push_back(s.second);
+    for (auto& l : ls) l(b);
+  }
+  std::size_t subscribers(const std::string& topic) const {
+    std::size_t n = 0;
+    for (const auto& [id, s] : subs) n += s.first == topic;
+    return n;
+  }
+};
+
+struct Fixture {
+  TestLoop loop;
+  FakeHub hub;
+  std::unique_ptr<HttpServer> http;
+  std::unique_ptr<ChannelSocketServer> ws;
+
+  explicit Fixture(ChannelOptions o = {}, ServerOptions so = {}) {
+    Router router;
+    router.add("GET", "/fast", [](const Request&, Responder res) {
+      Response r;
+      r.body = R"({"route":"fast"})";
+      res.respond(r);
+    });
+    http = std::make_unique<HttpServer>(loop.get(), so, router);
+    ws = std::make_unique<ChannelSocketServer>(loop.get(), hub, o);
+    ws->attach(*http);
+    auto r = http->listen();
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  }
+  ~Fixture() {
+    ws.reset();
+    http.reset();
+    CHECK(loop.close() == 0);
+  }
+
+  std::string url(const std::string& path = "/socket/websocket") const {
+    return "ws://127.0.0.1:" + std::to_string(http->port()) + path;
+  }
+
+  // Runs the loop until `cond` holds. A child's output is no loop event: a
+  // 5 ms timer wakes the loop to look (wait_until's poll interval).
+  bool serve_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 20s) {
+    uv_timer_t poll{};
+    uv_timer_init(loop.get(), &poll);
+    uv_timer_start(
+        &poll, [](uv_timer_t*) {}, 5, 5);
+    bool done = loop.run_until(cond, timeout);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+    uv_run(loop.get(), UV_RUN_NOWAIT);  // the close callback, before `poll` goes
+    return done;
+  }
+
+  // Runs a raw ws client to completion; returns its stdout.
+  std::string raw(const std::string& url, const std::string& mode, const std::string& arg = "") {
+    Subprocess p({"node", source_path("tests/js/raw_ws_client.js"), url, mode, arg});
+    bool done = serve_until([&] { return !p.running(); });
+    REQUIRE_MESSAGE(done, "client did not finish: " << p.out() << p.err());
+    CHECK_MESSAGE(p.wait(1s) == 0, p.err());
+    return p.out();
+  }
+};
+
+bool has(Subprocess& p, const std::string& needle) {
+  return p.out().find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("relay ws: the phoenix client joins, pushes, gets its topic's broadcasts only") {
+  Fixture f;
+  Subprocess a({"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:a"});
+  Subprocess b({"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:b"});
+  REQUIRE_MESSAGE(f.serve_until([&] { return has(a, "push ok") && has(b, "push ok"); }),
+                  a.out() << a.err() << b.out() << b.err());
+  CHECK(a.out() == "joined room:a\npush ok {}\n");
+  CHECK(b.out() == "joined room:b\npush ok {}\n");
+  auto pushed = f.hub.published;
+  std::sort(pushed.begin(), pushed.end());
+  CHECK(pushed == std::vector<std::tuple<std::string, std::string, std::string>>{
+                      {"room:a", "shout", R"({"body":"hi from room:a"})"},
+                      {"room:b", "shout", R"({"body":"hi from room:b"})"}});
+  CHECK(f.ws->sockets() == 2);
+
+  f.hub.broadcast("room:a", "shout", R"({"n":1,"s":"é \"q\""})");
+  f.hub.broadcast("room:b", "shout", R"({"n":2})");
+  // A fence behind them on each stream: what the client saw before it is all.
+  f.hub.broadcast("room:a", "fence", "{}");
+  f.hub.broadcast("room:b", "fence", "{}");
+  REQUIRE_MESSAGE(f.serve_until([&] { return !a.running() && !b.running(); }),
+                  a.out() << a.err() << b.out() << b.err());
+  CHECK(a.wait(1s) == 0);
+  CHECK(b.wait(1s) == 0);
+  CHECK(a.out() ==
+        "joined room:a\npush ok {}\n"
+        "msg room:a shout {\"n\":1,\"s\":\"é \\\"q\\\"\"}\nmsg room:a fence {}\n"
+        "summary shouts=1 other_topics=0 heartbeats=2+\n");
+  CHECK(b.out() ==
+        "joined room:b\npush ok {}\nmsg room:b shout {\"n\":2}\nmsg room:b fence {}\n"
+        "summary shouts=1 other_topics=0 heartbeats=2+\n");
+
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
+  const auto& s = f.ws->stats();
+  CHECK(s.sockets_total == 2);
+  CHECK(s.sockets_open == 0);
+  CHECK(s.joins == 2);
+  CHECK(s.pushes == 2);
+  CHECK(s.broadcasts_sent == 4);
+  CHECK(s.heartbeats >= 4);
+  CHECK(s.protocol_errors == 0);
+  CHECK(f.hub.subs.empty());  // the sockets' subscriptions went with them
+}
+
+TEST_CASE("relay ws: close codes for invalid UTF-8, oversize, malformed and binary messages") {
+  ChannelOptions o;
+  o.websocket.max_message = 64 * 1024;
+  Fixture f(o);
+  // wslay 1.1 checks UTF-8 itself (no reason); the relay checks again in case it does not.
+  CHECK(f.raw(f.url(), "invalid_utf8").starts_with("open\nclose 1007 "));
+  CHECK(f.raw(f.url(), "oversize", "70000") == "open\nclose 1009 \n");
+  CHECK(f.raw(f.url(), "malformed") ==
+        "open\nclose 1008 malformed message: expected [join_ref, ref, topic, event, payload]\n");
+  CHECK(f.raw(f.url(), "binary") ==
+        "open\nclose 1003 binary messages are not supported (Phoenix V2 JSON only)\n");
+  // Under the limit but no JSON: the reason is simdjson's, cut to fit a close frame.
+  auto out = f.raw(f.url(), "oversize", "60000");
+  CHECK(out.starts_with("open\nclose 1008 malformed message: invalid JSON ("));
+  CHECK(out.size() <= std::string("open\nclose 1008 \n").size() + 123);
+  CHECK(f.ws->stats().protocol_errors == 5);
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
+}
+
+TEST_CASE("relay ws: the bearer token as a header or ?token=, else 401") {
+  ServerOptions so;
+  so.bearer_token = "s3cret";
+  Fixture f({}, so);
+  CHECK(f.raw(f.url(), "open") == "status 401\n");
+  CHECK(f.raw(f.url("/socket/websocket?token=nope"), "open") == "status 401\n");
+  CHECK(f.raw(f.url("/socket/websocket?vsn=2.0.0&token=s3cret"), "open") ==
+        "open\nclose 1000 bye\n");
+  // The official client passes it with params: {token}.
+  Subprocess a(
+      {"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:t", "s3cret"});
+  REQUIRE_MESSAGE(f.serve_until([&] { return has(a, "push ok"); }), a.out() << a.err());
+  CHECK(f.ws->stats().sockets_total == 2);
+}
+
+TEST_CASE("relay ws: refused handshakes are plain HTTP answers; other routes still work") {
+  Fixture f;
+  Subprocess p({"python3", "-c", R"(
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+c.request("GET", "/fast"); r = c.getresponse(); r.read(); print(r.status)
+c.request("GET", "/socket/websocket"); r = c.getresponse(); r.read()
+print(r.status, r.getheader("Sec-WebSocket-Version"))
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+c.request("GET", "/socket/websocket", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+          "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "short"})
+r = c.getresponse(); r.read(); print(r.status)
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+c.request("GET", "/socket/websocket?vsn=1.0.0", headers={"Upgrade": "websocket",
+          "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+r = c.getresponse(); print(r.status, r.read().decode())
+)",
+                std::to_string(f.http->port())});
+  REQUIRE(f.serve_until([&] { return !p.running(); }));
+  CHECK_MESSAGE(p.wait(1s) == 0, p.err());
+  CHECK(p.out() ==
+        "200\n426 13\n400\n400 {\"error\":\"bad_request\",\"reason\":\"unsupported vsn "
+        "\\\"1.0.0\\\": this relay speaks Phoenix Channels V2 only (the phoenix client's "
+        "vsn=2.0.0)\"}\n");
+  CHECK(f.ws->stats().upgrades_refused == 3);
+  CHECK(f.ws->stats().sockets_total == 0);
+}
+
+TEST_CASE("relay ws: an upgrade pipelined after a request, with a frame in the same packet") {
+  Fixture f;
+  // The 200 comes first, then the 101, then the heartbeat reply: the frame
+  // sent with the upgrade request (leftover bytes) is not lost.
+  Subprocess p({"python3", "-c", R"(
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+msg = b'[null,"1","phoenix","heartbeat",{}]'
+mask = b"\x01\x02\x03\x04"
+frame = bytes([0x81, 0x80 | len(msg)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(msg))
+s.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+          b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" + frame)
+want = b'[null,"1","phoenix","phx_reply",{"status":"ok","response":{}}]'
+data = b""
+while not data.endswith(want):
+    d = s.recv(65536)
+    if not d: break
+    data += d
+head, _, rest = data.partition(b"\r\n\r\n")
+body, _, ws = rest.partition(b"HTTP/1.1 101")
+print(head.split(b"\r\n")[0].decode(), body[:16].decode())
+print("HTTP/1.1 101" + ws.split(b"\r\n\r\n")[0].decode().split("\r\n")[0])
+print("accept", b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in ws)
+frame = ws.split(b"\r\n\r\n", 1)[1]
+print(frame[0] == 0x81, frame[2:].decode())
+)",
+                std::to_string(f.http->port())});
+  REQUIRE(f.serve_until([&] { return !p.running(); }));
+  CHECK_MESSAGE(p.wait(1s) == 0, p.err());
+  CHECK(p.out() ==
+        "HTTP/1.1 200 OK {\"route\":\"fast\"}\nHTTP/1.1 101 Switching Protocols\naccept True\n"
+        "True [null,\"1\",\"phoenix\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]\n");
+  CHECK(f.ws->stats().heartbeats == 1);
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0 && f.http->connection_count() == 0; }));
+}
+
+TEST_CASE("relay ws: an idle client is closed with 1000 after the idle timeout") {
+  ChannelOptions o;
+  o.websocket.idle_timeout = 300ms;
+  Fixture f(o);
+  CHECK(f.raw(f.url(), "idle") == "open\nclose 1000 idle timeout\n");
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
+  CHECK(f.ws->stats().idle_closes == 1);
+}
+
+TEST_CASE("relay ws: close() sends 1001 to every client") {
+  Fixture f;
+  Subprocess p({"node", source_path("tests/js/raw_ws_client.js"), f.url(), "idle"});
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 1 && has(p, "open"); }));
+  f.ws->close();
+  REQUIRE(f.serve_until([&] { return !p.running(); }));
+  CHECK(p.out() == "open\nclose 1001 server shutting down\n");
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
+}
+
+TEST_CASE("relay ws: a client that stops reading is closed with 1008, not left behind") {
+  ChannelOptions o;
+  o.websocket.max_outbound = 1u << 20;
+  o.websocket.close_timeout = 200ms;
+  Fixture f(o);
+  Subprocess slow({"node", source_path("tests/js/raw_ws_client.js"), f.url(), "slow", "room:s"});
+  Subprocess fast({"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:s"});
+  REQUIRE_MESSAGE(f.serve_until([&] { return has(slow, "joined") && has(fast, "push ok"); }),
+                  slow.out() << slow.err() << fast.out() << fast.err());
+  auto received = [&] {
+    auto text = fast.out();
+    std::size_t n = 0;
+    for (auto at = text.find("msg room:s bulk"); at != std::string::npos;
+         at = text.find("msg room:s bulk", at + 1))
+      ++n;
+    return n;
+  };
+  // 128 KiB broadcasts, each once the fast client has read the one before:
+  // the slow one's kernel buffers fill, then its queue passes 1 MiB.
+  std::string payload = "{\"pad\":\"" + std::string(128 * 1024, 'x') + "\"}";
+  std::size_t sent = 0;
+  while (f.ws->stats().slow_client_closes == 0 && sent < 2000) {
+    f.hub.broadcast("room:s", "bulk", payload);
+    ++sent;
+    REQUIRE_MESSAGE(f.serve_until([&] { return received() == sent; }), fast.err());
+  }
+  CHECK_MESSAGE(f.ws->stats().slow_client_closes == 1, "after " << sent << " broadcasts");
+  // Its close frame cannot pass: the close timeout ends the connection.
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 1; }));
+  CHECK(f.hub.subscribers("room:s") == 1);
+  f.hub.broadcast("room:s", "fence", "{}");
+  REQUIRE_MESSAGE(f.serve_until([&] { return !fast.running(); }), fast.out() << fast.err());
+  CHECK(fast.out().find("summary shouts=0 other_topics=0 heartbeats=2+") != std::string::npos);
+  CHECK(received() == sent);  // including the broadcast that overflowed the slow client
+}

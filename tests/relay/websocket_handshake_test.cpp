@@ -1,0 +1,117 @@
+// The WebSocket opening handshake (RFC 6455 4.2.1, 4.2.2) checked on
+// Request values: what is accepted, and the status and headers of a refusal.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "relay/websocket.hpp"
+
+using namespace beamlink::relay;
+
+namespace {
+
+Request handshake() {
+  Request r;
+  r.method = "GET";
+  r.target = r.path = "/socket/websocket";
+  r.upgrade = true;
+  r.headers = {{"host", "relay:4000"},
+               {"upgrade", "websocket"},
+               {"connection", "Upgrade"},
+               {"sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="},
+               {"sec-websocket-version", "13"}};
+  return r;
+}
+
+void set(Request& r, const std::string& name, std::string value) {
+  for (auto& [n, v] : r.headers) {
+    if (n == name) {
+      v = std::move(value);
+      return;
+    }
+  }
+  r.headers.emplace_back(name, std::move(value));
+}
+
+void drop(Request& r, const std::string& name) {
+  std::erase_if(r.headers, [&](const auto& h) { return h.first == name; });
+}
+
+std::string header(const Response& r, const std::string& name) {
+  for (const auto& [n, v] : r.headers)
+    if (n == name) return v;
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("websocket handshake accepts RFC 6455's example and answers 101") {
+  auto req = handshake();
+  CHECK_FALSE(check_websocket_handshake(req).has_value());
+  CHECK(websocket_handshake_response(req) ==
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+}
+
+TEST_CASE("websocket handshake takes header tokens case-insensitively in lists") {
+  auto req = handshake();
+  set(req, "upgrade", "WebSocket");
+  set(req, "connection", "keep-alive, UPGRADE");
+  CHECK_FALSE(check_websocket_handshake(req).has_value());
+}
+
+TEST_CASE("websocket handshake refuses what is not a WebSocket upgrade with 426") {
+  for (auto name : {"upgrade", "connection"}) {
+    auto req = handshake();
+    drop(req, name);
+    auto r = check_websocket_handshake(req);
+    REQUIRE(r.has_value());
+    CHECK(r->status == 426);
+    CHECK(header(*r, "Sec-WebSocket-Version") == "13");
+    CHECK(header(*r, "Upgrade") == "websocket");
+  }
+  auto req = handshake();
+  set(req, "connection", "keep-alive");
+  CHECK(check_websocket_handshake(req)->status == 426);
+  set(req, "connection", "upgrade");
+  set(req, "upgrade", "h2c");
+  CHECK(check_websocket_handshake(req)->status == 426);
+}
+
+TEST_CASE("websocket handshake refuses another version with 426 naming 13") {
+  for (auto v : {"8", "12", "14", ""}) {
+    auto req = handshake();
+    set(req, "sec-websocket-version", v);
+    auto r = check_websocket_handshake(req);
+    REQUIRE(r.has_value());
+    CHECK(r->status == 426);
+    CHECK(header(*r, "Sec-WebSocket-Version") == "13");
+  }
+}
+
+TEST_CASE("websocket handshake refuses a bad key, method, version or missing Host with 400") {
+  for (auto key :
+       {"", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZR==",
+        "dGhlIHNhbXBsZSBub25j!Q==", "c2hvcnQ=", "dGhlIHNhbXBsZSBub25jZSEh"}) {
+    auto req = handshake();
+    set(req, "sec-websocket-key", key);
+    auto r = check_websocket_handshake(req);
+    REQUIRE_MESSAGE(r.has_value(), key);
+    CHECK(r->status == 400);
+  }
+  auto req = handshake();
+  drop(req, "sec-websocket-key");
+  CHECK(check_websocket_handshake(req)->status == 400);
+
+  req = handshake();
+  req.method = "POST";
+  CHECK(check_websocket_handshake(req)->status == 400);
+
+  req = handshake();
+  req.http_minor = 0;
+  CHECK(check_websocket_handshake(req)->status == 400);
+
+  req = handshake();
+  drop(req, "host");
+  CHECK(check_websocket_handshake(req)->status == 400);
+}
