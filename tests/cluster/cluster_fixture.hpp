@@ -2,6 +2,7 @@
 // subnet and state directory), torn down when the test ends.
 #pragma once
 
+#include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <map>
@@ -59,5 +60,16 @@ struct Cluster {
   }
   ~Cluster() { cmd({"down"}); }
 };
+
+// `scripts/cluster pubsub POD EXPR`: the result's JSON (last line of stdout,
+// without the newline); fails the check with stderr when EXPR raised.
+inline std::string pubsub(Cluster& c, int pod, const std::string& expr) {
+  auto r = c.cmd({"pubsub", std::to_string(pod), expr}, std::chrono::seconds(60));
+  CHECK_MESSAGE(r.code == 0, "pubsub " << pod << " " << expr << ": " << r.err);
+  auto out = r.out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  auto nl = out.rfind('\n');
+  return nl == std::string::npos ? out : out.substr(nl + 1);
+}
 
 }  // namespace beamlink::test

@@ -108,17 +108,6 @@ TEST_CASE("scripts/cluster: 3 pods mesh - kill and partition and heal - down lea
 
 namespace {
 
-// `scripts/cluster pubsub POD EXPR`: the result's JSON (last line of stdout,
-// without the newline); fails the check with stderr when EXPR raised.
-std::string pubsub(Cluster& c, int pod, const std::string& expr) {
-  auto r = c.cmd({"pubsub", std::to_string(pod), expr}, 60s);
-  CHECK_MESSAGE(r.code == 0, "pubsub " << pod << " " << expr << ": " << r.err);
-  auto out = r.out;
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  auto nl = out.rfind('\n');
-  return nl == std::string::npos ? out : out.substr(nl + 1);
-}
-
 constexpr const char* kOk = R"({"$atom":"ok"})";
 
 // Broadcasts 1..12 on NAME's "room:1" from pod 1, each from a new process

@@ -1,0 +1,344 @@
+// The relay inside the eWallet deployment simulated by scripts/cluster: Elixir
+// pods running tests/fixtures/phoenix_pubsub.ex (Phoenix.PubSub 2.x pools, or
+// eWallet's two 1.1 pubsubs), beamlink run in its own namespace with PUBSUB
+// and the relay on its loopback, and real clients there: curl, python's
+// http.client and the official phoenix npm client over ws.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "cluster_fixture.hpp"
+
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kOk = R"({"$atom":"ok"})";
+
+// beamlink run in the cluster's beamlink namespace, relaying PUBSUB.
+struct Relay {
+  Cluster& c;
+  std::string netns;
+  std::unique_ptr<Subprocess> proc;
+  Relay(Cluster& cl, const std::string& pubsub, std::vector<std::string> extra = {}) : c(cl) {
+    auto v = c.vars();
+    netns = v["BEAMLINK_NETNS"];
+    std::vector<std::string> argv = {"ip",
+                                     "netns",
+                                     "exec",
+                                     netns,
+                                     binary_path("app/beamlink"),
+                                     "run",
+                                     "--cookie-file",
+                                     v["CLUSTER_COOKIE_FILE"],
+                                     "--log-level",
+                                     "info",
+                                     "--pubsub",
+                                     pubsub};
+    for (auto& e : extra) argv.push_back(e);
+    Subprocess::Options o;
+    o.env = {{"NODE_DNS", v["NODE_DNS"]},
+             {"NODE_HOST", v["NODE_HOST"]},
+             {"NET_TICKTIME", "10"},
+             {"POLL_INTERVAL", "1"}};
+    proc = std::make_unique<Subprocess>(argv, o);
+    REQUIRE_MESSAGE(proc->wait_out("is up", 10s), proc->err());
+  }
+  std::string node() { return "beamlink@" + c.vars()["NODE_HOST"]; }
+  // A command inside beamlink's namespace.
+  std::vector<std::string> in_ns(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"ip", "netns", "exec", netns});
+    return argv;
+  }
+  struct Http {
+    int status = 0;
+    std::string body;
+  };
+  Http http(const std::string& method, const std::string& path, const std::string& body = "") {
+    std::vector<std::string> argv = {
+        "curl", "-sS", "-X", method, "-w", "\n%{http_code}", "http://127.0.0.1:7070" + path};
+    if (!body.empty()) {
+      argv.push_back("--data-binary");
+      argv.push_back(body);
+    }
+    auto r = run(in_ns(argv), 20s);
+    Http h;
+    auto nl = r.out.rfind('\n');
+    if (nl != std::string::npos) {
+      h.body = r.out.substr(0, nl);
+      h.status = std::atoi(r.out.c_str() + nl + 1);
+    }
+    return h;
+  }
+  std::string metrics() { return http("GET", "/metrics").body; }
+  // The value of a metric line "NAME{labels} VALUE" (-1 when absent).
+  long long metric(const std::string& series) {
+    auto text = metrics();
+    auto at = text.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::atoll(text.c_str() + at + series.size() + 2);
+  }
+};
+
+std::string broadcast(const std::string& topic, const std::string& event, int n) {
+  return R"({"topic":")" + topic + R"(","event":")" + event + R"(","payload":{"n":)" +
+         std::to_string(n) + "}}";
+}
+
+// The payload "n" of each Socket.Broadcast pod `pod`'s recorder of NAME got
+// on topic, in order, as JSON ("[0,1,2]"); other messages as null.
+std::string ns_received(Cluster& c, int pod, const std::string& name, const std::string& topic) {
+  return pubsub(c, pod,
+                "messages(\"" + name + "\", \"" + topic +
+                    "\") |> Enum.map(fn %Phoenix.Socket.Broadcast{topic: \"" + topic +
+                    "\", event: \"new_msg\", payload: %{\"n\" => n}} -> n; _ -> nil end)");
+}
+
+std::string seq(int from, int to) {
+  std::string s = "[";
+  for (int i = from; i <= to; ++i) s += (i == from ? "" : ",") + std::to_string(i);
+  return s + "]";
+}
+
+// POSTs 0..count-1 on topic, then waits until every pod's recorder of every
+// name has them all and checks each got each exactly once, in order.
+void check_post_reaches_each_pod_once(Cluster& c, Relay& relay,
+                                      const std::vector<std::string>& names, int pods) {
+  for (auto& n : names)
+    for (int p = 1; p <= pods; ++p)
+      REQUIRE(pubsub(c, p, "subscribe(\"" + n + "\", \"room:1\")") == kOk);
+  // Ready once every pod's pubsubs are known: 202 (not 503 not_connected),
+  // and the relay's metrics show a node per pod in each bridge's plan: wait
+  // for healthz, then for a probe broadcast on another topic to reach all.
+  REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 20s));
+  REQUIRE(wait_until(
+      [&] {
+        auto before = relay.metric("beamlink_relay_messages_queued_total");
+        if (relay.http("POST", "/v1/broadcast", broadcast("probe", "p", 0)).status != 202)
+          return false;
+        return relay.metric("beamlink_relay_messages_queued_total") - before ==
+               static_cast<long long>(pods * names.size());
+      },
+      20s));
+  const int count = 20;
+  for (int i = 0; i < count; ++i) {
+    auto r = relay.http("POST", "/v1/broadcast", broadcast("room:1", "new_msg", i));
+    REQUIRE_MESSAGE(r.status == 202, r.body);
+  }
+  for (auto& n : names) {
+    for (int p = 1; p <= pods; ++p) {
+      CHECK(pubsub(c, p,
+                   "wait_count(\"" + n + "\", \"room:1\", " + std::to_string(count) +
+                       ", 10_000)") == std::to_string(count));
+    }
+  }
+  // A last one behind them on every connection: once it is in, anything
+  // duplicated would be in too.
+  REQUIRE(relay.http("POST", "/v1/broadcast", broadcast("room:1", "new_msg", count)).status == 202);
+  for (auto& n : names) {
+    for (int p = 1; p <= pods; ++p) {
+      CHECK(pubsub(c, p,
+                   "wait_count(\"" + n + "\", \"room:1\", " + std::to_string(count + 1) +
+                       ", 10_000)") == std::to_string(count + 1));
+      CHECK(ns_received(c, p, n, "room:1") == seq(0, count));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("relay in the cluster: POST reaches each pod's subscribers once (2.x pools 3 and 1)") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:3,2:AdminAPI.PubSub:1";
+  REQUIRE(c.cmd({"up", "3"}).code == 0);
+  Relay relay(c, "EWalletAPI.PubSub,AdminAPI.PubSub");
+  check_post_reaches_each_pod_once(c, relay, {"EWalletAPI.PubSub", "AdminAPI.PubSub"}, 3);
+  CHECK(relay.metric("beamlink_relay_messages_dropped_total{reason=\"expired\"}") == 0);
+  CHECK(pubsub(c, 1, "errors()") == "[]");
+}
+
+TEST_CASE("relay in the cluster: eWallet's two 1.1 pubsubs, found by auto, get each POST once") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "1.1:EWalletAPI.PubSub,1.1:AdminAPI.PubSub";
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  Relay relay(c, "EWalletAPI.PubSub,AdminAPI.PubSub");
+  check_post_reaches_each_pod_once(c, relay, {"EWalletAPI.PubSub", "AdminAPI.PubSub"}, 2);
+  CHECK(relay.proc->wait_err("runs Phoenix.PubSub 1.1", 1s));
+  CHECK(pubsub(c, 2, "errors()") == "[]");
+}
+
+TEST_CASE(
+    "relay in the cluster: the phoenix client joins, receives a pod's broadcast once, pushes") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:3";
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  Relay relay(c, "EWalletAPI.PubSub");
+  for (int p = 1; p <= 2; ++p) {
+    REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"room:a\")") == kOk);
+    REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"room:b\")") == kOk);
+  }
+  REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 20s));
+  // Both pods' scopes have beamlink's members in all three pool groups.
+  REQUIRE(wait_until(
+      [&] {
+        auto m = pubsub(c, 1, "members(\"EWalletAPI.PubSub\")");
+        std::size_t n = 0;
+        for (auto at = m.find(relay.node()); at != std::string::npos;
+             at = m.find(relay.node(), at + 1))
+          ++n;
+        return n == 3;
+      },
+      20s));
+  auto js = source_path("tests/js/phoenix_client.js");
+  Subprocess a(relay.in_ns({"node", js, "ws://127.0.0.1:7070/socket", "room:a"}));
+  Subprocess b(relay.in_ns({"node", js, "ws://127.0.0.1:7070/socket", "room:b"}));
+  REQUIRE_MESSAGE(a.wait_out("joined room:a", 20s), a.err());
+  REQUIRE_MESSAGE(b.wait_out("joined room:b", 20s), b.err());
+  REQUIRE(a.wait_out("push ok", 10s));
+  REQUIRE(b.wait_out("push ok", 10s));
+  // Each client's push reached both pods as a channel broadcast.
+  for (int p = 1; p <= 2; ++p) {
+    CHECK(pubsub(c, p, "wait_count(\"EWalletAPI.PubSub\", \"room:a\", 1, 10_000)") == "1");
+    CHECK(pubsub(c, p,
+                 "match?([%Phoenix.Socket.Broadcast{event: \"shout\", payload: %{\"body\" => "
+                 "\"hi from room:a\"}}], messages(\"EWalletAPI.PubSub\", \"room:a\"))") == "true");
+  }
+  // A broadcast on each pod, each from new processes (different pool groups),
+  // then the fences that end the clients.
+  for (int p = 1; p <= 2; ++p)
+    pubsub(
+        c, p,
+        "broadcast_from_new_process(\"EWalletAPI.PubSub\", \"room:a\", "
+        "%Phoenix.Socket.Broadcast{topic: \"room:a\", event: \"hello\", payload: %{\"from\" => " +
+            std::to_string(p) + "}}, Phoenix.Channel.Server)");
+  for (auto t : {"room:a", "room:b"})
+    pubsub(c, 1,
+           std::string("broadcast(\"EWalletAPI.PubSub\", \"") + t +
+               "\", %Phoenix.Socket.Broadcast{topic: \"" + t +
+               "\", event: \"fence\", payload: %{}}, Phoenix.Channel.Server)");
+  REQUIRE(a.wait(20s).has_value());
+  REQUIRE(b.wait(20s).has_value());
+  auto out_a = a.out(), out_b = b.out();
+  auto count = [](const std::string& s, const std::string& needle) {
+    int n = 0;
+    for (auto at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
+    return n;
+  };
+  INFO("client a:\n" << out_a << "client b:\n" << out_b);
+  CHECK(count(out_a, "msg room:a hello {\"from\":1}") == 1);
+  CHECK(count(out_a, "msg room:a hello {\"from\":2}") == 1);
+  CHECK(count(out_a, "msg room:a shout") == 1);  // its own push, as Phoenix echoes it
+  CHECK(out_a.find("summary shouts=1 other_topics=0") != std::string::npos);
+  CHECK(out_b.find("hello") == std::string::npos);
+  CHECK(out_b.find("summary shouts=1 other_topics=0") != std::string::npos);
+}
+
+TEST_CASE("relay in the cluster: a restarted pod scope gets beamlink's membership back") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:3";
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  Relay relay(c, "EWalletAPI.PubSub");
+  auto beamlink_groups = [&] {
+    auto m = pubsub(c, 1, "members(\"EWalletAPI.PubSub\")");
+    std::size_t n = 0;
+    for (auto at = m.find(relay.node()); at != std::string::npos; at = m.find(relay.node(), at + 1))
+      ++n;
+    return n;
+  };
+  REQUIRE(wait_until([&] { return beamlink_groups() == 3; }, 20s));
+  pubsub(c, 1, "restart_scope()");
+  // The new scope knows nothing of a hidden node until beamlink announces
+  // itself again (it does periodically).
+  CHECK(wait_until([&] { return beamlink_groups() == 3; }, 30s));
+  // And a broadcast from pod 1 reaches beamlink's subscriber again.
+  Subprocess sub(relay.in_ns(
+      {"node", source_path("tests/js/phoenix_client.js"), "ws://127.0.0.1:7070/socket", "room:r"}));
+  REQUIRE(sub.wait_out("joined room:r", 20s));
+  pubsub(c, 1,
+         "broadcast(\"EWalletAPI.PubSub\", \"room:r\", %Phoenix.Socket.Broadcast{topic: "
+         "\"room:r\", event: \"fence\", payload: %{\"after\" => \"restart\"}}, "
+         "Phoenix.Channel.Server)");
+  CHECK(sub.wait_out("msg room:r fence {\"after\":\"restart\"}", 10s));
+}
+
+TEST_CASE(
+    "relay in the cluster: a pod killed mid-stream; survivors lose nothing, its queue is counted") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:1";
+  REQUIRE(c.cmd({"up", "3"}).code == 0);
+  Relay relay(c, "EWalletAPI.PubSub", {"--relay-ttl", "3000"});
+  for (int p = 1; p <= 3; ++p)
+    REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"s\")") == kOk);
+  REQUIRE(wait_until(
+      [&] {
+        auto before = relay.metric("beamlink_relay_messages_queued_total");
+        return relay.http("POST", "/v1/broadcast", broadcast("probe", "p", 0)).status == 202 &&
+               relay.metric("beamlink_relay_messages_queued_total") - before == 3;
+      },
+      20s));
+  // A keep-alive client POSTing 0..N-1 and counting answers by status.
+  const int n = 20000;
+  std::string py =
+      "import http.client, sys, collections\n"
+      "c = http.client.HTTPConnection('127.0.0.1', 7070)\n"
+      "st = collections.Counter()\n"
+      "accepted = []\n"
+      "for i in range(" +
+      std::to_string(n) +
+      "):\n"
+      "    body = '{\"topic\":\"s\",\"event\":\"new_msg\",\"payload\":{\"n\":%d}}' % i\n"
+      "    c.request('POST', '/v1/broadcast', body, {'Content-Type': 'application/json'})\n"
+      "    r = c.getresponse(); r.read()\n"
+      "    st[r.status] += 1\n"
+      "    if r.status == 202: accepted.append(i)\n"
+      "print('statuses', dict(st))\n"
+      "print('accepted', len(accepted))\n";
+  Subprocess client(relay.in_ns({"/usr/bin/python3", "-c", py}));
+  // Kill pod 3 once the stream is under way.
+  REQUIRE(wait_until(
+      [&] { return std::stoi(pubsub(c, 1, "count(\"EWalletAPI.PubSub\", \"s\")")) >= 2000; }, 30s));
+  REQUIRE(c.cmd({"kill-pod", "3"}).code == 0);
+  REQUIRE(client.wait(120s) == 0);
+  auto out = client.out();
+  INFO(out);
+  auto at = out.find("accepted ");
+  REQUIRE(at != std::string::npos);
+  int accepted = std::atoi(out.c_str() + at + 9);
+  CHECK(accepted == n);  // pods 1 and 2 were there all along: no 503
+  // Every accepted broadcast reached both survivors exactly once, in order.
+  for (int p = 1; p <= 2; ++p) {
+    CHECK(pubsub(c, p,
+                 "wait_count(\"EWalletAPI.PubSub\", \"s\", " + std::to_string(n) + ", 20_000)") ==
+          std::to_string(n));
+    CHECK(pubsub(c, p,
+                 "messages(\"EWalletAPI.PubSub\", \"s\") |> Enum.map(& &1.payload[\"n\"]) == "
+                 "Enum.to_list(0.." +
+                     std::to_string(n - 1) + ")") == "true");
+  }
+  // Nothing without a trace: every message queued for a node was written to
+  // its connection, or retried, or expired (pod 3 stays down past the TTL);
+  // none is left waiting.
+  REQUIRE(wait_until(
+      [&] {
+        auto t = relay.metrics();
+        return t.find("beamlink_relay_queue_depth{") == std::string::npos;
+      },
+      20s));
+  auto queued = relay.metric("beamlink_relay_messages_queued_total");
+  auto delivered = relay.metric("beamlink_relay_messages_delivered_total");
+  auto expired = relay.metric("beamlink_relay_messages_dropped_total{reason=\"expired\"}");
+  auto retried = relay.metric("beamlink_relay_messages_retried_total");
+  MESSAGE("queued " << queued << ", delivered " << delivered << ", retried " << retried
+                    << ", expired " << expired);
+  CHECK(queued == delivered + expired);
+  if (retried > 0)
+    CHECK(relay.proc->err().find("were not written before its connection closed") !=
+          std::string::npos);
+  if (expired > 0) CHECK(relay.proc->err().find("dropped") != std::string::npos);
+}
