@@ -25,6 +25,7 @@ struct RunOptions {
   std::string relay_token;
   std::string relay_token_file;
   bool relay_atom_keys = false;
+  std::vector<std::string> relay_atom_values;  // keys whose string values become atoms
   std::size_t relay_max_body = 1u << 20;
   std::size_t relay_queue = 10000;
   int relay_ttl_ms = 30000;

@@ -45,6 +45,11 @@ int main(int argc, char** argv) {
   run->add_flag("--relay-atom-keys", run_opts.relay_atom_keys,
                 "JSON object keys become atoms (eWallet's serializer reads atom keys)")
       ->envname("RELAY_ATOM_KEYS");
+  run->add_option("--relay-atom-values", run_opts.relay_atom_values,
+                  "keys whose string values become atoms, e.g. status (with --relay-atom-keys, "
+                  "{\"status\":\"ok\"} becomes #{status => ok})")
+      ->envname("RELAY_ATOM_VALUES")
+      ->delimiter(',');
   run->add_option("--relay-max-body", run_opts.relay_max_body, "largest request body, bytes")
       ->capture_default_str();
   run->add_option("--relay-queue", run_opts.relay_queue,

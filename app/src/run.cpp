@@ -94,6 +94,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     go.limits.max_body = opts.relay_max_body;
     go.broadcast.json.max_size = opts.relay_max_body;
     go.broadcast.json.atom_keys = opts.relay_atom_keys;
+    go.broadcast.json.atom_value_keys = opts.relay_atom_values;
     go.delivery.max_queue = opts.relay_queue;
     go.delivery.ttl = std::chrono::milliseconds(opts.relay_ttl_ms);
   }

@@ -343,3 +343,24 @@ TEST_CASE("beamlink broadcast sends one broadcast to every node's subscribers an
   CHECK(r.err.find("runs none of the pubsubs") != std::string::npos);
   CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:9\">>))") == "1");
 }
+
+TEST_CASE("relay: --relay-atom-keys and --relay-atom-values give eWallet's payload shape") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"wallet:1\">>)") == "ok");
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub",
+              {"--relay-atom-keys", "--relay-atom-values", "status"});
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
+                  relay.proc->err());
+  REQUIRE(wait_until([&] { return joined_everywhere(t1, 1); }, 20s));
+  auto r = http("POST", relay.url("/v1/broadcast"),
+                R"({"topic":"wallet:1","event":"transaction","payload":)"
+                R"({"status":"ok","data":{"amount":100,"status":"confirmed"},)"
+                R"("tag":{"$tuple":[{"$atom":"ok"},1]}}})");
+  CHECK_MESSAGE(r.status == 202, r.body);
+  REQUIRE(wait_until(
+      [&] { return t1.eval("length(pubsub_fixture:received(<<\"wallet:1\">>))") == "1"; }));
+  CHECK(t1.eval("[P || #{payload := P} <- pubsub_fixture:received(<<\"wallet:1\">>)]") ==
+        "[#{data => #{amount => 100,status => confirmed},status => ok,tag => {ok,1}}]");
+}
