@@ -149,7 +149,7 @@ std::string all_members_expr(const std::string& names) {
 
 }  // namespace
 
-TEST_CASE("scripts/cluster CLUSTER_PUBSUB 2.x: one group per broadcast, restart_scope, start-pod") {
+TEST_CASE("scripts/cluster CLUSTER_PUBSUB 2.x: one group per broadcast - restart_scope - start-pod") {
   NEED_NETNS();
   Cluster c;
   c.env["CLUSTER_PUBSUB"] = "2:Bad:0";
@@ -221,7 +221,7 @@ TEST_CASE("scripts/cluster CLUSTER_PUBSUB 2.x: one group per broadcast, restart_
   CHECK(c.cmd({"down"}).code == 0);
 }
 
-TEST_CASE("scripts/cluster CLUSTER_PUBSUB 1.1: two PG2Servers, forward_to_local by name") {
+TEST_CASE("scripts/cluster CLUSTER_PUBSUB 1.1: two PG2Servers - forward_to_local by name") {
   NEED_NETNS();
   Cluster c;
   c.env["CLUSTER_PUBSUB"] = "1.1:EWalletAPI.PubSub 1.1:AdminAPI.PubSub";

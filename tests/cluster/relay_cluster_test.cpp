@@ -159,7 +159,7 @@ TEST_CASE("relay in the cluster: POST reaches each pod's subscribers once (2.x p
   CHECK(pubsub(c, 1, "errors()") == "[]");
 }
 
-TEST_CASE("relay in the cluster: eWallet's two 1.1 pubsubs, found by auto, get each POST once") {
+TEST_CASE("relay in the cluster: eWallet's two 1.1 pubsubs - found by auto - get each POST once") {
   NEED_NETNS();
   Cluster c;
   c.env["CLUSTER_PUBSUB"] = "1.1:EWalletAPI.PubSub,1.1:AdminAPI.PubSub";
@@ -171,7 +171,7 @@ TEST_CASE("relay in the cluster: eWallet's two 1.1 pubsubs, found by auto, get e
 }
 
 TEST_CASE(
-    "relay in the cluster: the phoenix client joins, receives a pod's broadcast once, pushes") {
+    "relay in the cluster: the phoenix client joins and pushes and gets a pod's broadcast once") {
   NEED_NETNS();
   Cluster c;
   c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:3";
@@ -267,7 +267,7 @@ TEST_CASE("relay in the cluster: a restarted pod scope gets beamlink's membershi
 }
 
 TEST_CASE(
-    "relay in the cluster: a pod killed mid-stream; survivors lose nothing, its queue is counted") {
+    "relay in the cluster: a pod killed mid-stream costs the survivors nothing and is counted") {
   NEED_NETNS();
   Cluster c;
   c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:1";

@@ -213,7 +213,7 @@ TEST_CASE("relay: bad requests get their status and reason") {
   CHECK(r.status == 202);
 }
 
-TEST_CASE("relay: no peer answers 503 on /healthz and /v1/broadcast, with the reason") {
+TEST_CASE("relay: no peer answers 503 on /healthz and /v1/broadcast - with the reason") {
   Epmd epmd;
   Relay relay(epmd.port(), {}, "My.PubSub");
   Http h;
@@ -281,7 +281,7 @@ TEST_CASE("relay: a full queue answers 503 with Retry-After and is counted") {
       30s));
 }
 
-TEST_CASE("relay: beyond loopback without a token it refuses to start; with one, 401 without it") {
+TEST_CASE("relay: beyond loopback without a token it refuses to start - with one - 401 without it") {
   Epmd epmd;
   auto port = std::to_string(free_port());
   auto r = run({binary_path("app/beamlink"), "run", "--name", "relay@127.0.0.1", "--relay-listen",

@@ -115,7 +115,7 @@ bool has(Subprocess& p, const std::string& needle) {
 
 }  // namespace
 
-TEST_CASE("relay ws: the phoenix client joins, pushes, gets its topic's broadcasts only") {
+TEST_CASE("relay ws: the phoenix client joins - pushes - gets its topic's broadcasts only") {
   Fixture f;
   Subprocess a({"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:a"});
   Subprocess b({"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:b"});
@@ -159,7 +159,7 @@ TEST_CASE("relay ws: the phoenix client joins, pushes, gets its topic's broadcas
   CHECK(f.hub.subs.empty());  // the sockets' subscriptions went with them
 }
 
-TEST_CASE("relay ws: close codes for invalid UTF-8, oversize, malformed and binary messages") {
+TEST_CASE("relay ws: close codes for invalid UTF-8 - oversize - malformed and binary messages") {
   ChannelOptions o;
   o.websocket.max_message = 64 * 1024;
   Fixture f(o);
@@ -178,7 +178,7 @@ TEST_CASE("relay ws: close codes for invalid UTF-8, oversize, malformed and bina
   REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
 }
 
-TEST_CASE("relay ws: the bearer token as a header or ?token=, else 401") {
+TEST_CASE("relay ws: the bearer token as a header or ?token= - else 401") {
   ServerOptions so;
   so.bearer_token = "s3cret";
   Fixture f({}, so);
@@ -193,7 +193,7 @@ TEST_CASE("relay ws: the bearer token as a header or ?token=, else 401") {
   CHECK(f.ws->stats().sockets_total == 2);
 }
 
-TEST_CASE("relay ws: refused handshakes are plain HTTP answers; other routes still work") {
+TEST_CASE("relay ws: refused handshakes are plain HTTP answers - other routes still work") {
   Fixture f;
   Subprocess p({"python3", "-c", R"(
 import http.client, sys
@@ -222,7 +222,7 @@ r = c.getresponse(); print(r.status, r.read().decode())
   CHECK(f.ws->stats().sockets_total == 0);
 }
 
-TEST_CASE("relay ws: an upgrade pipelined after a request, with a frame in the same packet") {
+TEST_CASE("relay ws: an upgrade pipelined after a request - with a frame in the same packet") {
   Fixture f;
   // The 200 comes first, then the 101, then the heartbeat reply: the frame
   // sent with the upgrade request (leftover bytes) is not lost.
@@ -279,7 +279,7 @@ TEST_CASE("relay ws: close() sends 1001 to every client") {
   REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
 }
 
-TEST_CASE("relay ws: a client that stops reading is closed with 1008, not left behind") {
+TEST_CASE("relay ws: a client that stops reading is closed with 1008 - not left behind") {
   ChannelOptions o;
   o.websocket.max_outbound = 1u << 20;
   o.websocket.close_timeout = 200ms;

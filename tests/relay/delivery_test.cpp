@@ -81,7 +81,7 @@ DeliveryOptions opts(std::size_t max_queue = 100) {
 
 }  // namespace
 
-TEST_CASE("delivery: sends in order, counts delivered once written") {
+TEST_CASE("delivery: sends in order - counts delivered once written") {
   FakeLink link;
   link.reconnect("a@h");
   link.reconnect("b@h");
@@ -141,7 +141,7 @@ TEST_CASE("delivery: a connection replaced without a reported close still retrie
   CHECK(link.written["a@h"] == std::vector<std::string>{"m0"});
 }
 
-TEST_CASE("delivery: waiting messages expire after the TTL, counted per node") {
+TEST_CASE("delivery: waiting messages expire after the TTL - counted per node") {
   FakeLink link;
   link.reconnect("a@h");
   DeliveryCore core(link, opts());

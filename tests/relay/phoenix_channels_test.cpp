@@ -84,7 +84,7 @@ TEST_CASE("phoenix join subscribes and replies with join_ref and ref") {
   CHECK(f.stats.joins == 1);
 }
 
-TEST_CASE("phoenix broadcasts reach a joined topic only, as the shared frame") {
+TEST_CASE("phoenix broadcasts reach a joined topic only - as the shared frame") {
   Fixture f;
   (void)f.in(R"(["1","1","room:a","phx_join",{}])");
   f.hub.broadcast("room:b", "shout", R"({"n":1})");
@@ -143,7 +143,7 @@ TEST_CASE("phoenix events on a topic not joined reply unmatched topic") {
   CHECK(f.stats.unmatched == 1);
 }
 
-TEST_CASE("phoenix leave unsubscribes, replies ok, then pushes phx_close") {
+TEST_CASE("phoenix leave unsubscribes - replies ok - then pushes phx_close") {
   Fixture f;
   (void)f.in(R"(["1","1","room:a","phx_join",{}])");
   CHECK(f.in(R"(["1","2","room:a","phx_leave",{}])") ==
@@ -213,7 +213,7 @@ TEST_CASE("phoenix malformed messages close the socket with 1008 and a reason") 
   }
 }
 
-TEST_CASE("phoenix accepts extra elements after the payload, as Phoenix does") {
+TEST_CASE("phoenix accepts extra elements after the payload - as Phoenix does") {
   Fixture f;
   CHECK(f.in(R"([null,"1","phoenix","heartbeat",{},"extra"])").size() == 1);
 }

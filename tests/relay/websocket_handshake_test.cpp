@@ -89,7 +89,7 @@ TEST_CASE("websocket handshake refuses another version with 426 naming 13") {
   }
 }
 
-TEST_CASE("websocket handshake refuses a bad key, method, version or missing Host with 400") {
+TEST_CASE("websocket handshake refuses a bad key - method - version or missing Host with 400") {
   for (auto key :
        {"", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZR==",
         "dGhlIHNhbXBsZSBub25j!Q==", "c2hvcnQ=", "dGhlIHNhbXBsZSBub25jZSEh"}) {
