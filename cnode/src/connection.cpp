@@ -14,7 +14,10 @@ Connection::Connection(Node& node, int fd, std::string peer, bool inbound)
       peer_(std::move(peer)),
       id_(node.next_connection_id()),
       inbound_(inbound),
-      framer_(node.config().max_frame) {
+      framer_(node.config().max_frame),
+      progress_(std::make_shared<OutboundProgress>()) {
+  progress_->connection = id_;
+  progress_->up = true;
   tcp_.data = this;
   write_req_.data = this;
 }
@@ -90,7 +93,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 void Connection::send_frame(std::span<const char> control, std::span<const char> message) {
   if (state_ != State::up) return;
   append_frame(pending_, control, message);
-  ++frames_enqueued_;
+  ++progress_->enqueued;
   ++pending_frames_;
   ++node_.mutable_stats().frames_out;
   if (!writing_) start_write();
@@ -128,9 +131,13 @@ void Connection::on_write(uv_write_t* req, int status) {
   self->inflight_.clear();
   std::uint64_t frames = self->inflight_frames_;
   self->inflight_frames_ = 0;
-  // After close() the write is cancelled and the Node may already be gone:
-  // touch nothing but this object.
-  if (self->state_ != State::up) return;
+  // After close() the write is cancelled, or it had completed (status 0):
+  // then its frames left, and count. The Node may already be gone: touch
+  // nothing but this object.
+  if (self->state_ != State::up) {
+    if (status == 0) self->progress_->written += frames;
+    return;
+  }
   if (status != 0) {
     self->close(make_error(Errc::io_error,
                            std::string("writing to ") + self->peer_ + ": " + uv_strerror(status),
@@ -138,7 +145,7 @@ void Connection::on_write(uv_write_t* req, int status) {
     return;
   }
   self->node_.mutable_stats().bytes_out += written;
-  self->frames_written_ += frames;
+  self->progress_->written += frames;
   if (!self->pending_.empty()) self->start_write();
   if (!self->writable_waiters_.empty() && self->has_room()) self->notify_writable({});
   // Last: a listener may send (more frames) or close this connection.
@@ -175,19 +182,25 @@ void Connection::on_tick_check(std::uint64_t now_ms, std::uint64_t ticktime_ms) 
 void Connection::close(const Error& why) {
   if (state_ != State::up) return;
   state_ = State::closing;
+  progress_->up = false;
   node_.connection_closed(this, why);
   if (!writable_waiters_.empty())
     notify_writable(
         make_error(Errc::not_connected, "connection to " + peer_ + " closed: " + why.message));
-  if (opened_)
+  if (opened_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
-  else
+  } else {
+    progress_->final = true;
     delete this;
+  }
 }
 
 void Connection::on_close(uv_handle_t* h) {
   auto* self = static_cast<Connection*>(h->data);
   self->state_ = State::closed;
+  // Every write callback has run (libuv calls them before the close
+  // callback): the counts are final.
+  self->progress_->final = true;
   delete self;
 }
 

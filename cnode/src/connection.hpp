@@ -11,10 +11,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "cnode/framer.hpp"
+#include "cnode/node.hpp"
 #include "common/result.hpp"
 
 namespace beamlink::cnode {
@@ -47,8 +49,9 @@ class Connection {
   // Data frames (ticks excluded) handed to send_frame, and those whose write
   // completed, since this connection opened; id is unique within the Node.
   std::uint64_t id() const { return id_; }
-  std::uint64_t frames_enqueued() const { return frames_enqueued_; }
-  std::uint64_t frames_written() const { return frames_written_; }
+  // Shared with the Node, which keeps it readable after the close; the
+  // connection updates it until it is released (then `final`).
+  const std::shared_ptr<OutboundProgress>& progress() const { return progress_; }
 
   // Called by the node's ticker: sends a tick when idle, closes when the peer
   // has been silent for a whole ticktime.
@@ -89,10 +92,9 @@ class Connection {
   std::string inflight_;
   std::uint64_t last_read_ms_ = 0;
   std::uint64_t last_write_ms_ = 0;
-  std::uint64_t frames_enqueued_ = 0;
+  std::shared_ptr<OutboundProgress> progress_;
   std::uint64_t pending_frames_ = 0;
   std::uint64_t inflight_frames_ = 0;
-  std::uint64_t frames_written_ = 0;
   std::vector<std::function<void(Result<void>)>> writable_waiters_;
 };
 

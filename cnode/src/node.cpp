@@ -65,7 +65,9 @@ struct Node::Impl {
   std::unique_ptr<epmd_client::Registration> registration;
   uv_timer_t* ticker = nullptr;
   std::unordered_map<std::string, Connection*> connections;
-  std::unordered_map<std::string, OutboundProgress> last_progress;  // of closed connections
+  // The last closed connection's progress per peer (kept until the peer's
+  // next connection is up and its node-up handlers have run).
+  std::unordered_map<std::string, std::shared_ptr<const OutboundProgress>> last_progress;
   std::map<std::string, std::vector<std::function<void(Result<void>)>>> connecting;
   std::map<std::string, std::uint64_t> last_accept_warning;  // message -> uv_now when warned
   Pid rpc_pid;
@@ -503,8 +505,7 @@ void Node::connection_closed(Connection* c, const Error& why) {
   auto it = impl_->connections.find(c->peer());
   if (it == impl_->connections.end() || it->second != c) return;  // a duplicate that lost
   impl_->connections.erase(it);
-  impl_->last_progress[c->peer()] =
-      OutboundProgress{c->id(), c->frames_enqueued(), c->frames_written(), false};
+  impl_->last_progress[c->peer()] = c->progress();
   if (why.code == Errc::shutting_down)
     spdlog::debug("closing connection to {}", c->peer());
   else
@@ -546,9 +547,19 @@ std::size_t Node::queued_bytes(const std::string& node) const {
 
 OutboundProgress Node::progress(const std::string& node) const {
   if (auto it = impl_->connections.find(node); it != impl_->connections.end())
-    return {it->second->id(), it->second->frames_enqueued(), it->second->frames_written(), true};
+    return *it->second->progress();
   if (auto it = impl_->last_progress.find(node); it != impl_->last_progress.end())
-    return it->second;
+    return *it->second;
+  return {};
+}
+
+OutboundProgress Node::progress(const std::string& node, std::uint64_t connection) const {
+  if (auto it = impl_->connections.find(node);
+      it != impl_->connections.end() && it->second->id() == connection)
+    return *it->second->progress();
+  if (auto it = impl_->last_progress.find(node);
+      it != impl_->last_progress.end() && it->second->connection == connection)
+    return *it->second;
   return {};
 }
 

@@ -12,20 +12,25 @@ DeliveryCore::DeliveryCore(Link& link, DeliveryOptions options)
 
 Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t now_ms) {
   if (batch.empty()) return make_error(Errc::invalid_argument, "delivery: nothing to send");
-  for (auto& m : batch) {
-    auto it = queues_.find(m.node);
+  // A batch may hold several messages for one node (one per pubsub).
+  std::map<std::string_view, std::size_t> per_node;
+  for (auto& m : batch) ++per_node[m.node];
+  for (auto& [node, n] : per_node) {
+    auto it = queues_.find(node);
     std::size_t depth = it == queues_.end() ? 0 : it->second.size();
-    if (depth >= options_.max_queue) {
+    if (depth + n > options_.max_queue) {
       ++stats_.refused_full;
-      return make_error(Errc::queue_full, "the queue to " + m.node + " is full (" +
+      return make_error(Errc::queue_full, "the queue to " + std::string(node) + " is full (" +
                                               std::to_string(depth) +
-                                              " broadcasts not yet written): retry later");
+                                              " messages not yet written): retry later");
     }
   }
   std::vector<std::string> nodes;
+  nodes.reserve(per_node.size());
+  for (auto& [node, n] : per_node) nodes.emplace_back(node);
   for (auto& m : batch) {
-    nodes.push_back(m.node);
-    queues_[m.node].waiting.push_back(Item{std::move(m), now_ms});
+    auto& q = queues_[m.node];
+    q.waiting.push_back(Item{std::move(m), now_ms});
     ++stats_.accepted;
   }
   for (auto& n : nodes) pump(n, now_ms);
@@ -41,83 +46,108 @@ void DeliveryCore::confirm(Queue& q, const cnode::OutboundProgress& p) {
   }
 }
 
+bool DeliveryCore::settle(const std::string& node, Queue& q) {
+  auto live = link_.progress(node);
+  while (!q.in_flight.empty()) {
+    std::uint64_t conn = q.in_flight.front().connection;
+    if (live.up && conn == live.connection) {
+      confirm(q, live);
+      return true;
+    }
+    auto p = link_.progress(node, conn);
+    if (p.connection == conn && !p.final) return false;  // its last writes may still complete
+    if (p.connection == conn) confirm(q, p);
+    // What is left of `conn` was not written (or, when the link forgot the
+    // connection, cannot be known to be): back to the front, in order.
+    std::vector<Item> back;
+    while (!q.in_flight.empty() && q.in_flight.front().connection == conn) {
+      back.push_back(std::move(q.in_flight.front()));
+      q.in_flight.pop_front();
+    }
+    if (back.empty()) continue;
+    for (auto r = back.rbegin(); r != back.rend(); ++r) {
+      r->connection = r->seq = 0;
+      q.waiting.push_front(std::move(*r));
+    }
+    stats_.retried += back.size();
+    spdlog::warn(
+        "{} message(s) to {} were not written before its connection closed{}: they are sent "
+        "again when it is connected (at most {} ms after they were accepted)",
+        back.size(), node, p.connection == conn ? "" : " (or cannot be known to have been)",
+        options_.ttl.count());
+  }
+  return true;
+}
+
+std::size_t DeliveryCore::drop_expired(const std::string& node, Queue& q, std::uint64_t now_ms) {
+  auto ttl = static_cast<std::uint64_t>(options_.ttl.count());
+  std::size_t n = 0;
+  while (!q.waiting.empty() && now_ms - q.waiting.front().accepted_ms >= ttl) {
+    q.waiting.pop_front();
+    ++n;
+  }
+  if (n != 0) {
+    stats_.expired += n;
+    spdlog::error(
+        "dropped {} message(s) for {}: not written within {} ms of being accepted ({}); {} still "
+        "queued",
+        n, node, options_.ttl.count(),
+        link_.connected(node) ? "the node is too slow" : "the node is not connected", q.size());
+  }
+  return n;
+}
+
 void DeliveryCore::pump(const std::string& node, std::uint64_t now_ms) {
   auto it = queues_.find(node);
   if (it == queues_.end()) return;
   Queue& q = it->second;
-  auto p = link_.progress(node);
-  confirm(q, p);
-  if (!q.in_flight.empty() && q.in_flight.front().connection != p.connection) {
-    // Handed to a connection that is gone (its close was not reported):
-    // those wait again, ahead of the rest.
-    connection_lost(node, now_ms);
-    it = queues_.find(node);
-    if (it == queues_.end()) return;
-  }
-  Queue& queue = it->second;
-  if (link_.connected(node)) {
-    while (!queue.waiting.empty() && link_.queued_bytes(node) < options_.high_water) {
-      Item& item = queue.waiting.front();
+  bool settled = settle(node, q);
+  if (settled && link_.connected(node)) {
+    // Older than the TTL: dropped rather than sent late (e.g. after a
+    // reconnect), as the sweep would have.
+    drop_expired(node, q, now_ms);
+    while (!q.waiting.empty() && link_.queued_bytes(node) < options_.high_water) {
+      // Out of the queue before the send: a send may close the connection,
+      // and its handlers touch this queue.
+      Item item = std::move(q.waiting.front());
+      q.waiting.pop_front();
       if (auto r = link_.send(item.msg); !r) {
         // queue_full or gone: the next write completion or node up pumps again.
         spdlog::debug("delivery to {}: {}", node, r.error().message);
+        q.waiting.push_front(std::move(item));
         break;
       }
       auto after = link_.progress(node);
       item.connection = after.connection;
       item.seq = after.enqueued;
-      queue.in_flight.push_back(std::move(item));
-      queue.waiting.pop_front();
+      q.in_flight.push_back(std::move(item));
     }
   }
-  if (queue.size() == 0) queues_.erase(it);
+  if (q.size() == 0) queues_.erase(it);
 }
 
 void DeliveryCore::connection_lost(const std::string& node, std::uint64_t) {
   auto it = queues_.find(node);
   if (it == queues_.end()) return;
-  Queue& q = it->second;
-  confirm(q, link_.progress(node));
-  if (q.in_flight.empty()) return;
-  std::size_t n = q.in_flight.size();
-  // Back to the front, keeping their order ahead of what waited already.
-  for (auto r = q.in_flight.rbegin(); r != q.in_flight.rend(); ++r) {
-    r->connection = r->seq = 0;
-    q.waiting.push_front(std::move(*r));
-  }
-  q.in_flight.clear();
-  stats_.retried += n;
-  spdlog::warn(
-      "{} broadcast(s) to {} were not written before its connection closed: they wait for it "
-      "to reconnect (at most {} ms after they were accepted)",
-      n, node, options_.ttl.count());
+  settle(node, it->second);  // if already released; else at the next pump or sweep
 }
 
 std::map<std::string, std::size_t> DeliveryCore::expire(std::uint64_t now_ms) {
   std::map<std::string, std::size_t> dropped;
-  auto ttl = static_cast<std::uint64_t>(options_.ttl.count());
+  std::vector<std::string> to_pump;
   for (auto it = queues_.begin(); it != queues_.end();) {
     auto& q = it->second;
-    std::size_t n = 0;
-    while (!q.waiting.empty() && now_ms - q.waiting.front().accepted_ms >= ttl) {
-      q.waiting.pop_front();
-      ++n;
-    }
-    if (n != 0) {
-      stats_.expired += n;
-      dropped[it->first] = n;
-      spdlog::error(
-          "dropped {} broadcast(s) for {}: not written within {} ms of being accepted ({}); {} "
-          "still queued",
-          n, it->first, options_.ttl.count(),
-          link_.connected(it->first) ? "the node is too slow" : "the node is not connected",
-          q.size());
-    }
+    bool settled = settle(it->first, q);
+    if (auto n = drop_expired(it->first, q, now_ms); n != 0) dropped[it->first] = n;
+    // A settle may have put messages back while the node is connected (its
+    // connection was replaced): send them now.
+    if (settled && !q.waiting.empty() && link_.connected(it->first)) to_pump.push_back(it->first);
     if (q.size() == 0)
       it = queues_.erase(it);
     else
       ++it;
   }
+  for (auto& n : to_pump) pump(n, now_ms);
   return dropped;
 }
 
@@ -173,7 +203,7 @@ Delivery::~Delivery() {
   std::size_t n = 0;
   for (auto& [node, d] : left) n += d;
   if (n != 0)
-    spdlog::error("shutting down with {} accepted broadcast(s) not written to {} node(s)", n,
+    spdlog::error("shutting down with {} accepted message(s) not written to {} node(s): dropped", n,
                   left.size());
 }
 

@@ -15,27 +15,35 @@ using namespace beamlink::relay;
 namespace {
 
 // Connections as counters: send() appends to the node's wire and counts the
-// frame as enqueued; write(n) marks the next n as written. disconnect()
-// closes the connection (what was not written is lost, as on a real socket);
-// reconnect() opens a new one with fresh counters.
+// frame as enqueued; write(n) marks the next n as written (also after a
+// disconnect, as libuv reports writes that completed before the close).
+// disconnect() closes the connection, release() makes its counts final (what
+// was not written is lost, as on a real socket); reconnect() opens a new one.
 struct FakeLink : Link {
   struct Conn {
     cnode::OutboundProgress p;
     std::vector<std::string> wire;  // every frame handed to this connection
   };
-  std::map<std::string, Conn> conns;
+  std::map<std::string, Conn> conns;     // the current (or last) connection per node
+  std::map<std::uint64_t, Conn> closed;  // earlier connections, by id
   std::map<std::string, std::vector<std::string>> written;  // what reached each node
   std::uint64_t next_id = 0;
   std::size_t bytes_per_frame = 10;
   bool refuse = false;
 
   void reconnect(const std::string& n) {
+    if (auto it = conns.find(n); it != conns.end()) {
+      it->second.p.up = false;
+      it->second.p.final = true;
+      closed[it->second.p.connection] = it->second;
+    }
     auto& c = conns[n];
     c = Conn{};
     c.p.connection = ++next_id;
     c.p.up = true;
   }
   void disconnect(const std::string& n) { conns[n].p.up = false; }
+  void release(const std::string& n) { conns[n].p.final = true; }
   void write(const std::string& n, std::size_t count) {
     auto& c = conns[n];
     for (std::size_t i = 0; i < count && c.p.written < c.p.enqueued; ++i)
@@ -53,6 +61,12 @@ struct FakeLink : Link {
   cnode::OutboundProgress progress(const std::string& n) const override {
     auto it = conns.find(n);
     return it == conns.end() ? cnode::OutboundProgress{} : it->second.p;
+  }
+  cnode::OutboundProgress progress(const std::string& n, std::uint64_t id) const override {
+    if (auto it = conns.find(n); it != conns.end() && it->second.p.connection == id)
+      return it->second.p;
+    if (auto it = closed.find(id); it != closed.end()) return it->second.p;
+    return {};
   }
   Result<void> send(const Outbound& m) override {
     if (!connected(m.node)) return make_error(Errc::not_connected, m.node);
@@ -113,6 +127,9 @@ TEST_CASE("delivery: what a closed connection did not write is sent again after 
   link.write("a@h", 1);  // m0 made it; m1..m3 were in the socket's queue
   link.disconnect("a@h");
   core.connection_lost("a@h", 10);
+  CHECK(core.stats().retried == 0);  // not released yet: its counts may still grow
+  link.release("a@h");
+  core.connection_lost("a@h", 10);
   CHECK(core.stats().delivered == 1);
   CHECK(core.stats().retried == 3);
   CHECK(core.depth("a@h") == 3);
@@ -125,6 +142,70 @@ TEST_CASE("delivery: what a closed connection did not write is sent again after 
   CHECK(core.stats().delivered == 5);
   CHECK(core.depth("a@h") == 0);
   CHECK(link.written["a@h"] == std::vector<std::string>{"m0", "m1", "m2", "m3", "m4"});
+}
+
+TEST_CASE("delivery: writes that complete after the close count - no duplicates") {
+  FakeLink link;
+  link.reconnect("a@h");
+  DeliveryCore core(link, opts());
+  for (int i = 0; i < 3; ++i) REQUIRE(core.enqueue(batch({"a@h"}, "m" + std::to_string(i)), 0));
+  link.disconnect("a@h");
+  core.connection_lost("a@h", 1);
+  link.write("a@h", 2);  // the write callback of m0 m1 runs after the close
+  link.release("a@h");
+  REQUIRE(core.enqueue(batch({"a@h"}, "m3"), 2));  // waits: the node is down
+  link.reconnect("a@h");
+  core.pump("a@h", 3);
+  link.write("a@h", 10);
+  core.pump("a@h", 4);
+  CHECK(core.stats().retried == 1);
+  CHECK(core.stats().delivered == 4);
+  CHECK(link.written["a@h"] == std::vector<std::string>{"m0", "m1", "m2", "m3"});
+}
+
+TEST_CASE("delivery: nothing newer is sent before a replaced connection is settled") {
+  FakeLink link;
+  link.reconnect("a@h");
+  DeliveryCore core(link, opts());
+  REQUIRE(core.enqueue(batch({"a@h"}, "m0"), 0));
+  // Replaced before release: the old connection's fate is not known yet.
+  link.conns["a@h"].p.up = false;
+  auto old = link.conns["a@h"];
+  link.conns["a@h"] = FakeLink::Conn{};
+  link.conns["a@h"].p.connection = ++link.next_id;
+  link.conns["a@h"].p.up = true;
+  link.closed[old.p.connection] = old;  // not final
+  REQUIRE(core.enqueue(batch({"a@h"}, "m1"), 1));
+  CHECK(link.conns["a@h"].p.enqueued == 0);  // m1 held back behind m0
+  link.closed[old.p.connection].p.final = true;
+  core.expire(2);  // the sweep settles it and sends
+  link.write("a@h", 10);
+  core.pump("a@h", 3);
+  CHECK(link.written["a@h"] == std::vector<std::string>{"m0", "m1"});
+  CHECK(core.stats().retried == 1);
+}
+
+TEST_CASE("delivery: a message older than the TTL is dropped rather than sent late") {
+  FakeLink link;
+  DeliveryCore core(link, opts());
+  REQUIRE(core.enqueue(batch({"a@h"}, "old"), 0));
+  REQUIRE(core.enqueue(batch({"a@h"}, "new"), 900));
+  link.reconnect("a@h");
+  core.pump("a@h", 1200);  // "old" waited 1200 ms (TTL 1000), "new" 300
+  link.write("a@h", 10);
+  core.pump("a@h", 1201);
+  CHECK(link.written["a@h"] == std::vector<std::string>{"new"});
+  CHECK(core.stats().expired == 1);
+  CHECK(core.stats().accepted == core.stats().delivered + core.stats().expired);
+}
+
+TEST_CASE("delivery: a batch with two messages for one node counts both against its queue") {
+  FakeLink link;
+  DeliveryCore core(link, opts(3));
+  REQUIRE(core.enqueue(batch({"a@h", "a@h"}, "m0"), 0));
+  auto r = core.enqueue(batch({"a@h", "a@h"}, "m1"), 0);
+  CHECK_FALSE(r);
+  CHECK(core.depth("a@h") == 2);
 }
 
 TEST_CASE("delivery: a connection replaced without a reported close still retries") {

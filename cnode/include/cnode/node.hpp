@@ -57,13 +57,17 @@ struct NodeStats {
 };
 
 // Data frames sent towards a node on one connection (ticks excluded):
-// handed to the connection, and written to the socket. A message counted in
-// `enqueued` but not in `written` when the connection closed never left.
+// handed to the connection, and written to the socket. Writes that had
+// completed when the connection closed still count (their callbacks run
+// after the close); once the connection is released (`final`) the counts no
+// longer change, and a frame counted in `enqueued` but not in `written` never
+// left this host.
 struct OutboundProgress {
-  std::uint64_t connection = 0;  // 0: never connected
+  std::uint64_t connection = 0;  // 0: unknown (never connected, or forgotten)
   std::uint64_t enqueued = 0;
   std::uint64_t written = 0;
-  bool up = false;  // false: the counts are the last connection's, final
+  bool up = false;     // the connection is open
+  bool final = false;  // closed and released: the counts are final
 };
 
 // The outcome of an rpc: the reply term (with version byte). {badrpc,
@@ -144,6 +148,9 @@ class Node {
   // The frames of the current connection to `node`, or of the last one once
   // it closed (it stays readable in and after the node-down callbacks).
   OutboundProgress progress(const std::string& node) const;
+  // The frames of connection `connection` to `node` (the current or the last
+  // closed one); connection == 0 in the answer when it is neither.
+  OutboundProgress progress(const std::string& node, std::uint64_t connection) const;
   // Called after a write towards `node` completed (progress().written grew).
   // The callback may send and may close connections.
   void on_written(NodeEvent cb) { written_.push_back(std::move(cb)); }

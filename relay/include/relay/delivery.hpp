@@ -8,10 +8,13 @@
 //   in flight handed to the connection (Node::reg_send), not yet written;
 //   done      the connection wrote it to the socket (counted delivered).
 // The connection's own counters (Node::progress) tell which in-flight frames
-// were written. When a connection closes, what it had not written goes back
-// to the front of the waiting queue, in order, and is sent again once the
-// node reconnects. A waiting message older than the TTL is dropped, counted
-// as expired and logged (one line per node per sweep). A node's queue holds at
+// were written. Once a closed connection is released (its counts final:
+// writes that completed before the close still count), what it had not
+// written goes back to the front of the waiting queue, in order, and is sent
+// again once the node reconnects; nothing newer is sent to the node before
+// that is settled. A waiting message older than the TTL is dropped, counted
+// as expired and logged (one line per node per sweep), also when its node is
+// back (checked before each send). A node's queue holds at
 // most max_queue messages; a publish that would overflow any of its target
 // nodes is refused as a whole (queue_full), so a refused broadcast reached
 // nobody and an accepted one is queued for every target.
@@ -75,6 +78,10 @@ class Link {
   virtual bool connected(const std::string& node) const = 0;
   virtual std::size_t queued_bytes(const std::string& node) const = 0;
   virtual cnode::OutboundProgress progress(const std::string& node) const = 0;
+  // The counts of one (current or last closed) connection; connection 0 in
+  // the answer when the link no longer knows it.
+  virtual cnode::OutboundProgress progress(const std::string& node,
+                                           std::uint64_t connection) const = 0;
   virtual Result<void> send(const Outbound& m) = 0;
 };
 
@@ -90,9 +97,12 @@ class DeliveryCore {
   // Sends a node's waiting messages while its connection has room, after
   // counting what it wrote. Call when it connects and after its writes.
   void pump(const std::string& node, std::uint64_t now_ms);
-  // The node's connection closed: what it did not write waits again.
+  // The node's connection closed: what it did not write waits again, once
+  // the connection is released (here if it already is, else at the next
+  // pump or sweep).
   void connection_lost(const std::string& node, std::uint64_t now_ms);
-  // Drops waiting messages older than the TTL. Returns, per node, how many.
+  // Settles released connections, drops waiting messages older than the TTL
+  // and pumps connected nodes. Returns, per node, how many it dropped.
   std::map<std::string, std::size_t> expire(std::uint64_t now_ms);
 
   const DeliveryStats& stats() const { return stats_; }
@@ -114,10 +124,14 @@ class DeliveryCore {
     std::size_t size() const { return in_flight.size() + waiting.size(); }
   };
   void confirm(Queue& q, const cnode::OutboundProgress& p);
+  // Resolves in-flight messages of closed connections. False while one of
+  // them is not released yet (nothing may be sent before it is).
+  bool settle(const std::string& node, Queue& q);
+  std::size_t drop_expired(const std::string& node, Queue& q, std::uint64_t now_ms);
 
   Link& link_;
   DeliveryOptions options_;
-  std::map<std::string, Queue> queues_;
+  std::map<std::string, Queue, std::less<>> queues_;
   DeliveryStats stats_;
 };
 
@@ -148,6 +162,10 @@ class Delivery {
     }
     cnode::OutboundProgress progress(const std::string& node) const override {
       return node_.progress(node);
+    }
+    cnode::OutboundProgress progress(const std::string& node,
+                                     std::uint64_t connection) const override {
+      return node_.progress(node, connection);
     }
     Result<void> send(const Outbound& m) override;
 
