@@ -13,6 +13,7 @@
 #include "cnode/pubsub_bridge.hpp"
 #include "cnode/term_json.hpp"
 #include "commands.hpp"
+#include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
 #include "relay/gateway.hpp"
 
@@ -25,16 +26,69 @@ struct StopCtx {
   discovery::DnsPoller* poller;
   uv_signal_t* sigs[2];
   relay::Gateway* gateway = nullptr;
+  std::chrono::milliseconds drain_limit{5000};
+  uv_timer_t* drain = nullptr;
+  std::uint64_t drain_deadline = 0;
+  bool stopping = false;
 };
 
-void stop_all(StopCtx* ctx) {
+std::size_t queued_messages(const StopCtx* ctx) {
+  std::size_t n = 0;
+  if (ctx->gateway)
+    for (auto& [node, d] : ctx->gateway->delivery().depths()) n += d;
+  return n;
+}
+
+// Closes every connection and handle: the loop then ends.
+void stop_now(StopCtx* ctx) {
   if (ctx->gateway) ctx->gateway->close();
   if (ctx->poller) ctx->poller->stop();
   ctx->peers->stop();
+  if (ctx->drain) {
+    close_and_delete(ctx->drain);
+    ctx->drain = nullptr;
+  }
   ctx->node->stop();
   for (auto* s : ctx->sigs)
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+}
+
+// SIGTERM: stop taking broadcasts (the listener closes) and discovering,
+// let the connections write what the relay already accepted (a rolling
+// restart must not drop what it answered 202 to), then stop. Bounded by
+// drain_limit; a second signal stops at once.
+void stop_gracefully(StopCtx* ctx, uv_loop_t* loop) {
+  if (ctx->stopping) return stop_now(ctx);
+  ctx->stopping = true;
+  if (ctx->gateway) ctx->gateway->close();
+  if (ctx->poller) ctx->poller->stop();
+  ctx->peers->stop();
+  auto left = queued_messages(ctx);
+  if (left == 0 || ctx->node->connected_nodes().empty()) return stop_now(ctx);
+  spdlog::info(
+      "writing {} accepted message(s) before stopping (at most {} ms; signal again to "
+      "stop now)",
+      left, ctx->drain_limit.count());
+  ctx->drain_deadline = uv_now(loop) + static_cast<std::uint64_t>(ctx->drain_limit.count());
+  ctx->drain = new uv_timer_t;
+  uv_timer_init(loop, ctx->drain);
+  ctx->drain->data = ctx;
+  uv_timer_start(
+      ctx->drain,
+      [](uv_timer_t* t) {
+        auto* c = static_cast<StopCtx*>(t->data);
+        auto n = queued_messages(c);
+        bool late = uv_now(t->loop) >= c->drain_deadline;
+        if (n != 0 && !late && !c->node->connected_nodes().empty()) return;
+        if (n != 0) spdlog::error("stopping with {} accepted message(s) not written", n);
+        stop_now(c);
+      },
+      10, 10);
+}
+
+void stop_all(StopCtx* ctx) {
+  stop_now(ctx);
 }
 
 Result<std::string> read_token_file(const std::string& path) {
@@ -227,11 +281,12 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     uv_signal_init(&loop, &sigint);
     uv_signal_init(&loop, &sigterm);
     StopCtx stop_ctx{&node, &peers, poller.get(), {&sigint, &sigterm}, gateway.get()};
+    stop_ctx.drain_limit = std::min(std::chrono::milliseconds(5000), go.delivery.ttl);
     sigint.data = sigterm.data = &stop_ctx;
     auto on_signal = [](uv_signal_t* s, int signum) {
       spdlog::info("{}: closing connections and unregistering",
                    signum == SIGINT ? "SIGINT" : "SIGTERM");
-      stop_all(static_cast<StopCtx*>(s->data));
+      stop_gracefully(static_cast<StopCtx*>(s->data), s->loop);
     };
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);

@@ -281,7 +281,8 @@ TEST_CASE("relay: a full queue answers 503 with Retry-After and is counted") {
       30s));
 }
 
-TEST_CASE("relay: beyond loopback without a token it refuses to start - with one - 401 without it") {
+TEST_CASE(
+    "relay: beyond loopback without a token it refuses to start - with one - 401 without it") {
   Epmd epmd;
   auto port = std::to_string(free_port());
   auto r = run({binary_path("app/beamlink"), "run", "--name", "relay@127.0.0.1", "--relay-listen",
@@ -363,4 +364,43 @@ TEST_CASE("relay: --relay-atom-keys and --relay-atom-values give eWallet's paylo
       [&] { return t1.eval("length(pubsub_fixture:received(<<\"wallet:1\">>))") == "1"; }));
   CHECK(t1.eval("[P || #{payload := P} <- pubsub_fixture:received(<<\"wallet:1\">>)]") ==
         "[#{data => #{amount => 100,status => confirmed},status => ok,tag => {ok,1}}]");
+}
+
+TEST_CASE("relay: SIGTERM writes what was accepted before it stops") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"t\">>)") == "ok");
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub");
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
+                  relay.proc->err());
+  REQUIRE(wait_until([&] { return joined_everywhere(t1, 1); }, 20s));
+  // The node stops reading: accepted messages pile up in the relay's queue.
+  t1.process().signal(SIGSTOP);
+  std::string big =
+      R"({"topic":"t","event":"e","payload":{"pad":")" + std::string(100000, 'x') + "\"}}";
+  int accepted = 0;
+  REQUIRE(wait_until(
+      [&] {
+        if (http("POST", relay.url("/v1/broadcast"), big).status == 202) ++accepted;
+        auto m = http("GET", relay.url("/metrics")).body;
+        return m.find("beamlink_relay_queue_depth{node=\"t1@127.0.0.1\"} ") != std::string::npos &&
+               m.find("beamlink_relay_queue_depth{node=\"t1@127.0.0.1\"} 0\n") == std::string::npos;
+      },
+      60s));
+  relay.proc->signal(SIGTERM);
+  REQUIRE(relay.proc->wait_err("before stopping", 10s));
+  // The listener is closed at once; the node reads again; the relay writes
+  // the rest and exits.
+  CHECK(http("GET", relay.url("/healthz")).status == 0);
+  t1.process().signal(SIGCONT);
+  auto rc = relay.proc->wait(20s);
+  REQUIRE(rc.has_value());
+  CHECK(*rc == 0);
+  CHECK(relay.proc->err().find("not written") == std::string::npos);
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval("length(pubsub_fixture:received(<<\"t\">>))") == std::to_string(accepted);
+      },
+      30s));
 }
