@@ -87,17 +87,25 @@ Result<void> ClusterHub::publish(std::string_view topic, std::span<const char> m
       continue;  // this pubsub has no node yet; the others may
     }
     for (auto& s : *sends)
-      batch.push_back(Outbound{std::move(s.node), s.from, std::move(s.to), std::move(s.message)});
+      batch.push_back(
+          Outbound{std::move(s.node), std::move(s.from), std::move(s.to), std::move(s.message)});
   }
   if (batch.empty()) {
+    if (first && first->code != Errc::not_connected) {
+      ++stats_.refused_other;
+      return *first;
+    }
     ++stats_.refused_not_connected;
-    if (first && first->code != Errc::not_connected) return *first;
+    if (bridges_.size() < expected_bridges_)
+      return make_error(Errc::not_connected,
+                        "the relay is starting: not registered with epmd yet, so not in the "
+                        "cluster's pubsubs");
     return make_error(Errc::not_connected,
                       bridges_.empty() ? "no pubsub is configured (set PUBSUB)"
                                        : "no connected BEAM node has the configured pubsub(s)");
   }
   if (auto r = delivery_.enqueue(std::move(batch)); !r) {
-    ++stats_.refused_queue_full;
+    ++(r.error().code == Errc::queue_full ? stats_.refused_queue_full : stats_.refused_other);
     return r;
   }
   ++stats_.published;

@@ -169,9 +169,14 @@ std::string Gateway::metrics_text() {
   const auto& d = delivery_.stats();
   const auto& h = hub_.stats();
   m.family("beamlink_relay_queue_depth", T::gauge,
-           "Broadcasts accepted for a node and not yet written to it.");
-  for (auto& [n, depth] : delivery_.depths())
-    m.sample("beamlink_relay_queue_depth", std::uint64_t{depth}, {{"node", n}});
+           "Messages accepted for a node and not yet written to it (every connected node, and "
+           "any node with a queue).");
+  {
+    auto depths = delivery_.depths();
+    for (auto& p : peers) depths.try_emplace(p, 0);
+    for (auto& [n, depth] : depths)
+      m.sample("beamlink_relay_queue_depth", std::uint64_t{depth}, {{"node", n}});
+  }
   m.family("beamlink_relay_broadcasts_total", T::counter,
            "Broadcasts offered to the relay (HTTP and WebSocket), by outcome.");
   m.sample("beamlink_relay_broadcasts_total", h.published, {{"outcome", "accepted"}});
@@ -179,17 +184,21 @@ std::string Gateway::metrics_text() {
            {{"outcome", "refused_not_connected"}});
   m.sample("beamlink_relay_broadcasts_total", h.refused_queue_full,
            {{"outcome", "refused_queue_full"}});
+  m.sample("beamlink_relay_broadcasts_total", h.refused_other, {{"outcome", "refused_other"}});
   m.counter("beamlink_relay_messages_queued_total",
             "Messages queued for nodes (one per node per accepted broadcast).", d.accepted);
   m.counter("beamlink_relay_messages_delivered_total",
             "Queued messages written to their node's connection.", d.delivered);
   m.counter("beamlink_relay_messages_retried_total",
-            "Messages sent again after their connection closed unwritten.", d.retried);
+            "Messages put back in their queue because their connection closed before writing "
+            "them (sent again on reconnect, or expired).",
+            d.retried);
   m.family("beamlink_relay_messages_dropped_total", T::counter,
            "Queued messages dropped, by reason.");
   m.sample("beamlink_relay_messages_dropped_total", d.expired, {{"reason", "expired"}});
   m.family("beamlink_relay_http_broadcast_responses_total", T::counter,
-           "POST /v1/broadcast answers by status.");
+           "POST /v1/broadcast answers by status (401, 413 and 431 are answered by the HTTP "
+           "server before the route and are not counted here).");
   for (auto& [status, n] : stats_.broadcast_responses)
     m.sample("beamlink_relay_http_broadcast_responses_total", n,
              {{"status", std::to_string(status)}});
@@ -206,7 +215,7 @@ std::string Gateway::metrics_text() {
   m.gauge("beamlink_relay_http_connections", "Open HTTP connections.",
           static_cast<double>(server_->connection_count()));
   const auto& c = channels_->stats();
-  m.gauge("beamlink_relay_websockets", "Open WebSocket (Phoenix channel) connections.",
+  m.gauge("beamlink_relay_websockets_open", "Open WebSocket (Phoenix channel) connections.",
           static_cast<double>(c.sockets_open));
   m.counter("beamlink_relay_websockets_total", "WebSocket connections accepted.", c.sockets_total);
   m.counter("beamlink_relay_websocket_upgrades_refused_total",

@@ -37,6 +37,7 @@ struct HubStats {
   std::uint64_t published = 0;              // broadcasts accepted (each for every node)
   std::uint64_t refused_not_connected = 0;  // publishes refused: no node has the pubsub
   std::uint64_t refused_queue_full = 0;     // publishes refused: a node's queue is full
+  std::uint64_t refused_other = 0;          // publishes refused for another reason
   std::uint64_t received = 0;               // Socket.Broadcast messages from the cluster
   std::uint64_t not_broadcast = 0;          // other messages on a subscribed topic
   std::uint64_t undecodable = 0;            // broadcasts whose payload could not be rendered
@@ -67,6 +68,9 @@ class ClusterHub : public Publisher, public ChannelHub {
   // A bridge created later (once the node is up): it joins the topics that
   // have listeners already.
   void add_bridge(cnode::PubSubBridge* bridge);
+  // How many bridges are configured (created once the node is up): until
+  // they all exist, a publish says the relay is starting.
+  void expect_bridges(std::size_t n) { expected_bridges_ = n; }
   const std::vector<cnode::PubSubBridge*>& bridges() const { return bridges_; }
 
   // Publisher (POST /v1/broadcast): `message_term` is the Socket.Broadcast
@@ -97,6 +101,7 @@ class ClusterHub : public Publisher, public ChannelHub {
   std::map<std::string, Topic, std::less<>> topics_;
   std::map<int, std::string> listener_topic_;
   int next_id_ = 1;
+  std::size_t expected_bridges_ = 0;
   HubStats stats_;
 };
 
