@@ -2,12 +2,13 @@
 // cluster from the command line, through the relay's own path (ClusterHub
 // and Delivery over the PubSub bridges), for scripts and debugging.
 //
-// A hidden client node (neither listening nor registered) connects to the
-// --connect nodes and to NODE_DNS's peers (one DNS poll), joins the pg scope,
-// waits until every connected node's pubsub is known (or the timeout), sends
-// one forward_to_local per node per pubsub, and exits once every send was
-// written to its socket. Exit 0: written to every node that has the pubsub;
-// 1: none had it, a send was not written, or nothing connected; 2: usage.
+// A hidden client node (neither listening nor registered) joins the pg scope,
+// connects to the --connect nodes and to NODE_DNS's peers (one DNS poll; each
+// dial bounded by half the timeout, so one dead address in DNS does not sink
+// the rest), waits until every connected node's pubsubs are known (or the
+// timeout), sends one forward_to_local per node per pubsub, and exits once
+// every send was written to its socket (a budget of its own). Exit 0: written to every node that
+// has the pubsub; 1: none had it, a send was not written, or nothing connected; 2: usage.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -43,7 +44,7 @@ struct Broadcast {
   std::set<std::string> pending;  // connects not answered yet
   std::vector<std::string> connected;
   uv_timer_t* timer = nullptr;
-  std::uint64_t deadline = 0;
+  std::uint64_t deadline = 0;  // of the current phase
   enum class Phase { connecting, syncing, writing, done } phase = Phase::connecting;
   int code = 1;
 
@@ -67,6 +68,7 @@ struct Broadcast {
     timer = new uv_timer_t;
     uv_timer_init(loop, timer);
     timer->data = this;
+    if (!make_bridges()) return finish(1);
     deadline = uv_now(loop) + static_cast<std::uint64_t>(opts.timeout_ms);
     // Checked every 10 ms: the phases wait on conditions of several sources.
     uv_timer_start(
@@ -118,13 +120,9 @@ struct Broadcast {
   // Every connected node has told which pubsubs it runs (2.x: its scope's
   // groups; automatic: the registered() probe answered).
   bool synced() const {
-    for (auto& n : connected) {
-      bool known = std::any_of(bridges.begin(), bridges.end(), [&](auto& b) {
-        auto ns = b->nodes();
-        return std::find(ns.begin(), ns.end(), n) != ns.end();
-      });
-      if (!known) return false;
-    }
+    for (auto& n : connected)
+      for (auto& b : bridges)
+        if (!b->knows(n)) return false;
     return true;
   }
 
@@ -137,7 +135,6 @@ struct Broadcast {
           std::fprintf(stderr, "beamlink: connected to no node\n");
           return finish(1);
         }
-        if (!make_bridges()) return finish(1);
         phase = Phase::syncing;
         return;
       case Phase::syncing:
@@ -150,8 +147,9 @@ struct Broadcast {
           std::fprintf(stderr, "beamlink: %zu message(s) to %s not written in time\n", d,
                        n.c_str());
         if (depths.empty()) {
-          std::printf("broadcast %s %s: written to %zu node(s)\n", opts.topic.c_str(),
-                      opts.event.c_str(), static_cast<std::size_t>(delivery->stats().delivered));
+          std::printf("broadcast %s %s: %zu message(s) written (one per node per pubsub)\n",
+                      opts.topic.c_str(), opts.event.c_str(),
+                      static_cast<std::size_t>(delivery->stats().delivered));
           std::fflush(stdout);
         }
         return finish(depths.empty() ? 0 : 1);
@@ -191,7 +189,12 @@ struct Broadcast {
         auto ns = b->nodes();
         return std::find(ns.begin(), ns.end(), n) != ns.end();
       });
-      if (!known) std::fprintf(stderr, "beamlink: %s runs none of the pubsubs\n", n.c_str());
+      bool heard =
+          std::all_of(bridges.begin(), bridges.end(), [&](auto& b) { return b->knows(n); });
+      if (!known)
+        std::fprintf(stderr, "beamlink: %s %s\n", n.c_str(),
+                     heard ? "runs none of the pubsubs"
+                           : "did not tell which pubsubs it runs within the timeout");
     }
     auto r = hub->publish(opts.topic, opts.event, opts.payload);
     if (!r) {
@@ -199,6 +202,7 @@ struct Broadcast {
       return finish(r.error().code == Errc::invalid_argument ? 2 : 1);
     }
     phase = Phase::writing;
+    deadline = uv_now(loop) + static_cast<std::uint64_t>(opts.timeout_ms);
   }
 };
 
@@ -219,7 +223,7 @@ int cmd_broadcast(const Config& cfg, const BroadcastCmdOptions& opts) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());
     return 2;
   }
-  nc->connect_timeout = std::chrono::milliseconds(opts.timeout_ms);
+  nc->connect_timeout = std::chrono::milliseconds(std::max(500, opts.timeout_ms / 2));
   uv_loop_t loop;
   uv_loop_init(&loop);
   int code = 1;

@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "cnode/node.hpp"
+#include "common/uv_util.hpp"
 
 namespace beamlink::cnode {
 
@@ -149,7 +150,10 @@ Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(Node& node, PgScope& 
       if (auto c = weak.lock(); c && *c) (*c)->probe(peer);
     });
     node.on_node_down([weak](const std::string& peer, const Error&) {
-      if (auto c = weak.lock(); c && *c) (*c)->probed_.erase(peer);
+      if (auto c = weak.lock(); c && *c) {
+        (*c)->probed_.erase(peer);
+        (*c)->cancel_reprobe(peer);
+      }
     });
     for (auto& peer : node.connected_nodes()) b->probe(peer);
   }
@@ -166,10 +170,12 @@ void PubSubBridge::probe(const std::string& peer) {
               if (!c || !*c) return;
               PubSubBridge& self = **c;
               if (!r) {
-                if (r.error().code != Errc::shutting_down)
-                  spdlog::warn("pubsub {}: cannot tell which Phoenix.PubSub {} runs: {}",
-                               self.atom_, peer, r.error().message);
-                return;
+                if (r.error().code == Errc::shutting_down) return;
+                spdlog::warn(
+                    "pubsub {}: cannot tell which Phoenix.PubSub {} runs: {} (asking "
+                    "again)",
+                    self.atom_, peer, r.error().message);
+                return self.schedule_reprobe(peer);
               }
               auto reader =
                   TermReader::from_external(std::span<const char>(r->term.data(), r->term.size()));
@@ -186,15 +192,65 @@ void PubSubBridge::probe(const std::string& peer) {
               }
               bool v1 = has_name && !has_adapter;
               self.probed_[peer] = v1;
+              // Neither yet: the app may still be starting (libcluster-style
+              // setups connect first). Ask again, with backoff.
+              if (!has_name && !has_adapter)
+                self.schedule_reprobe(peer);
+              else
+                self.reprobe_attempts_.erase(peer);
               if (v1)
                 spdlog::info(
                     "pubsub {}: {} runs Phoenix.PubSub 1.1: publishing to it (its own "
                     "broadcasts cannot reach beamlink: pg2 left OTP in 24)",
                     self.atom_, peer);
-              else if (!has_adapter)
-                spdlog::info("pubsub {}: {} has no such pubsub (yet): nothing goes there",
-                             self.atom_, peer);
+              else if (!has_adapter && self.reprobe_attempts_[peer] <= 1)
+                spdlog::info(
+                    "pubsub {}: {} has no such pubsub (yet): nothing goes there; "
+                    "asking again with backoff",
+                    self.atom_, peer);
             });
+}
+
+void PubSubBridge::schedule_reprobe(const std::string& peer) {
+  if (!node_.is_connected(peer) || reprobe_timers_.count(peer)) return;
+  int attempt = ++reprobe_attempts_[peer];
+  auto delay = std::min<std::uint64_t>(30000, 1000ull << std::min(attempt - 1, 5));
+  auto* t = new uv_timer_t;
+  uv_timer_init(node_.loop(), t);
+  t->data = this;
+  reprobe_timers_[peer] = t;
+  uv_timer_start(
+      t,
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<PubSubBridge*>(timer->data);
+        std::string who;
+        for (auto& [p, tt] : self->reprobe_timers_)
+          if (tt == timer) who = p;
+        self->cancel_reprobe(who);
+        if (!who.empty() && self->node_.is_connected(who)) self->probe(who);
+      },
+      delay, 0);
+}
+
+void PubSubBridge::cancel_reprobe(const std::string& peer) {
+  auto it = reprobe_timers_.find(peer);
+  if (it == reprobe_timers_.end()) return;
+  close_and_delete(it->second);
+  reprobe_timers_.erase(it);
+}
+
+bool PubSubBridge::knows(const std::string& peer) const {
+  switch (options_.version) {
+    case PubSubOptions::Version::v1_1:
+      return node_.is_connected(peer);
+    case PubSubOptions::Version::v2: {
+      auto scopes = scope_.nodes();
+      return std::find(scopes.begin(), scopes.end(), peer) != scopes.end() || has_v2(peer);
+    }
+    case PubSubOptions::Version::automatic:
+      return has_v2(peer) || probed_.count(peer) != 0;
+  }
+  return false;
 }
 
 bool PubSubBridge::has_v2(const std::string& peer) const {
@@ -223,6 +279,8 @@ PubSubBridge::PubSubBridge(Node& node, PgScope& scope, PubSubOptions options)
 
 PubSubBridge::~PubSubBridge() {
   *alive_ = nullptr;
+  for (auto& [peer, t] : reprobe_timers_) close_and_delete(t);
+  reprobe_timers_.clear();
   if (change_id_) scope_.remove_on_change(change_id_);
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     scope_.leave(pubsub_group(options_.name, static_cast<int>(i + 1)), workers_[i]);

@@ -322,7 +322,7 @@ TEST_CASE("beamlink broadcast sends one broadcast to every node's subscribers an
                 "t2@127.0.0.1", "room:9", "ping", R"({"n":7,"ok":true})"},
                30s, env_for(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
-  CHECK(r.out == "broadcast room:9 ping: written to 2 node(s)\n");
+  CHECK(r.out == "broadcast room:9 ping: 2 message(s) written (one per node per pubsub)\n");
   for (auto* n : {&t1, &t2}) {
     REQUIRE(wait_until(
         [&] { return n->eval("length(pubsub_fixture:received(<<\"room:9\">>))") == "1"; }));
@@ -403,4 +403,26 @@ TEST_CASE("relay: SIGTERM writes what was accepted before it stops") {
         return t1.eval("length(pubsub_fixture:received(<<\"t\">>))") == std::to_string(accepted);
       },
       30s));
+}
+
+TEST_CASE("relay: auto finds a 1.1 pubsub started after the node connected") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "Late.PubSub");
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
+                  relay.proc->err());
+  REQUIRE(relay.proc->wait_err("has no such pubsub (yet)", 10s));
+  auto r = http("POST", relay.url("/v1/broadcast"), broadcast_body("late", 1));
+  CHECK(r.status == 503);
+  // The app starts its pubsub later (eWallet's 1.1: a PG2Server under the name).
+  CHECK(t1.eval("pubsub_fixture:start_v1(<<\"Late.PubSub\">>)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"late\">>)") == "ok");
+  REQUIRE(wait_until(
+      [&] {
+        return http("POST", relay.url("/v1/broadcast"), broadcast_body("late", 2)).status == 202;
+      },
+      20s));
+  CHECK(relay.proc->err().find("runs Phoenix.PubSub 1.1") != std::string::npos);
+  REQUIRE(
+      wait_until([&] { return t1.eval("length(pubsub_fixture:received(<<\"late\">>))") == "1"; }));
 }

@@ -43,6 +43,8 @@
 #include "cnode/term.hpp"
 #include "common/result.hpp"
 
+struct uv_timer_s;
+
 namespace beamlink::cnode {
 
 class Node;
@@ -84,7 +86,7 @@ struct PubSubOptions {
   enum class Version { v2, v1_1, automatic };
   std::string name;  // "EWalletAPI.PubSub" (the Elixir module, with or without "Elixir.")
   Version version = Version::v2;
-  std::string fastlane = "nil";  // 1.1 only: the Fastlane atom of forward_to_local
+  std::string fastlane = "nil";                   // 1.1 only: the Fastlane atom of forward_to_local
   std::chrono::milliseconds probe_timeout{5000};  // automatic: the erlang:registered() rpc
 };
 
@@ -140,6 +142,10 @@ class PubSubBridge {
   std::vector<std::string> nodes() const;
   // automatic: the version found for a connected node, if any yet.
   std::optional<PubSubOptions::Version> version_of(const std::string& node) const;
+  // Whether the bridge has heard enough from `node` to say if it has the
+  // pubsub (2.x: its scope synced; automatic: the probe answered or its
+  // groups arrived; 1.1: connected).
+  bool knows(const std::string& node) const;
 
   // The sends of one publish, one per node of nodes(), nothing sent yet.
   // `message`: an encoded term without version byte. Fails with
@@ -161,6 +167,9 @@ class PubSubBridge {
   Result<void> grow_to(int n);
   void on_worker_message(const Envelope& e);
   void probe(const std::string& node);
+  // automatic: asks again later (1 s, doubling to 30 s) while connected.
+  void schedule_reprobe(const std::string& node);
+  void cancel_reprobe(const std::string& node);
   bool has_v2(const std::string& node) const;
 
   Node& node_;
@@ -173,6 +182,8 @@ class PubSubBridge {
   int change_id_ = 0;
   std::shared_ptr<PubSubBridge*> alive_;
   std::map<std::string, bool> probed_;  // automatic: node -> speaks 1.1 (false: not, or 2.x)
+  std::map<std::string, int> reprobe_attempts_;
+  std::map<std::string, uv_timer_s*> reprobe_timers_;
   std::uint64_t received_ = 0;
   std::uint64_t ignored_ = 0;
 };
