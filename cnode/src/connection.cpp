@@ -96,6 +96,14 @@ void Connection::send_frame(std::span<const char> control, std::span<const char>
   ++progress_->enqueued;
   ++pending_frames_;
   ++node_.mutable_stats().frames_out;
+  if (!writing_ && !flush_scheduled_) {
+    flush_scheduled_ = true;
+    node_.schedule_flush(this);
+  }
+}
+
+void Connection::flush() {
+  flush_scheduled_ = false;
   if (!writing_) start_write();
 }
 

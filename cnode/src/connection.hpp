@@ -44,6 +44,8 @@ class Connection {
   // in flight; frames queued meanwhile go out together in the next write.
   void send_frame(std::span<const char> control, std::span<const char> message);
   void send_tick();
+  // Writes what send_frame queued (called by the Node once per loop turn).
+  void flush();
   std::size_t queued() const { return pending_.size() + inflight_.size(); }
 
   // Data frames (ticks excluded) handed to send_frame, and those whose write
@@ -66,7 +68,9 @@ class Connection {
   bool has_room() const;
 
   // A cache for the REG_SEND control of the last (from, name) pair.
-  std::string regsend_key;
+  Pid regsend_from;
+  std::string regsend_name;
+  bool regsend_valid = false;
   std::string regsend_control;
 
  private:
@@ -95,6 +99,7 @@ class Connection {
   std::shared_ptr<OutboundProgress> progress_;
   std::uint64_t pending_frames_ = 0;
   std::uint64_t inflight_frames_ = 0;
+  bool flush_scheduled_ = false;
   std::vector<std::function<void(Result<void>)>> writable_waiters_;
 };
 

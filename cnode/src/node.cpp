@@ -64,6 +64,12 @@ struct Node::Impl {
   std::unique_ptr<epmd_client::Client> epmd;
   std::unique_ptr<epmd_client::Registration> registration;
   uv_timer_t* ticker = nullptr;
+  // Connections with frames to write: flushed once per loop turn, after the
+  // turn's I/O callbacks (uv_check), so that the frames of many sends (e.g.
+  // one relay broadcast per HTTP request read in this turn) leave in one
+  // write per connection instead of one each.
+  uv_check_t* flusher = nullptr;
+  std::vector<Connection*> dirty;
   std::unordered_map<std::string, Connection*> connections;
   // The last closed connection's progress per peer (kept until the peer's
   // next connection is up and its node-up handlers have run).
@@ -119,6 +125,17 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
       },
       period, period);
   uv_unref(reinterpret_cast<uv_handle_t*>(impl_->ticker));
+  impl_->flusher = new uv_check_t;
+  uv_check_init(loop_, impl_->flusher);
+  impl_->flusher->data = this;
+  uv_check_start(impl_->flusher, [](uv_check_t* h) {
+    auto* self = static_cast<Node*>(h->data);
+    if (self->impl_->dirty.empty()) return;
+    auto list = std::move(self->impl_->dirty);
+    self->impl_->dirty.clear();
+    for (auto* c : list) c->flush();  // a closed one left the list in connection_closed
+  });
+  uv_unref(reinterpret_cast<uv_handle_t*>(impl_->flusher));
 
   if (!config_.publish) {
     // A one-shot client: not listening, not registered; a random creation as
@@ -294,6 +311,8 @@ void Node::stop() {
   registered_ = false;
   if (impl_->ticker) close_and_delete(impl_->ticker);
   impl_->ticker = nullptr;
+  if (impl_->flusher) close_and_delete(impl_->flusher);
+  impl_->flusher = nullptr;
   std::vector<Connection*> conns;
   for (auto& [n, c] : impl_->connections) conns.push_back(c);
   for (auto* c : conns) c->close(make_error(Errc::shutting_down, config_.name + " is stopping"));
@@ -502,6 +521,7 @@ void Node::connection_up(Connection* c) {
 }
 
 void Node::connection_closed(Connection* c, const Error& why) {
+  std::erase(impl_->dirty, c);
   auto it = impl_->connections.find(c->peer());
   if (it == impl_->connections.end() || it->second != c) return;  // a duplicate that lost
   impl_->connections.erase(it);
@@ -563,10 +583,15 @@ OutboundProgress Node::progress(const std::string& node, std::uint64_t connectio
   return {};
 }
 
+void Node::schedule_flush(Connection* c) {
+  if (!impl_->flusher) return c->flush();  // not started or stopped: write now
+  impl_->dirty.push_back(c);
+}
+
 void Node::frames_written(Connection* c) {
   if (written_.empty() || impl_->destroying) return;
   std::string peer = c->peer();  // the connection may close in a callback
-  auto handlers = written_;
+  auto handlers = written_;      // a handler may add handlers
   for (auto& f : handlers) f(peer);
 }
 
@@ -630,14 +655,13 @@ Result<void> Node::reg_send(const Pid& from, const std::string& node, const std:
                                             std::to_string(c->queued()) + " bytes)");
   }
   // The REG_SEND control for a (from, name) pair is encoded once and reused.
-  std::string key = to_string(from);
-  key.push_back('\0');
-  key += name;
-  if (c->regsend_key != key) {
+  if (!c->regsend_valid || c->regsend_from != from || c->regsend_name != name) {
     auto control = encode_reg_send(from, name);
     if (auto s = control.status(); !s) return s;
     c->regsend_control = span_str(control.bytes());
-    c->regsend_key = std::move(key);
+    c->regsend_from = from;
+    c->regsend_name = name;
+    c->regsend_valid = true;
   }
   c->send_frame(c->regsend_control, msg);
   return {};

@@ -127,13 +127,21 @@ Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(Node& node, PgScope& 
     return make_error(Errc::invalid_argument, "pubsub: empty name (expected e.g. MyApp.PubSub)");
   std::unique_ptr<PubSubBridge> b(new PubSubBridge(node, scope, std::move(options)));
   b->alive_ = std::make_shared<PubSubBridge*>(b.get());
+  std::weak_ptr<PubSubBridge*> weak = b->alive_;
+  // plan()'s targets follow connections, the scope's groups and probes.
+  node.on_node_up([weak](const std::string&) {
+    if (auto c = weak.lock(); c && *c) (*c)->targets_dirty_ = true;
+  });
+  node.on_node_down([weak](const std::string&, const Error&) {
+    if (auto c = weak.lock(); c && *c) (*c)->targets_dirty_ = true;
+  });
   if (b->options_.version == PubSubOptions::Version::v1_1) return b;
   if (auto r = b->grow_to(1); !r) return r.error();
-  std::weak_ptr<PubSubBridge*> weak = b->alive_;
   b->change_id_ = scope.on_change([weak](const std::string& peer) {
     auto c = weak.lock();
     if (!c || !*c) return;
     PubSubBridge& self = **c;
+    self.targets_dirty_ = true;
     int n = pubsub_pool_size(self.options_.name, self.scope_.groups_of(peer));
     if (n > self.pool_size()) {
       if (auto r = self.grow_to(n); !r)
@@ -192,6 +200,7 @@ void PubSubBridge::probe(const std::string& peer) {
               }
               bool v1 = has_name && !has_adapter;
               self.probed_[peer] = v1;
+              self.targets_dirty_ = true;
               // Neither yet: the app may still be starting (libcluster-style
               // setups connect first). Ask again, with backoff.
               if (!has_name && !has_adapter)
@@ -275,7 +284,11 @@ std::optional<PubSubOptions::Version> PubSubBridge::version_of(const std::string
 }
 
 PubSubBridge::PubSubBridge(Node& node, PgScope& scope, PubSubOptions options)
-    : node_(node), scope_(scope), options_(std::move(options)), atom_(elixir_atom(options_.name)) {}
+    : node_(node),
+      scope_(scope),
+      options_(std::move(options)),
+      atom_(elixir_atom(options_.name)),
+      group1_(pubsub_group(options_.name, 1)) {}
 
 PubSubBridge::~PubSubBridge() {
   *alive_ = nullptr;
@@ -359,17 +372,21 @@ std::vector<std::string> PubSubBridge::nodes() const {
 Result<std::vector<PubSubSend>> PubSubBridge::plan(std::string_view topic,
                                                    std::span<const char> message,
                                                    std::string_view dispatcher) const {
-  auto targets = nodes();
-  if (targets.empty())
+  if (targets_dirty_) {
+    targets_.clear();
+    for (auto& n : nodes())
+      targets_.push_back(Target{n, version_of(n) == PubSubOptions::Version::v1_1});
+    targets_dirty_ = false;
+  }
+  if (targets_.empty())
     return make_error(Errc::not_connected,
                       "pubsub " + atom_ + ": no connected node has this pubsub yet");
   // The 2.x destination is the worker registered under the first group
   // atom (every node's pool has it); 1.1's is the PG2Server under the name.
   std::shared_ptr<const std::string> v2_bytes, v1_bytes;
   std::vector<PubSubSend> out;
-  out.reserve(targets.size());
-  for (auto& n : targets) {
-    bool v1 = version_of(n) == PubSubOptions::Version::v1_1;
+  out.reserve(targets_.size());
+  for (auto& [n, v1] : targets_) {
     auto& bytes = v1 ? v1_bytes : v2_bytes;
     if (!bytes) {
       auto msg = v1 ? encode_forward_to_local_v1(options_.fastlane, topic, message)
@@ -378,7 +395,7 @@ Result<std::vector<PubSubSend>> PubSubBridge::plan(std::string_view topic,
       bytes = std::make_shared<const std::string>(std::move(*msg));
     }
     out.push_back(PubSubSend{n, v1 || workers_.empty() ? scope_.self() : workers_.front(),
-                             v1 ? atom_ : pubsub_group(options_.name, 1), bytes});
+                             v1 ? atom_ : group1_, bytes});
   }
   return out;
 }

@@ -123,7 +123,8 @@ void DeliveryCore::pump(const std::string& node, std::uint64_t now_ms) {
       q.in_flight.push_back(std::move(item));
     }
   }
-  if (q.size() == 0) queues_.erase(it);
+  // Kept while the node is connected (the next broadcast reuses it).
+  if (q.size() == 0 && !link_.connected(node)) queues_.erase(it);
 }
 
 void DeliveryCore::connection_lost(const std::string& node, std::uint64_t) {
@@ -153,7 +154,8 @@ std::map<std::string, std::size_t> DeliveryCore::expire(std::uint64_t now_ms) {
 
 std::map<std::string, std::size_t> DeliveryCore::depths() const {
   std::map<std::string, std::size_t> out;
-  for (auto& [n, q] : queues_) out[n] = q.size();
+  for (auto& [n, q] : queues_)
+    if (q.size() != 0) out[n] = q.size();
   return out;
 }
 

@@ -168,6 +168,9 @@ class Node {
   NodeStats& mutable_stats() { return stats_; }
   std::uint64_t next_connection_id() { return ++last_connection_id_; }
   void frames_written(Connection* c);
+  // The connection has frames to write: it is flushed at the end of this
+  // loop turn (Connection::flush), once however many frames it gets.
+  void schedule_flush(Connection* c);
   uv_loop_t* loop() const { return loop_; }
 
  private:

@@ -176,6 +176,14 @@ class PubSubBridge {
   PgScope& scope_;
   PubSubOptions options_;
   std::string atom_;
+  std::string group1_;  // "Elixir.NAME.Adapter": where 2.x publishes go
+  // plan()'s targets (node, speaks 1.1), recomputed after a change.
+  struct Target {
+    std::string node;
+    bool v1 = false;
+  };
+  mutable std::vector<Target> targets_;
+  mutable bool targets_dirty_ = true;
   std::vector<Pid> workers_;
   std::map<int, std::pair<std::string, Subscriber>> subscribers_;
   int next_id_ = 1;
