@@ -30,6 +30,7 @@ std::string_view vsn_param(std::string_view query) {
 struct Client {
   std::unique_ptr<WebSocket> ws;
   std::unique_ptr<ChannelSession> session;
+  bool slow = false;  // closed for its outbound queue: what was queued is dropped
   bool closed = false;
 };
 
@@ -39,6 +40,11 @@ struct ChannelSocketServer::Impl {
   ChannelOptions options;
   ChannelStats stats;
   bool closing = false;
+  // The last broadcast's frame, encoded once for all its listeners (they
+  // are called one after another with the same v2_text; holding it keeps
+  // its address from being reused).
+  std::shared_ptr<const std::string> framed_text;
+  SharedFrame frame;
   std::unordered_map<Client*, std::unique_ptr<Client>> clients;
   std::vector<std::unique_ptr<Client>> dead;
   std::shared_ptr<int> alive = std::make_shared<int>(0);
@@ -77,7 +83,7 @@ struct ChannelSocketServer::Impl {
                    "binary messages are not supported (Phoenix V2 JSON only)");
     };
     cb.on_closed = [this, c](const WebSocket::Closed& info) { on_closed(c, info); };
-    c->ws = std::make_unique<WebSocket>(loop, tcp, options.websocket, std::move(cb));
+    c->ws = std::make_unique<WebSocket>(loop, tcp, options.websocket, std::move(cb), &stats.output);
     c->session = std::make_unique<ChannelSession>(
         hub, options.limits, stats, [this, c](const ChannelBroadcast& b) { deliver(c, b); });
     clients.emplace(c, std::move(owned));
@@ -89,8 +95,8 @@ struct ChannelSocketServer::Impl {
   void on_text(Client* c, std::string_view text) {
     if (c->closed || !c->ws->open()) return;
     auto out = c->session->handle_text(text);
-    for (auto& frame : out.frames) {
-      if (!send(c, frame)) return;
+    for (auto& reply : out.frames) {
+      if (!sent(c, c->ws->send_text(reply))) return;
     }
     if (out.close) {
       spdlog::info("relay websocket: closing a client: {}", out.close->reason);
@@ -100,12 +106,17 @@ struct ChannelSocketServer::Impl {
 
   void deliver(Client* c, const ChannelBroadcast& b) {
     if (c->closed || !b.v2_text) return;
-    if (send(c, *b.v2_text)) ++stats.broadcasts_sent;
+    if (b.v2_text != framed_text) {
+      framed_text = b.v2_text;
+      frame = std::make_shared<const std::string>(encode_server_frame(Opcode::text, *b.v2_text));
+    }
+    if (sent(c, c->ws->send_frame(frame))) ++stats.broadcasts_sent;
   }
 
-  // Queues a frame; a client whose queue would overflow is closed (counted).
-  bool send(Client* c, std::string_view frame) {
-    switch (c->ws->send_text(frame)) {
+  // A frame queued, or not; a client whose queue would overflow is closed
+  // (counted), its queue discarded.
+  bool sent(Client* c, WebSocket::Send result) {
+    switch (result) {
       case WebSocket::Send::queued:
         return true;
       case WebSocket::Send::closing:
@@ -114,10 +125,11 @@ struct ChannelSocketServer::Impl {
         break;
     }
     ++stats.slow_client_closes;
+    c->slow = true;
     auto reason =
         "slow client: over " + std::to_string(options.websocket.max_outbound) + " bytes queued";
     spdlog::warn("relay websocket: closing a client: {}", reason);
-    c->ws->close(CloseCode::policy_violation, reason);
+    c->ws->close(CloseCode::policy_violation, reason, WebSocket::Pending::discard);
     return false;
   }
 
@@ -125,6 +137,11 @@ struct ChannelSocketServer::Impl {
     c->closed = true;
     --stats.sockets_open;
     if (info.idle) ++stats.idle_closes;
+    if (info.unsent > 0 && !c->slow) {
+      ++stats.unsent_closes;
+      spdlog::info("relay websocket: a connection closed with {} bytes unsent (close code {})",
+                   info.unsent, info.code);
+    }
     // wslay's own closes: a frame breaking RFC 6455, a message over the
     // limit; and ours for invalid UTF-8 (the others are counted where sent).
     auto code = static_cast<CloseCode>(info.code);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -17,9 +18,10 @@ namespace {
 
 // RFC 6455 1.3: the GUID appended to the key.
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-// Bytes handed to uv_write and not yet written, beyond which wslay keeps the
-// rest in its queue (still counted against max_outbound).
-constexpr std::size_t kMaxInFlight = 256 * 1024;
+// Once the idle timeout has passed, how long to wait for the bytes the
+// kernel may already hold (read in the loop iteration in between) before
+// closing: a busy loop reaches its timers before its reads.
+constexpr std::uint64_t kIdleRecheckMs = 1;
 // RFC 6455 5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
 constexpr std::size_t kMaxCloseReason = 123;
 
@@ -107,6 +109,32 @@ std::optional<Response> check_websocket_handshake(const Request& req) {
   return std::nullopt;
 }
 
+std::string server_frame_header(Opcode opcode, std::uint64_t payload_length) {
+  std::string h;
+  h.reserve(10);
+  h.push_back(static_cast<char>(0x80 | static_cast<std::uint8_t>(opcode)));  // FIN, RSV 0
+  int length_bytes = 0;  // the extended payload length, RFC 6455 5.2
+  if (payload_length <= 125) {
+    h.push_back(static_cast<char>(payload_length));  // MASK 0
+  } else if (payload_length <= 0xFFFF) {
+    h.push_back(static_cast<char>(126));
+    length_bytes = 2;
+  } else {
+    h.push_back(static_cast<char>(127));
+    length_bytes = 8;
+  }
+  for (int i = length_bytes - 1; i >= 0; --i) {
+    h.push_back(static_cast<char>((payload_length >> (8 * i)) & 0xFF));
+  }
+  return h;
+}
+
+std::string encode_server_frame(Opcode opcode, std::string_view payload) {
+  std::string f = server_frame_header(opcode, payload.size());
+  f.append(payload);
+  return f;
+}
+
 std::string websocket_handshake_response(const Request& req) {
   auto key = req.header("sec-websocket-key");
   return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -117,34 +145,55 @@ std::string websocket_handshake_response(const Request& req) {
 // States: Open → Closing (our close frame queued, or the client's received)
 // → Closed (TCP closed, handles closing). Every uv handle's data points here
 // until Closed or destruction, then is null: late callbacks see that.
+//
+// Output: `queue` holds whole frames in wire order (shared broadcast frames,
+// owned replies, wslay's control frames); flush() hands all of it to one
+// uv_write from the idle handle, which runs once per loop iteration while
+// something is queued and no write is in flight.
 struct WebSocket::Impl {
   uv_loop_t* loop;
   uv_tcp_t* tcp;
   uv_timer_t* timer;
+  uv_idle_t* flusher;
   WebSocketOptions options;
   Callbacks cb;
+  WebSocketOutputStats* output;
   wslay_event_context_ptr ctx = nullptr;
-  std::vector<char> read_buf = std::vector<char>(64 * 1024);
   std::string leftover;      // processed from the first timer tick
   const char* in = nullptr;  // input wslay's recv callback reads
   std::size_t in_len = 0;
-  std::string out;            // bytes from wslay not yet handed to uv_write
-  std::size_t in_flight = 0;  // bytes handed to uv_write, not yet written
-  int depth = 0;              // inside a wslay call: do not re-enter wslay_event_send
-  int in_api = 0;             // inside a member call: on_closed goes to a later iteration
+  std::string control;            // wslay's output of one wslay_event_send
+  std::deque<SharedFrame> queue;  // not yet handed to uv_write
+  std::size_t queue_bytes = 0;    // their sizes
+  std::size_t in_flight = 0;      // bytes of the uv_write in flight
+  bool writing = false;           // a uv_write is in flight (at most one)
+  bool scheduled = false;         // the flusher is active
+  std::vector<uv_buf_t> bufs;     // flush()'s scratch
+  int depth = 0;                  // inside a wslay call: do not re-enter wslay_event_send
+  int in_api = 0;                 // inside a member call: on_closed goes to a later iteration
   std::shared_ptr<int> alive = std::make_shared<int>(0);
   bool closing = false;
   bool closed = false;
   bool idle = false;
-  bool by_peer = false;              // the client's close frame came first
-  std::uint64_t last_read = 0;       // uv_now at the last bytes received
-  std::uint64_t close_deadline = 0;  // uv_now after which Closing drops TCP
+  bool idle_due = false;            // the idle timeout passed: recheck after one more read
+  bool by_peer = false;             // the client's close frame came first
+  std::uint64_t last_read = 0;      // uv_now at the last bytes received
+  std::uint64_t close_started = 0;  // uv_now when Closing began
+  std::uint64_t last_progress = 0;  // uv_now at the last completed write
 
-  Impl(uv_loop_t* l, uv_tcp_t* t, WebSocketOptions o, Callbacks c)
-      : loop(l), tcp(t), timer(new uv_timer_t), options(o), cb(std::move(c)) {
+  Impl(uv_loop_t* l, uv_tcp_t* t, WebSocketOptions o, Callbacks c, WebSocketOutputStats* out)
+      : loop(l),
+        tcp(t),
+        timer(new uv_timer_t),
+        flusher(new uv_idle_t),
+        options(o),
+        cb(std::move(c)),
+        output(out) {
     tcp->data = this;
     uv_timer_init(loop, timer);
     timer->data = this;
+    uv_idle_init(loop, flusher);
+    flusher->data = this;
     static const wslay_event_callbacks callbacks = {
         &Impl::recv_cb, &Impl::send_cb, nullptr, nullptr, nullptr, nullptr, &Impl::msg_cb};
     if (wslay_event_context_server_init(&ctx, &callbacks, this) != 0) ctx = nullptr;
@@ -162,6 +211,9 @@ struct WebSocket::Impl {
     uv_timer_stop(timer);
     timer->data = nullptr;
     close_and_delete(timer);
+    uv_idle_stop(flusher);
+    flusher->data = nullptr;
+    close_and_delete(flusher);
   }
 
   // wslay callbacks ----------------------------------------------------------
@@ -180,14 +232,16 @@ struct WebSocket::Impl {
     return static_cast<ssize_t>(n);
   }
 
+  // Only control frames reach wslay's queue (data frames bypass it): taken
+  // whole, into `control`, then into the output queue behind what is there.
   static ssize_t send_cb(wslay_event_context_ptr c, const std::uint8_t* data, std::size_t len, int,
                          void* user) {
     auto* self = static_cast<Impl*>(user);
-    if (self->closed || self->out.size() + self->in_flight >= kMaxInFlight) {
+    if (self->closed) {
       wslay_event_set_error(c, WSLAY_ERR_WOULDBLOCK);
       return -1;
     }
-    self->out.append(reinterpret_cast<const char*>(data), len);
+    self->control.append(reinterpret_cast<const char*>(data), len);
     return static_cast<ssize_t>(len);
   }
 
@@ -200,7 +254,7 @@ struct WebSocket::Impl {
     std::string_view data(reinterpret_cast<const char*>(m.msg), m.msg_length);
     if (m.opcode == WSLAY_TEXT_FRAME) {
       if (!simdjson::validate_utf8(data.data(), data.size())) {
-        queue_close(CloseCode::invalid_payload, "invalid UTF-8 in a text message");
+        queue_close(CloseCode::invalid_payload, "invalid UTF-8 in a text message", Pending::send);
         return;
       }
       if (cb.on_text) cb.on_text(data);
@@ -208,31 +262,124 @@ struct WebSocket::Impl {
       if (cb.on_binary) {
         cb.on_binary(data);
       } else {
-        queue_close(CloseCode::unsupported_data, "binary messages are not supported");
+        queue_close(CloseCode::unsupported_data, "binary messages are not supported",
+                    Pending::send);
       }
     } else if (m.opcode == WSLAY_CONNECTION_CLOSE) {
-      // wslay answers it; from now on we only flush and wait for the TCP close.
+      // wslay answers it (behind what is queued); then we wait for the TCP close.
       if (!wslay_event_get_close_sent(ctx)) by_peer = true;
-      closing = true;
-      close_deadline = uv_now(loop) + static_cast<std::uint64_t>(options.close_timeout.count());
-      arm_timer();
+      start_closing();
     }
   }
 
-  // I/O ---------------------------------------------------------------------
+  // Output ------------------------------------------------------------------
+
+  void enqueue(SharedFrame frame) {
+    queue_bytes += frame->size();
+    queue.push_back(std::move(frame));
+    schedule();
+  }
+
+  void schedule() {
+    if (scheduled || writing || closed || queue.empty()) return;
+    scheduled = true;
+    uv_idle_start(flusher, [](uv_idle_t* h) {
+      if (auto* self = static_cast<Impl*>(h->data)) self->flush();
+    });
+  }
+
+  // Everything queued, in one uv_write.
+  void flush() {
+    if (scheduled) {
+      scheduled = false;
+      uv_idle_stop(flusher);
+    }
+    if (closed || writing || queue.empty()) return;
+    struct WriteReq {
+      uv_write_t req;
+      std::vector<SharedFrame> frames;
+    };
+    auto* w = new WriteReq{{}, {}};
+    w->frames.reserve(queue.size());
+    bufs.clear();
+    for (auto& f : queue) {
+      bufs.push_back(uv_buf_init(const_cast<char*>(f->data()), static_cast<unsigned>(f->size())));
+      w->frames.push_back(std::move(f));
+    }
+    queue.clear();
+    in_flight = std::exchange(queue_bytes, 0);
+    writing = true;
+    if (output) {
+      ++output->writes;
+      output->buffers += bufs.size();
+      output->bytes += in_flight;
+    }
+    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp), bufs.data(),
+                      static_cast<unsigned>(bufs.size()), [](uv_write_t* req, int status) {
+                        auto* wr = reinterpret_cast<WriteReq*>(req);
+                        auto* self = static_cast<Impl*>(req->handle->data);
+                        delete wr;
+                        if (self) self->on_written(status);
+                      });
+    if (rc != 0) {
+      delete w;
+      writing = false;
+      finish();
+    }
+  }
+
+  void on_written(int status) {
+    writing = false;
+    in_flight = 0;
+    if (status < 0) {
+      finish();
+      return;
+    }
+    last_progress = uv_now(loop);
+    schedule();
+    if (closing) done_if_both_closed();
+  }
+
+  // Moves what wslay has to send (control frames) into the queue.
+  void pump() {
+    if (closed || depth > 0 || !ctx) return;
+    ++depth;
+    int rc = wslay_event_send(ctx);
+    --depth;
+    if (rc != 0) {
+      finish();
+      return;
+    }
+    if (!control.empty()) {
+      enqueue(std::make_shared<const std::string>(std::exchange(control, {})));
+    }
+    done_if_both_closed();
+  }
+
+  void done_if_both_closed() {
+    if (closed || !ctx) return;
+    if (!wslay_event_want_read(ctx) && !wslay_event_want_write(ctx) && queue.empty() && !writing) {
+      finish();  // both close frames passed (RFC 6455 7.1.1: the server closes TCP first)
+    }
+  }
+
+  // Input -------------------------------------------------------------------
 
   void start(std::string response, std::string rest) {
     last_read = uv_now(loop);
-    write_raw(std::move(response));
+    enqueue(std::make_shared<const std::string>(std::move(response)));
+    flush();
     if (!ctx) finish();  // wslay could not allocate
     if (closed) return;
     leftover = std::move(rest);
     uv_tcp_nodelay(tcp, 1);
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(tcp),
-        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-          auto* self = static_cast<Impl*>(h->data);
-          *buf = uv_buf_init(self->read_buf.data(), static_cast<unsigned>(self->read_buf.size()));
+        [](uv_handle_t*, size_t, uv_buf_t* buf) {
+          // One buffer for every socket of the thread: wslay copies what it
+          // keeps, and nothing reads another socket before feed() returns.
+          thread_local std::vector<char> read_buf(64 * 1024);
+          *buf = uv_buf_init(read_buf.data(), static_cast<unsigned>(read_buf.size()));
         },
         [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
           if (auto* self = static_cast<Impl*>(s->data)) self->on_read(nread, buf);
@@ -252,6 +399,7 @@ struct WebSocket::Impl {
     }
     if (nread == 0) return;
     last_read = uv_now(loop);
+    idle_due = false;
     feed(buf->base, static_cast<std::size_t>(nread));
   }
 
@@ -270,51 +418,16 @@ struct WebSocket::Impl {
     pump();
   }
 
-  // Moves what wslay has to send into uv_write, as far as kMaxInFlight allows.
-  void pump() {
-    if (closed || depth > 0) return;
-    ++depth;
-    int rc = wslay_event_send(ctx);
-    --depth;
-    if (rc != 0) {
-      finish();
-      return;
-    }
-    if (!out.empty()) write_raw(std::exchange(out, {}));
-    if (closed) return;
-    if (!wslay_event_want_read(ctx) && !wslay_event_want_write(ctx) && out.empty() &&
-        in_flight == 0) {
-      finish();  // both close frames passed (RFC 6455 7.1.1: the server closes TCP first)
-    }
-  }
+  // Timers ------------------------------------------------------------------
 
-  void write_raw(std::string bytes) {
-    struct WriteReq {
-      uv_write_t req;
-      std::string bytes;
-    };
-    auto* w = new WriteReq{{}, std::move(bytes)};
-    in_flight += w->bytes.size();
-    uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp), &b, 1,
-                      [](uv_write_t* req, int status) {
-                        auto* wr = reinterpret_cast<WriteReq*>(req);
-                        auto* self = static_cast<Impl*>(req->handle->data);
-                        std::size_t n = wr->bytes.size();
-                        delete wr;
-                        if (!self) return;
-                        self->in_flight -= n;
-                        if (status < 0) {
-                          self->finish();
-                        } else {
-                          self->pump();
-                        }
-                      });
-    if (rc != 0) {
-      in_flight -= w->bytes.size();
-      delete w;
-      finish();
-    }
+  // Closing: the TCP connection goes when no write has completed for
+  // close_timeout (a stuck client; also our close frame written and not
+  // answered), or drain_timeout after Closing began.
+  std::uint64_t close_deadline() const {
+    auto stuck = std::max(close_started, last_progress) +
+                 static_cast<std::uint64_t>(options.close_timeout.count());
+    auto bound = close_started + static_cast<std::uint64_t>(options.drain_timeout.count());
+    return std::min(stuck, bound);
   }
 
   // The timer: leftover input first, then the idle deadline (Open) or the
@@ -322,9 +435,14 @@ struct WebSocket::Impl {
   void arm_timer() {
     if (closed) return;
     std::uint64_t now = uv_now(loop);
-    std::uint64_t due = closing
-                            ? close_deadline
-                            : last_read + static_cast<std::uint64_t>(options.idle_timeout.count());
+    std::uint64_t due;
+    if (closing) {
+      due = close_deadline();
+    } else if (idle_due) {
+      due = now + kIdleRecheckMs;
+    } else {
+      due = last_read + static_cast<std::uint64_t>(options.idle_timeout.count());
+    }
     uv_timer_start(
         timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_timer(); },
         due > now ? due - now : 0, 0);
@@ -342,31 +460,52 @@ struct WebSocket::Impl {
     }
     std::uint64_t now = uv_now(loop);
     if (closing) {
-      if (now >= close_deadline) {
+      if (now >= close_deadline()) {
         finish();
         return;
       }
     } else if (now >= last_read + static_cast<std::uint64_t>(options.idle_timeout.count())) {
-      idle = true;
-      queue_close(CloseCode::normal, "idle timeout");
-      pump();
-      return;
+      if (!idle_due) {
+        idle_due = true;  // first read what may be waiting (a loop busy writing is late)
+      } else {
+        idle = true;
+        queue_close(CloseCode::normal, "idle timeout", Pending::send);
+        pump();
+        return;
+      }
     }
     arm_timer();
   }
 
-  void queue_close(CloseCode code, std::string_view reason) {
+  // Closing -----------------------------------------------------------------
+
+  void start_closing() {
+    closing = true;
+    close_started = uv_now(loop);
+    arm_timer();
+  }
+
+  void queue_close(CloseCode code, std::string_view reason, Pending pending) {
     if (closing || closed) return;
     if (!ctx) {
       finish();
       return;
     }
-    closing = true;
+    if (pending == Pending::discard) {
+      queue.clear();
+      queue_bytes = 0;
+    }
     reason = reason.substr(0, kMaxCloseReason);
     wslay_event_queue_close(ctx, static_cast<std::uint16_t>(code),
                             reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size());
-    close_deadline = uv_now(loop) + static_cast<std::uint64_t>(options.close_timeout.count());
-    arm_timer();
+    start_closing();
+  }
+
+  Send send(SharedFrame frame) {
+    if (closing || closed) return Send::closing;
+    if (queue_bytes + in_flight + frame->size() > options.max_outbound) return Send::overflow;
+    enqueue(std::move(frame));
+    return Send::queued;
   }
 
   void finish() {
@@ -376,6 +515,7 @@ struct WebSocket::Impl {
     Closed info;
     info.idle = idle;
     info.by_peer = by_peer;
+    info.unsent = queue_bytes + in_flight;
     if (ctx) {
       bool sent = wslay_event_get_close_sent(ctx) != 0;
       bool received = wslay_event_get_close_received(ctx) != 0;
@@ -386,6 +526,8 @@ struct WebSocket::Impl {
         info.code = wslay_event_get_status_code_received(ctx);
       }
     }
+    queue.clear();
+    queue_bytes = 0;
     uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp));
     release_handles();
     if (!cb.on_closed) return;
@@ -404,8 +546,9 @@ struct WebSocket::Impl {
   };
 };
 
-WebSocket::WebSocket(uv_loop_t* loop, uv_tcp_t* tcp, WebSocketOptions options, Callbacks callbacks)
-    : impl_(std::make_unique<Impl>(loop, tcp, options, std::move(callbacks))) {}
+WebSocket::WebSocket(uv_loop_t* loop, uv_tcp_t* tcp, WebSocketOptions options, Callbacks callbacks,
+                     WebSocketOutputStats* output)
+    : impl_(std::make_unique<Impl>(loop, tcp, options, std::move(callbacks), output)) {}
 
 WebSocket::~WebSocket() = default;
 
@@ -415,20 +558,18 @@ void WebSocket::start(std::string handshake_response, std::string leftover) {
 }
 
 WebSocket::Send WebSocket::send_text(std::string_view text) {
-  auto& s = *impl_;
-  Impl::Api api(s);
-  if (s.closing || s.closed) return Send::closing;
-  if (queued_bytes() + text.size() > s.options.max_outbound) return Send::overflow;
-  wslay_event_msg msg{WSLAY_TEXT_FRAME, reinterpret_cast<const std::uint8_t*>(text.data()),
-                      text.size()};
-  if (wslay_event_queue_msg(s.ctx, &msg) != 0) return Send::closing;
-  s.pump();
-  return Send::queued;
+  Impl::Api api(*impl_);
+  return impl_->send(std::make_shared<const std::string>(encode_server_frame(Opcode::text, text)));
 }
 
-void WebSocket::close(CloseCode code, std::string_view reason) {
+WebSocket::Send WebSocket::send_frame(SharedFrame frame) {
   Impl::Api api(*impl_);
-  impl_->queue_close(code, reason);
+  return impl_->send(std::move(frame));
+}
+
+void WebSocket::close(CloseCode code, std::string_view reason, Pending pending) {
+  Impl::Api api(*impl_);
+  impl_->queue_close(code, reason, pending);
   impl_->pump();
 }
 
@@ -437,8 +578,7 @@ bool WebSocket::open() const {
 }
 
 std::size_t WebSocket::queued_bytes() const {
-  const auto& s = *impl_;
-  return (s.ctx ? wslay_event_get_queued_msg_length(s.ctx) : 0) + s.out.size() + s.in_flight;
+  return impl_->queue_bytes + impl_->in_flight;
 }
 
 }  // namespace beamlink::relay

@@ -314,3 +314,108 @@ TEST_CASE("relay ws: a client that stops reading is closed with 1008 - not left 
   CHECK(fast.out().find("summary shouts=0 other_topics=0 heartbeats=2+") != std::string::npos);
   CHECK(received() == sent);  // including the broadcast that overflowed the slow client
 }
+
+namespace {
+
+// N raw clients in one Python process: each joins `topic`, then reads
+// broadcasts {"i": 0, 1, ...}; "phase A" once every client has A of them in
+// order, then "closed <code> <reason>" per distinct close frame seen and
+// "done <frames per client>" once every client got a close frame (answered).
+constexpr const char* kFanoutClients = R"(
+import os, selectors, socket, struct, sys, json
+port, n, topic, a = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+def frame(op, payload):
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    ln = len(payload)
+    head = bytes([0x80 | op]) + (bytes([0x80 | ln]) if ln < 126 else bytes([0xFE]) + struct.pack(">H", ln))
+    return head + mask + body
+sel = selectors.DefaultSelector()
+clients = []
+for k in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" +
+              frame(1, json.dumps(["1", "1", topic, "phx_join", {}]).encode()))
+    c = {"s": s, "buf": b"", "head": False, "joined": False, "got": [], "close": None}
+    clients.append(c)
+    sel.register(s, selectors.EVENT_READ, c)
+def frames(c):
+    while True:
+        b = c["buf"]
+        if len(b) < 2: return
+        ln, at = b[1] & 0x7F, 2
+        if ln == 126: ln, at = struct.unpack(">H", b[2:4])[0], 4
+        elif ln == 127: ln, at = struct.unpack(">Q", b[2:10])[0], 10
+        if len(b) < at + ln: return
+        c["buf"] = b[at + ln:]
+        yield b[0], b[at:at + ln]
+errors = []
+said_a = False
+while any(c["close"] is None for c in clients):
+    for key, _ in sel.select(10):
+        c = key.data
+        d = c["s"].recv(1 << 16)
+        if not d:
+            errors.append("eof before a close frame"); c["close"] = (1006, ""); sel.unregister(c["s"]); continue
+        c["buf"] += d
+        if not c["head"]:
+            if b"\r\n\r\n" not in c["buf"]: continue
+            h, _, c["buf"] = c["buf"].partition(b"\r\n\r\n")
+            c["head"] = h.startswith(b"HTTP/1.1 101")
+        for op, p in frames(c):
+            if op == 0x88:
+                c["close"] = (struct.unpack(">H", p[:2])[0], p[2:].decode())
+                c["s"].sendall(frame(8, p[:2]))
+                sel.unregister(c["s"])
+                break
+            elif not c["joined"]:
+                c["joined"] = b'"phx_reply"' in p and b'"ok"' in p
+            else:
+                m = json.loads(p)
+                c["got"].append(m[4]["i"])
+    if not said_a and all(len(c["got"]) >= a for c in clients):
+        print("phase", a, flush=True); said_a = True
+for c in clients:
+    want = list(range(len(clients[0]["got"])))
+    if c["got"] != want: errors.append("got %r" % c["got"][:10])
+for e in sorted(set(errors)): print("error", e)
+for code in sorted(set(c["close"] for c in clients)): print("closed", *code)
+print("done", len(clients[0]["got"]), flush=True)
+)";
+
+}  // namespace
+
+TEST_CASE("relay ws: one broadcast frame reaches 200 clients once - written in one writev each") {
+  Fixture f;
+  const int n = 200;
+  const int a = 50;  // broadcasts queued before the loop runs: one flush each
+  const int b = 20;  // queued, then close(): they go before the close frame
+  Subprocess p({"python3", "-c", kFanoutClients, std::to_string(f.http->port()), std::to_string(n),
+                "room:fan", std::to_string(a)});
+  REQUIRE_MESSAGE(
+      f.serve_until([&] { return f.hub.subscribers("room:fan") == static_cast<std::size_t>(n); }),
+      p.out() << p.err());
+  // Every join reply written (and its write completed) before counting.
+  REQUIRE(f.serve_until([&] { return f.ws->stats().output.writes == 2u * n; }));
+  auto before = f.ws->stats().output;
+  for (int i = 0; i < a; ++i)
+    f.hub.broadcast("room:fan", "tick", "{\"i\":" + std::to_string(i) + "}");
+  REQUIRE_MESSAGE(f.serve_until([&] { return has(p, "phase"); }), p.out() << p.err());
+  auto after = f.ws->stats().output;
+  CHECK(f.ws->stats().broadcasts_sent == static_cast<std::uint64_t>(n) * a);
+  CHECK(after.buffers - before.buffers == static_cast<std::uint64_t>(n) * a);
+  CHECK(after.writes - before.writes == static_cast<std::uint64_t>(n));  // 50 frames per writev
+
+  for (int i = a; i < a + b; ++i) {
+    f.hub.broadcast("room:fan", "tick", "{\"i\":" + std::to_string(i) + "}");
+  }
+  f.ws->close();
+  REQUIRE_MESSAGE(f.serve_until([&] { return !p.running(); }), p.out() << p.err());
+  CHECK_MESSAGE(p.wait(1s) == 0, p.err());
+  CHECK(p.out() == "phase 50\nclosed 1001 server shutting down\ndone 70\n");
+  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
+  CHECK(f.ws->stats().unsent_closes == 0);
+  CHECK(f.ws->stats().broadcasts_sent == static_cast<std::uint64_t>(n) * (a + b));
+}

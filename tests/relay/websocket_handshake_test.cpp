@@ -1,5 +1,7 @@
 // The WebSocket opening handshake (RFC 6455 4.2.1, 4.2.2) checked on
 // Request values: what is accepted, and the status and headers of a refusal.
+// And the server's frame encoder (RFC 6455 5.2) against the RFC's own
+// examples (5.7) and each length encoding's bounds.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -114,4 +116,48 @@ TEST_CASE("websocket handshake refuses a bad key - method - version or missing H
   req = handshake();
   drop(req, "host");
   CHECK(check_websocket_handshake(req)->status == 400);
+}
+
+namespace {
+
+std::string bytes(std::initializer_list<unsigned> b) {
+  std::string s;
+  for (auto x : b) s.push_back(static_cast<char>(x));
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("websocket server frames - the RFC 6455 5.7 examples") {
+  // "A single-frame unmasked text message"
+  CHECK(encode_server_frame(Opcode::text, "Hello") == bytes({0x81, 0x05, 'H', 'e', 'l', 'l', 'o'}));
+  // "256 bytes binary message in a single unmasked frame"
+  std::string p256(256, 'x');
+  CHECK(encode_server_frame(Opcode::binary, p256) == bytes({0x82, 0x7E, 0x01, 0x00}) + p256);
+  // "64KiB binary message in a single unmasked frame"
+  std::string p64k(65536, 'y');
+  CHECK(encode_server_frame(Opcode::binary, p64k) ==
+        bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00}) + p64k);
+  // "Unmasked Ping request" with body "Hello"
+  CHECK(encode_server_frame(Opcode::ping, "Hello") == bytes({0x89, 0x05, 'H', 'e', 'l', 'l', 'o'}));
+}
+
+TEST_CASE("websocket server frames - the 7 16 and 64-bit lengths at their bounds") {
+  CHECK(server_frame_header(Opcode::text, 0) == bytes({0x81, 0x00}));
+  CHECK(server_frame_header(Opcode::text, 125) == bytes({0x81, 0x7D}));
+  CHECK(server_frame_header(Opcode::text, 126) == bytes({0x81, 0x7E, 0x00, 0x7E}));
+  CHECK(server_frame_header(Opcode::text, 65535) == bytes({0x81, 0x7E, 0xFF, 0xFF}));
+  CHECK(server_frame_header(Opcode::text, 65536) ==
+        bytes({0x81, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00}));
+  CHECK(server_frame_header(Opcode::close, 0x0102030405060708ull) ==
+        bytes({0x88, 0x7F, 1, 2, 3, 4, 5, 6, 7, 8}));
+  for (std::size_t n : {0u, 125u, 126u, 65535u, 65536u}) {
+    std::string payload(n, 'z');
+    auto frame = encode_server_frame(Opcode::text, payload);
+    auto header = server_frame_header(Opcode::text, n);
+    CHECK(frame.size() == header.size() + n);
+    CHECK(frame.substr(0, header.size()) == header);
+    CHECK(frame.substr(header.size()) == payload);
+    CHECK(header.size() == (n <= 125 ? 2u : n <= 65535 ? 4u : 10u));
+  }
 }

@@ -29,9 +29,15 @@
 //   Phoenix message → 1008 with the reason (logged, counted in
 //   protocol_errors); a broadcast or reply that would take the client's
 //   outbound queue over max_outbound → 1008 "slow client" (counted in
-//   slow_client_closes): nothing is dropped while the socket stays open.
-// - Broadcasts reach exactly the sockets joined to their topic, each as the
-//   hub's shared v2_text (not re-rendered per client).
+//   slow_client_closes, logged): what was queued for it and not yet written
+//   is dropped with it; nothing is dropped while a socket stays open. Other
+//   closes (idle, protocol errors, close()) send the queue first.
+// - Broadcasts reach exactly the sockets joined to their topic, as one
+//   WebSocket frame per broadcast encoded once from the hub's shared v2_text
+//   and queued to every socket without a copy; each socket writes what it
+//   has queued once per loop iteration (WebSocket, websocket.hpp), so under
+//   load many frames go in one syscall. Memory per client: max_outbound of
+//   frames (counted at their full size), held as pointers.
 // - The hub and the HttpServer it is attached to may outlive this object
 //   (upgrades that arrive later get 503). The hub must outlive it. The
 //   destructor closes every client's TCP connection at once (no close

@@ -78,6 +78,9 @@ struct ChannelStats {
   std::uint64_t idle_closes = 0;         // closed: nothing received for idle_timeout
   std::uint64_t protocol_errors = 0;     // closed: malformed message, binary message, invalid
                                          // UTF-8, message too big, RFC 6455 violation
+  std::uint64_t unsent_closes = 0;       // TCP closed with bytes unwritten (the client left
+                                         // or was stuck), slow clients aside
+  WebSocketOutputStats output;           // what the sockets wrote, and in how many uv_writes
 };
 
 // One client message, decoded.

@@ -1,7 +1,8 @@
 // WebSocket (RFC 6455) for the relay: the opening handshake as pure
-// functions over an HTTP Request, and a server-side connection that drives
-// wslay's event API over a uv_tcp_t taken from the HttpServer
-// (UpgradeHandler::take).
+// functions over an HTTP Request, the server's frame encoder, and a
+// server-side connection over a uv_tcp_t taken from the HttpServer
+// (UpgradeHandler::take). wslay parses what the client sends and runs the
+// close handshake; every byte sent goes through one ordered output queue.
 //
 // WebSocket contract:
 // - Thread: the loop's thread only.
@@ -10,17 +11,30 @@
 //   wslay 1.1 checks it, without a reason; we check again with simdjson);
 //   one over max_message closes with 1009. Pings are answered with pongs, a
 //   close frame with a close frame (RFC 6455 5.5), both by wslay.
-// - Sent: send_text() queues a whole message. What is queued and not yet
-//   written (wslay's queue, plus bytes handed to uv_write) is bounded by
-//   max_outbound: a message that would exceed it is refused (overflow) and
-//   nothing is queued; the caller decides (the channel server closes the
-//   socket with 1008). Messages queued while open are written in order; none
-//   is dropped silently while the socket is open.
-// - close() starts the closing handshake (RFC 6455 7.1.2); the TCP
-//   connection closes when both close frames have passed, when the client
-//   closes it, or close_timeout after ours was queued. A client that sends
-//   no bytes for idle_timeout is closed with 1000 "idle timeout" (as cowboy,
-//   Phoenix's server, does on its idle timeout).
+// - Sent: send_text() encodes a whole message; send_frame() queues one
+//   already encoded (encode_server_frame), shared with other sockets without
+//   a copy. Frames, replies and wslay's control frames (pong, close) go on
+//   the wire in the order they were queued. Nothing is written from inside
+//   the call: a socket with frames queued is flushed once per loop iteration
+//   (an idle handle, active only then), all of its queue in one uv_write
+//   (writev), with at most one uv_write in flight; what is queued meanwhile
+//   goes in the next one. Queued and unwritten bytes (the logical frame
+//   sizes, shared or not) are bounded by max_outbound: a frame that would
+//   exceed it is refused (overflow) and nothing is queued; the caller
+//   decides (the channel server closes the socket with 1008). Frames queued
+//   while open are written in order; none is dropped silently while the
+//   socket is open.
+// - close() queues a close frame (RFC 6455 7.1.2) after the frames already
+//   queued (Pending::send) or instead of those not yet handed to uv_write
+//   (Pending::discard, for a client too slow to keep). The TCP connection
+//   closes when both close frames have passed, when the client closes it,
+//   or when the client is stuck: no write completed for close_timeout since
+//   close() (the queue drains first as long as the client reads), or
+//   drain_timeout after close() whatever happens. A client that sends
+//   nothing for idle_timeout is closed with 1000 "idle timeout" (as cowboy,
+//   Phoenix's server, does on its idle timeout); any bytes received reset
+//   it, however much output is queued, and bytes already waiting in the
+//   kernel are read before the timeout is acted upon.
 // - Callbacks run from libuv callbacks, never from inside a member call
 //   (bytes that came with the upgrade request are processed on a later loop
 //   iteration). They must not destroy the WebSocket; destroy it later (e.g.
@@ -74,11 +88,40 @@ std::optional<Response> check_websocket_handshake(const Request& req);
 // The bytes of the 101 Switching Protocols answer to a checked handshake.
 std::string websocket_handshake_response(const Request& req);
 
+// RFC 6455 5.2 opcodes of the frames a server sends.
+enum class Opcode : std::uint8_t {
+  text = 0x1,
+  binary = 0x2,
+  close = 0x8,
+  ping = 0x9,
+  pong = 0xA,
+};
+
+// RFC 6455 5.2: the header of a final (FIN set), unmasked frame: the opcode
+// byte, then the payload length in 7 bits (0-125), or 126 and 16 bits
+// (126-65535), or 127 and 64 bits, in network byte order. 2, 4 or 10 bytes.
+std::string server_frame_header(Opcode opcode, std::uint64_t payload_length);
+
+// A whole frame: server_frame_header then the payload.
+std::string encode_server_frame(Opcode opcode, std::string_view payload);
+
+// An encoded frame, shared by every socket it is queued to.
+using SharedFrame = std::shared_ptr<const std::string>;
+
+// Output counters, shared by the sockets of a server.
+struct WebSocketOutputStats {
+  std::uint64_t buffers = 0;  // handed to uv_write: a frame each (wslay's output: one or more)
+  std::uint64_t writes = 0;   // uv_write calls (each a writev of its buffers)
+  std::uint64_t bytes = 0;    // handed to uv_write
+};
+
 struct WebSocketOptions {
   std::size_t max_message = 1u << 20;             // received message bytes; over it: close 1009
-  std::size_t max_outbound = 4u << 20;            // queued, unwritten bytes; see send_text
+  std::size_t max_outbound = 1u << 20;            // queued, unwritten bytes; see send_text
   std::chrono::milliseconds idle_timeout{60000};  // no bytes from the client: close 1000
-  std::chrono::milliseconds close_timeout{5000};  // our close frame unanswered: drop TCP
+  // Closing: no write completed (or our close frame unanswered) this long: drop TCP.
+  std::chrono::milliseconds close_timeout{5000};
+  std::chrono::milliseconds drain_timeout{30000};  // close() to TCP close, at most
 };
 
 class WebSocket {
@@ -88,6 +131,7 @@ class WebSocket {
     bool clean = false;         // both close frames passed before the TCP close
     bool idle = false;          // closed for idle_timeout
     bool by_peer = false;       // the client sent the first close frame
+    std::size_t unsent = 0;     // bytes queued or in flight when the TCP connection closed
   };
   struct Callbacks {
     std::function<void(std::string_view text)> on_text;
@@ -97,8 +141,9 @@ class WebSocket {
   };
 
   // Takes ownership of `tcp` (see UpgradeHandler::take). Nothing happens
-  // until start().
-  WebSocket(uv_loop_t* loop, uv_tcp_t* tcp, WebSocketOptions options, Callbacks callbacks);
+  // until start(). `output`, when set, must outlive the WebSocket.
+  WebSocket(uv_loop_t* loop, uv_tcp_t* tcp, WebSocketOptions options, Callbacks callbacks,
+            WebSocketOutputStats* output = nullptr);
   ~WebSocket();
   WebSocket(const WebSocket&) = delete;
   WebSocket& operator=(const WebSocket&) = delete;
@@ -114,10 +159,17 @@ class WebSocket {
     overflow,  // would take the outbound queue over max_outbound: not queued
   };
   Send send_text(std::string_view text);
+  // `frame`: one whole text or binary frame (encode_server_frame), not null.
+  Send send_frame(SharedFrame frame);
 
+  // What happens to the frames queued and not yet handed to uv_write.
+  enum class Pending {
+    send,     // written before the close frame
+    discard,  // dropped (a slow client's): the close frame follows what is in flight
+  };
   // Queues a close frame (reason cut to 123 bytes) once; later calls and
   // calls after the client's close frame do nothing.
-  void close(CloseCode code, std::string_view reason);
+  void close(CloseCode code, std::string_view reason, Pending pending = Pending::send);
 
   bool open() const;                 // not closing, not closed
   std::size_t queued_bytes() const;  // what counts against max_outbound
