@@ -238,6 +238,16 @@ std::string Gateway::metrics_text() {
   m.sample("beamlink_relay_websocket_closes_total", c.idle_closes, {{"reason", "idle"}});
   m.sample("beamlink_relay_websocket_closes_total", c.protocol_errors,
            {{"reason", "protocol_error"}});
+  m.counter("beamlink_relay_websocket_unsent_closes_total",
+            "WebSocket connections closed with bytes still unwritten (the client left or was "
+            "stuck).",
+            c.unsent_closes);
+  m.counter("beamlink_relay_websocket_frames_out_total", "Frames written to WebSocket clients.",
+            c.output.buffers);
+  m.counter("beamlink_relay_websocket_writes_total",
+            "Write calls to WebSocket clients (each carries one or more frames).", c.output.writes);
+  m.counter("beamlink_relay_websocket_bytes_out_total", "Bytes written to WebSocket clients.",
+            c.output.bytes);
   for (auto& src : metrics_) src(m);
   return m.take();
 }
