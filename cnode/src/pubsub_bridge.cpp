@@ -321,12 +321,19 @@ Result<void> PubSubBridge::grow_to(int n) {
 
 int PubSubBridge::subscribe(std::string topic, Subscriber cb) {
   int id = next_id_++;
+  by_topic_[topic].push_back(id);
   subscribers_.emplace(id, std::make_pair(std::move(topic), std::move(cb)));
   return id;
 }
 
 void PubSubBridge::unsubscribe(int id) {
-  subscribers_.erase(id);
+  auto it = subscribers_.find(id);
+  if (it == subscribers_.end()) return;
+  if (auto t = by_topic_.find(it->second.first); t != by_topic_.end()) {
+    std::erase(t->second, id);
+    if (t->second.empty()) by_topic_.erase(t);
+  }
+  subscribers_.erase(it);
 }
 
 void PubSubBridge::on_worker_message(const Envelope& e) {
@@ -340,9 +347,9 @@ void PubSubBridge::on_worker_message(const Envelope& e) {
   ++received_;
   PubSubMessage m{f->topic, f->message, f->dispatcher, e.from};
   // Collect first: a subscriber may unsubscribe (itself or others).
-  std::vector<int> ids;
-  for (auto& [id, sub] : subscribers_)
-    if (sub.first == f->topic) ids.push_back(id);
+  auto t = by_topic_.find(f->topic);
+  if (t == by_topic_.end()) return;
+  std::vector<int> ids = t->second;
   for (int id : ids) {
     auto it = subscribers_.find(id);
     if (it == subscribers_.end()) continue;

@@ -186,6 +186,7 @@ class PubSubBridge {
   mutable bool targets_dirty_ = true;
   std::vector<Pid> workers_;
   std::map<int, std::pair<std::string, Subscriber>> subscribers_;
+  std::map<std::string, std::vector<int>, std::less<>> by_topic_;  // ids in subscription order
   int next_id_ = 1;
   int change_id_ = 0;
   std::shared_ptr<PubSubBridge*> alive_;
