@@ -1,7 +1,10 @@
 // MD5 as specified by RFC 1321, section 3 ("MD5 Algorithm Description").
+
 #include "cnode/md5.hpp"
 
 #include <cstring>
+
+#include "common/block_hash.hpp"
 
 namespace beamlink::cnode {
 
@@ -66,20 +69,7 @@ void Md5::block(const std::uint8_t* p) noexcept {
 }
 
 void Md5::update(std::string_view data) noexcept {
-  auto used = static_cast<std::size_t>(length_ % 64);
-  length_ += data.size();
-  const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-  std::size_t n = data.size();
-  if (used > 0) {
-    std::size_t take = std::min(n, 64 - used);
-    std::memcpy(buffer_.data() + used, p, take);
-    p += take;
-    n -= take;
-    if (used + take < 64) return;
-    block(buffer_.data());
-  }
-  for (; n >= 64; p += 64, n -= 64) block(p);
-  if (n > 0) std::memcpy(buffer_.data(), p, n);
+  hash_update(buffer_, length_, data, [this](const std::uint8_t* p) { block(p); });
 }
 
 Md5Digest Md5::finish() noexcept {

@@ -355,6 +355,11 @@ class JsonWriter {
 std::string json_quote(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
+  append_json_quoted(out, s);
+  return out;
+}
+
+void append_json_quoted(std::string& out, std::string_view s) {
   out.push_back('"');
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
@@ -392,7 +397,6 @@ std::string json_quote(std::string_view s) {
     }
   }
   out.push_back('"');
-  return out;
 }
 
 Result<std::string> to_json(TermReader& r, const JsonOptions& options) {

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include "cnode/term_json.hpp"
+
 namespace beamlink::relay {
 
 namespace {
@@ -33,43 +35,7 @@ Result<std::optional<std::string>> optional_string(simdjson::dom::element e, con
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xf]);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
+  cnode::append_json_quoted(out, s);
 }
 
 std::string encode_channel_message(const std::optional<std::string>& join_ref,

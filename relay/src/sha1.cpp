@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/block_hash.hpp"
+
 namespace beamlink::relay {
 
 namespace {
@@ -55,20 +57,7 @@ void Sha1::block(const std::uint8_t* p) noexcept {
 }
 
 void Sha1::update(std::string_view data) noexcept {
-  auto used = static_cast<std::size_t>(length_ % 64);
-  length_ += data.size();
-  const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-  std::size_t n = data.size();
-  if (used > 0) {
-    std::size_t take = std::min(n, 64 - used);
-    std::memcpy(buffer_.data() + used, p, take);
-    p += take;
-    n -= take;
-    if (used + take < 64) return;
-    block(buffer_.data());
-  }
-  for (; n >= 64; p += 64, n -= 64) block(p);
-  if (n > 0) std::memcpy(buffer_.data(), p, n);
+  hash_update(buffer_, length_, data, [this](const std::uint8_t* p) { block(p); });
 }
 
 Sha1Digest Sha1::finish() noexcept {

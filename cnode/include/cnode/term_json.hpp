@@ -54,5 +54,7 @@ Result<std::string> to_json(TermReader& r, const JsonOptions& options = {});
 
 // `s` as a quoted JSON string; `s` must be UTF-8.
 std::string json_quote(std::string_view s);
+// The same, appended to `out`.
+void append_json_quoted(std::string& out, std::string_view s);
 
 }  // namespace beamlink::cnode
