@@ -209,15 +209,12 @@ struct Broadcast {
 }  // namespace
 
 int cmd_broadcast(const Config& cfg, const BroadcastCmdOptions& opts) {
-  std::vector<cnode::PubSubOptions> pubsubs;
-  for (auto& entry : opts.pubsub) {
-    auto po = parse_pubsub_entry(entry);
-    if (!po) {
-      std::fprintf(stderr, "beamlink: %s\n", po.error().message.c_str());
-      return 2;
-    }
-    pubsubs.push_back(*po);
+  auto parsed = parse_pubsub_entries(opts.pubsub);
+  if (!parsed) {
+    std::fprintf(stderr, "beamlink: %s\n", parsed.error().message.c_str());
+    return 2;
   }
+  auto pubsubs = std::move(parsed).value();
   auto nc = make_node_config(cfg, false);
   if (!nc) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());

@@ -168,4 +168,15 @@ Result<cnode::PubSubOptions> parse_pubsub_entry(const std::string& entry) {
   return po;
 }
 
+Result<std::vector<cnode::PubSubOptions>> parse_pubsub_entries(
+    const std::vector<std::string>& entries) {
+  std::vector<cnode::PubSubOptions> out;
+  for (auto& entry : entries) {
+    auto po = parse_pubsub_entry(entry);
+    if (!po) return po.error();
+    out.push_back(std::move(po).value());
+  }
+  return out;
+}
+
 }  // namespace beamlink::app

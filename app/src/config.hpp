@@ -50,6 +50,9 @@ Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish,
 // A PUBSUB entry: "EWalletAPI.PubSub" (version auto) or "NAME:VERSION"
 // with VERSION 2, 2.x, 1.1 or auto.
 Result<cnode::PubSubOptions> parse_pubsub_entry(const std::string& entry);
+// Every entry of PUBSUB / --pubsub; the first bad one's error.
+Result<std::vector<cnode::PubSubOptions>> parse_pubsub_entries(
+    const std::vector<std::string>& entries);
 
 // Sets up stderr logging at the configured level (default `fallback`).
 void setup_logging(const Config& cfg, const std::string& fallback);

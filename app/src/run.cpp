@@ -117,15 +117,12 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());
     return 2;
   }
-  std::vector<cnode::PubSubOptions> pubsubs;
-  for (auto& entry : opts.pubsub) {
-    auto po = parse_pubsub_entry(entry);
-    if (!po) {
-      std::fprintf(stderr, "beamlink: %s\n", po.error().message.c_str());
-      return 2;
-    }
-    pubsubs.push_back(*po);
+  auto parsed = parse_pubsub_entries(opts.pubsub);
+  if (!parsed) {
+    std::fprintf(stderr, "beamlink: %s\n", parsed.error().message.c_str());
+    return 2;
   }
+  auto pubsubs = std::move(parsed).value();
   // The relay: run only (watch and subscribe are one-off clients).
   const bool relaying = !opts.watch && !subscribing && opts.relay_listen != "off";
   relay::GatewayOptions go;
