@@ -148,6 +148,11 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     go.broadcast.json.atom_value_keys = opts.relay_atom_values;
     go.delivery.max_queue = opts.relay_queue;
     go.delivery.ttl = std::chrono::milliseconds(opts.relay_ttl_ms);
+    if (go.token.empty() && !relay::is_loopback(go.listen.host)) {
+      std::fprintf(stderr, "beamlink: relay: %s\n",
+                   relay::insecure_listen_error(go.listen).message.c_str());
+      return 2;
+    }
   }
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -266,84 +271,89 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
                 static_cast<double>(bridges.size()));
       });
       if (auto r = gateway->start(); !r) {
-        // Nothing has started yet: the process ends here.
+        // Nothing has started yet: free what was made and end.
         std::fprintf(stderr, "beamlink: relay: %s\n", r.error().message.c_str());
-        return 2;
+        gateway.reset();
+        poller.reset();
+        code = 2;
+      } else {
+        spdlog::info(
+            "relay listening on http://{}:{} (POST /v1/broadcast, GET /healthz, GET /metrics){}",
+            go.listen.host, gateway->port(), go.token.empty() ? "" : ", token required");
       }
-      spdlog::info(
-          "relay listening on http://{}:{} (POST /v1/broadcast, GET /healthz, GET /metrics){}",
-          go.listen.host, gateway->port(), go.token.empty() ? "" : ", token required");
     }
+    if (code == 0) {  // else the relay could not listen: nothing else starts
+      uv_signal_t sigint, sigterm;
+      uv_signal_init(&loop, &sigint);
+      uv_signal_init(&loop, &sigterm);
+      StopCtx stop_ctx{&node, &peers, poller.get(), {&sigint, &sigterm}, gateway.get()};
+      stop_ctx.drain_limit = std::min(std::chrono::milliseconds(5000), go.delivery.ttl);
+      sigint.data = sigterm.data = &stop_ctx;
+      auto on_signal = [](uv_signal_t* s, int signum) {
+        spdlog::info("{}: closing connections and unregistering",
+                     signum == SIGINT ? "SIGINT" : "SIGTERM");
+        stop_gracefully(static_cast<StopCtx*>(s->data), s->loop);
+      };
+      uv_signal_start(&sigint, on_signal, SIGINT);
+      uv_signal_start(&sigterm, on_signal, SIGTERM);
 
-    uv_signal_t sigint, sigterm;
-    uv_signal_init(&loop, &sigint);
-    uv_signal_init(&loop, &sigterm);
-    StopCtx stop_ctx{&node, &peers, poller.get(), {&sigint, &sigterm}, gateway.get()};
-    stop_ctx.drain_limit = std::min(std::chrono::milliseconds(5000), go.delivery.ttl);
-    sigint.data = sigterm.data = &stop_ctx;
-    auto on_signal = [](uv_signal_t* s, int signum) {
-      spdlog::info("{}: closing connections and unregistering",
-                   signum == SIGINT ? "SIGINT" : "SIGTERM");
-      stop_gracefully(static_cast<StopCtx*>(s->data), s->loop);
-    };
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-
-    auto started = node.start([&](Result<void> r) {
-      if (!r) {
-        std::fprintf(stderr, "beamlink: %s\n", r.error().message.c_str());
-        code = 1;
-        on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
-        return;
-      }
-      if (opts.watch || subscribing)
-        std::fprintf(stderr, "beamlink: %s as %s (hidden, not registered); Ctrl-C to stop\n",
-                     subscribing ? "subscribed" : "watching", node.name().c_str());
-      else
-        std::printf("beamlink: %s is up (distribution port %u, epmd port %u)\n",
-                    node.name().c_str(), unsigned{node.listen_port()}, unsigned{nc->epmd_port});
-      std::fflush(stdout);
-      if (!pubsubs.empty()) {
-        auto made_scope = cnode::PgScope::create(node);
-        if (!made_scope) {
-          std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
+      auto started = node.start([&](Result<void> r) {
+        if (!r) {
+          std::fprintf(stderr, "beamlink: %s\n", r.error().message.c_str());
           code = 1;
-          return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+          on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+          return;
         }
-        scope = std::move(made_scope).value();
-        for (auto& po : pubsubs) {
-          const std::string name = po.name;
-          auto bridge = cnode::PubSubBridge::create(node, *scope, po);
-          if (!bridge) {
-            std::fprintf(stderr, "beamlink: %s: %s\n", name.c_str(),
-                         bridge.error().message.c_str());
+        if (opts.watch || subscribing)
+          std::fprintf(stderr, "beamlink: %s as %s (hidden, not registered); Ctrl-C to stop\n",
+                       subscribing ? "subscribed" : "watching", node.name().c_str());
+        else
+          std::printf("beamlink: %s is up (distribution port %u, epmd port %u)\n",
+                      node.name().c_str(), unsigned{node.listen_port()}, unsigned{nc->epmd_port});
+        std::fflush(stdout);
+        if (!pubsubs.empty()) {
+          auto made_scope = cnode::PgScope::create(node);
+          if (!made_scope) {
+            std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
             code = 1;
             return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
           }
-          for (auto& topic : opts.subscribe_topics)
-            (*bridge)->subscribe(topic, [name](const cnode::PubSubMessage& m) {
-              cnode::TermReader reader(m.message);
-              auto json = cnode::to_json(reader);
-              std::printf("{\"pubsub\":%s,\"topic\":%s,\"message\":%s}\n",
-                          cnode::json_quote(name).c_str(), cnode::json_quote(m.topic).c_str(),
-                          json ? json->c_str()
-                               : cnode::json_quote("unprintable: " + json.error().message).c_str());
-              std::fflush(stdout);
-            });
-          if (gateway) gateway->add_bridge(bridge->get());
-          bridges.push_back(std::move(bridge).value());
+          scope = std::move(made_scope).value();
+          for (auto& po : pubsubs) {
+            const std::string name = po.name;
+            auto bridge = cnode::PubSubBridge::create(node, *scope, po);
+            if (!bridge) {
+              std::fprintf(stderr, "beamlink: %s: %s\n", name.c_str(),
+                           bridge.error().message.c_str());
+              code = 1;
+              return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+            }
+            for (auto& topic : opts.subscribe_topics)
+              (*bridge)->subscribe(topic, [name](const cnode::PubSubMessage& m) {
+                cnode::TermReader reader(m.message);
+                auto json = cnode::to_json(reader);
+                std::printf(
+                    "{\"pubsub\":%s,\"topic\":%s,\"message\":%s}\n",
+                    cnode::json_quote(name).c_str(), cnode::json_quote(m.topic).c_str(),
+                    json ? json->c_str()
+                         : cnode::json_quote("unprintable: " + json.error().message).c_str());
+                std::fflush(stdout);
+              });
+            if (gateway) gateway->add_bridge(bridge->get());
+            bridges.push_back(std::move(bridge).value());
+          }
         }
+        for (auto& n : opts.connect) peers.add(n);
+        if (poller) poller->start();
+      });
+      if (!started) {
+        std::fprintf(stderr, "beamlink: %s\n", started.error().message.c_str());
+        stop_all(&stop_ctx);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        code = 2;
+      } else {
+        uv_run(&loop, UV_RUN_DEFAULT);
       }
-      for (auto& n : opts.connect) peers.add(n);
-      if (poller) poller->start();
-    });
-    if (!started) {
-      std::fprintf(stderr, "beamlink: %s\n", started.error().message.c_str());
-      stop_all(&stop_ctx);
-      uv_run(&loop, UV_RUN_DEFAULT);
-      code = 2;
-    } else {
-      uv_run(&loop, UV_RUN_DEFAULT);
     }
   }
   drain_and_close(&loop);

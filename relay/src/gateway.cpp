@@ -97,14 +97,18 @@ Gateway::Gateway(uv_loop_t* loop, cnode::Node& node, GatewayOptions options)
 
 Gateway::~Gateway() = default;
 
+Error insecure_listen_error(const ListenAddress& a) {
+  return make_error(Errc::insecure, "the relay would listen on " + a.host + ":" +
+                                        std::to_string(a.port) +
+                                        ", beyond loopback, without a token: set RELAY_TOKEN (or "
+                                        "--relay-token-file) so every request must carry "
+                                        "\"Authorization: Bearer <token>\", or listen on "
+                                        "127.0.0.1");
+}
+
 Result<void> Gateway::start() {
   if (options_.token.empty() && !is_loopback(options_.listen.host))
-    return make_error(Errc::insecure,
-                      "the relay would listen on " + options_.listen.host + ":" +
-                          std::to_string(options_.listen.port) +
-                          ", beyond loopback, without a token: set RELAY_TOKEN (or "
-                          "--relay-token-file) so every request must carry "
-                          "\"Authorization: Bearer <token>\", or listen on 127.0.0.1");
+    return insecure_listen_error(options_.listen);
   return server_->listen();
 }
 

@@ -42,6 +42,8 @@ struct ListenAddress {
 Result<ListenAddress> parse_listen_address(std::string_view text);
 // 127.0.0.0/8 and ::1.
 bool is_loopback(std::string_view ip);
+// Why a listener beyond loopback without a token is refused (Errc::insecure).
+Error insecure_listen_error(const ListenAddress& a);
 
 struct GatewayOptions {
   ListenAddress listen{"127.0.0.1", 7070};
