@@ -358,6 +358,15 @@ void Connection::hand_off() {
 }
 
 void Connection::write(std::string bytes) {
+  // Most responses fit the socket buffer: written now, without a write
+  // request (whose completion makes libuv re-arm the socket in epoll, one
+  // epoll_ctl per response). uv_try_write refuses while earlier writes are
+  // queued, so the order holds.
+  uv_buf_t now = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(tcp_), &now, 1);
+  if (n == static_cast<int>(bytes.size())) return;
+  if (n < 0 && n != UV_EAGAIN) return close();
+  if (n > 0) bytes.erase(0, static_cast<std::size_t>(n));
   // The write callback finds the connection through a weak reference, not
   // the handle: after an upgrade the handle's data belongs to its new owner.
   struct WriteReq {
