@@ -43,27 +43,13 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_clock.hpp"
+
 namespace {
 
-std::int64_t realtime_us() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return std::int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
-}
-
-// User + system CPU of this process so far, us.
-std::int64_t cpu_us() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return (std::int64_t{ru.ru_utime.tv_sec} + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
-         ru.ru_stime.tv_usec;
-}
-
-std::int64_t mono_us() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
-}
+using beamlink::bench::cpu_us;
+using beamlink::bench::mono_us;
+using beamlink::bench::realtime_us;
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -91,16 +77,26 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage("an option lacks its value");
       return argv[++i];
     };
-    if (a == "--host") o.host = next();
-    else if (a == "--port") o.port = std::atoi(next());
-    else if (a == "--connections") o.connections = std::atoi(next());
-    else if (a == "--duration") o.duration_s = std::atof(next());
-    else if (a == "--rate") o.rate = std::atof(next());
-    else if (a == "--topic") o.topic = next();
-    else if (a == "--event") o.event = next();
-    else if (a == "--payload-bytes") o.payload_bytes = std::atoi(next());
-    else if (a == "--token") o.token = next();
-    else usage("unknown option");
+    if (a == "--host")
+      o.host = next();
+    else if (a == "--port")
+      o.port = std::atoi(next());
+    else if (a == "--connections")
+      o.connections = std::atoi(next());
+    else if (a == "--duration")
+      o.duration_s = std::atof(next());
+    else if (a == "--rate")
+      o.rate = std::atof(next());
+    else if (a == "--topic")
+      o.topic = next();
+    else if (a == "--event")
+      o.event = next();
+    else if (a == "--payload-bytes")
+      o.payload_bytes = std::atoi(next());
+    else if (a == "--token")
+      o.token = next();
+    else
+      usage("unknown option");
   }
   if (o.connections < 1 || o.port < 1 || o.duration_s <= 0) usage("bad option value");
   return o;
@@ -108,9 +104,9 @@ Options parse(int argc, char** argv) {
 
 struct Conn {
   int fd = -1;
-  std::string in;        // unparsed response bytes
-  std::string out;       // request bytes not yet written
-  bool busy = false;     // a request is in flight
+  std::string in;     // unparsed response bytes
+  std::string out;    // request bytes not yet written
+  bool busy = false;  // a request is in flight
   std::int64_t sent_mono = 0;
 };
 
@@ -132,7 +128,8 @@ struct Load {
     if (!o.token.empty()) head += "Authorization: Bearer " + o.token + "\r\n";
     head += "Content-Type: application/json\r\nContent-Length: ";
     // {"t":1700000000000000,"i":1234567,"pad":"..."}: 16-digit t, ~7-digit i.
-    const int fixed = static_cast<int>(std::strlen(R"({"t":1700000000000000,"i":1234567,"pad":""})"));
+    const int fixed =
+        static_cast<int>(std::strlen(R"({"t":1700000000000000,"i":1234567,"pad":""})"));
     pad.assign(static_cast<std::size_t>(std::max(0, o.payload_bytes - fixed)), 'x');
   }
 
@@ -206,8 +203,9 @@ struct Load {
         std::string_view line = headers.substr(p, eol - p);
         constexpr std::string_view cl = "content-length:";
         if (line.size() > cl.size() &&
-            std::equal(cl.begin(), cl.end(), line.begin(),
-                       [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); }))
+            std::equal(cl.begin(), cl.end(), line.begin(), [](char a, char b) {
+              return a == std::tolower(static_cast<unsigned char>(b));
+            }))
           len = static_cast<std::size_t>(std::atol(std::string(line.substr(cl.size())).c_str()));
         p = eol + 2;
       }
@@ -228,7 +226,8 @@ struct Load {
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(static_cast<std::uint16_t>(o.port));
-    if (inet_pton(AF_INET, o.host.c_str(), &sa.sin_addr) != 1) usage("--host is not an IPv4 address");
+    if (inet_pton(AF_INET, o.host.c_str(), &sa.sin_addr) != 1)
+      usage("--host is not an IPv4 address");
     conns.resize(static_cast<std::size_t>(o.connections));
     for (int i = 0; i < o.connections; ++i) {
       int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -267,9 +266,11 @@ struct Load {
       bool sending = now < stop;
       if (paced && sending) {
         // Issue every request due by now on idle connections.
-        std::int64_t due_total = static_cast<std::int64_t>(static_cast<double>(now - t0) * o.rate / 1e6) + 1;
+        std::int64_t due_total =
+            static_cast<std::int64_t>(static_cast<double>(now - t0) * o.rate / 1e6) + 1;
         while (due_sent < due_total && !idle.empty()) {
-          std::int64_t due_at = t0 + static_cast<std::int64_t>(static_cast<double>(due_sent) * 1e6 / o.rate);
+          std::int64_t due_at =
+              t0 + static_cast<std::int64_t>(static_cast<double>(due_sent) * 1e6 / o.rate);
           if (now - due_at > 2000) ++late;
           int ci = idle.back();
           idle.pop_back();
@@ -287,12 +288,14 @@ struct Load {
       }
       int timeout_ms = 100;
       if (paced && sending) {
-        std::int64_t next_due = t0 + static_cast<std::int64_t>(static_cast<double>(due_sent) * 1e6 / o.rate);
+        std::int64_t next_due =
+            t0 + static_cast<std::int64_t>(static_cast<double>(due_sent) * 1e6 / o.rate);
         std::int64_t wait = next_due - mono_us();
         // Millisecond timeouts: a request due sooner waits for the next tick
         // (sent up to 1 ms late, in a small burst) rather than spinning a core
         // the server needs; "t" is the real send time, so latency stays exact.
-        timeout_ms = idle.empty() ? 100 : static_cast<int>(std::max<std::int64_t>(1, (wait + 999) / 1000));
+        timeout_ms =
+            idle.empty() ? 100 : static_cast<int>(std::max<std::int64_t>(1, (wait + 999) / 1000));
       }
       int n = epoll_wait(ep, evs.data(), static_cast<int>(evs.size()), timeout_ms);
       for (int k = 0; k < n; ++k) {
@@ -317,8 +320,10 @@ struct Load {
           }
           if (c.fd >= 0 && parse_responses(ci) > 0) {
             if (mono_us() < stop) {
-              if (paced) idle.push_back(ci);
-              else send_one(ci);
+              if (paced)
+                idle.push_back(ci);
+              else
+                send_one(ci);
             }
           }
         }

@@ -43,27 +43,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench_clock.hpp"
+
 namespace {
 
-std::int64_t realtime_us() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return std::int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
-}
-
-// User + system CPU of this process so far, us.
-std::int64_t cpu_us() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return (std::int64_t{ru.ru_utime.tv_sec} + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
-         ru.ru_stime.tv_usec;
-}
-
-std::int64_t mono_us() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
-}
+using beamlink::bench::cpu_us;
+using beamlink::bench::mono_us;
+using beamlink::bench::realtime_us;
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -79,8 +65,8 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "beamlink_bench_relay_ws: %s (see the header of bench/relay_ws_clients.cpp)\n",
-               why);
+  std::fprintf(stderr,
+               "beamlink_bench_relay_ws: %s (see the header of bench/relay_ws_clients.cpp)\n", why);
   std::exit(2);
 }
 
@@ -92,17 +78,28 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage("an option lacks its value");
       return argv[++i];
     };
-    if (a == "--host") o.host = next();
-    else if (a == "--port") o.port = std::atoi(next());
-    else if (a == "--clients") o.clients = std::atoi(next());
-    else if (a == "--threads") o.threads = std::atoi(next());
-    else if (a == "--topic") o.topic = next();
-    else if (a == "--expect") o.expect = std::atoll(next());
-    else if (a == "--quiet-s") o.quiet_s = std::atof(next());
-    else if (a == "--max-s") o.max_s = std::atof(next());
-    else if (a == "--token") o.token = next();
-    else if (a == "--progress") o.progress = true;
-    else usage("unknown option");
+    if (a == "--host")
+      o.host = next();
+    else if (a == "--port")
+      o.port = std::atoi(next());
+    else if (a == "--clients")
+      o.clients = std::atoi(next());
+    else if (a == "--threads")
+      o.threads = std::atoi(next());
+    else if (a == "--topic")
+      o.topic = next();
+    else if (a == "--expect")
+      o.expect = std::atoll(next());
+    else if (a == "--quiet-s")
+      o.quiet_s = std::atof(next());
+    else if (a == "--max-s")
+      o.max_s = std::atof(next());
+    else if (a == "--token")
+      o.token = next();
+    else if (a == "--progress")
+      o.progress = true;
+    else
+      usage("unknown option");
   }
   if (o.clients < 1 || o.threads < 1 || o.expect < 1) usage("bad option value");
   o.threads = std::min(o.threads, o.clients);
@@ -226,7 +223,8 @@ struct Worker {
       seen = 1;
       ++c.distinct;
     }
-    if (t > 0) lat.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(now - t, 0, UINT32_MAX)));
+    if (t > 0)
+      lat.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(now - t, 0, UINT32_MAX)));
   }
 
   void on_readable(Client& c) {
@@ -281,9 +279,10 @@ struct Worker {
         write(c, client_frame(payload, 0xA));
       } else if (op == 0x8) {
         if (payload.size() >= 2 && closed == 0)
-          std::fprintf(stderr, "beamlink_bench_relay_ws: first close: %d %.*s\n",
-                       (static_cast<std::uint8_t>(payload[0]) << 8) | static_cast<std::uint8_t>(payload[1]),
-                       static_cast<int>(payload.size() - 2), payload.data() + 2);
+          std::fprintf(
+              stderr, "beamlink_bench_relay_ws: first close: %d %.*s\n",
+              (static_cast<std::uint8_t>(payload[0]) << 8) | static_cast<std::uint8_t>(payload[1]),
+              static_cast<int>(payload.size() - 2), payload.data() + 2);
         fail(c, "was closed by the server");
         return;
       }

@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "fake_channel_hub.hpp"
 #include "relay/channel_socket_server.hpp"
 #include "relay/http_server.hpp"
 #include "support.hpp"
@@ -25,37 +26,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct FakeHub : ChannelHub {
-  std::map<int, std::pair<std::string, Listener>> subs;
-  int next = 1;
-  std::vector<std::tuple<std::string, std::string, std::string>> published;
-
-  int subscribe(const std::string& topic, Listener listener) override {
-    subs.emplace(next, std::make_pair(topic, std::move(listener)));
-    return next++;
-  }
-  void unsubscribe(int id) override { subs.erase(id); }
-  Result<void> publish(std::string_view topic, std::string_view event,
-                       std::string_view payload_json) override {
-    published.emplace_back(topic, event, payload_json);
-    return {};
-  }
-  // Renders the frame once and hands the same string to every listener.
-  void broadcast(const std::string& topic, const std::string& event, const std::string& payload) {
-    auto text = std::make_shared<const std::string>(
-        encode_channel_message(std::nullopt, std::nullopt, topic, event, payload));
-    ChannelBroadcast b{topic, event, payload, text};
-    std::vector<Listener> ls;
-    for (const auto& [id, s] : subs)
-      if (s.first == topic) ls.push_back(s.second);
-    for (auto& l : ls) l(b);
-  }
-  std::size_t subscribers(const std::string& topic) const {
-    std::size_t n = 0;
-    for (const auto& [id, s] : subs) n += s.first == topic;
-    return n;
-  }
-};
+using FakeHub = beamlink::test::FakeChannelHub;
 
 struct Fixture {
   TestLoop loop;
