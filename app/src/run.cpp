@@ -190,12 +190,14 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       po.interval = std::chrono::seconds(cfg.poll_interval);
       po.resolver.servers = cfg.dns_servers;
       // c-ares's defaults (5 s, doubling, 4 tries) would make one failing
-      // poll outlast many intervals. A quarter of the interval (at most 1 s)
-      // for the first try, doubled for the second: a lost packet costs a
-      // fraction of a poll, a dead server at most 3/4 of one (3 s at 5 s).
+      // poll outlast many intervals. A quarter of the interval for the first
+      // try, doubled for the second: a lost packet costs a fraction of a
+      // poll, a dead server at most 3/4 of one (3 s at 5 s). Within 500 ms
+      // to 1 s: a busy node's DNS server can take a few hundred ms, and a
+      // short POLL_INTERVAL must not turn that into failed polls.
       po.resolver.timeout =
-          std::min(std::chrono::milliseconds(1000),
-                   std::chrono::duration_cast<std::chrono::milliseconds>(po.interval) / 4);
+          std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(po.interval) / 4,
+                     std::chrono::milliseconds(500), std::chrono::milliseconds(1000));
       po.resolver.tries = 2;
       auto made =
           discovery::DnsPoller::create(&loop, po, [&](const discovery::DnsPoller::Event& ev) {

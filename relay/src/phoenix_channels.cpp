@@ -22,6 +22,8 @@ std::string error_response(std::string_view reason) {
   return out;
 }
 
+constexpr std::size_t kMaxRef = 64;
+
 // join_ref and ref: a string or null (Phoenix.Socket.Message).
 Result<std::optional<std::string>> optional_string(simdjson::dom::element e, const char* what) {
   if (e.is_null()) return std::optional<std::string>{};
@@ -29,6 +31,11 @@ Result<std::optional<std::string>> optional_string(simdjson::dom::element e, con
   if (e.get(s) != simdjson::SUCCESS) {
     return malformed(std::string("malformed message: ") + what + " must be a string or null");
   }
+  // phoenix.js sends short decimal counters; a long ref would be kept per
+  // channel and echoed in every reply.
+  if (s.size() > kMaxRef)
+    return malformed(std::string("malformed message: ") + what + " longer than " +
+                     std::to_string(kMaxRef) + " bytes");
   return std::optional<std::string>(std::string(s));
 }
 

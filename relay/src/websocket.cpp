@@ -337,7 +337,7 @@ struct WebSocket::Impl {
     }
     last_progress = uv_now(loop);
     schedule();
-    if (closing) done_if_both_closed();
+    done_if_both_closed();
   }
 
   // Moves what wslay has to send (control frames) into the queue.
@@ -351,7 +351,17 @@ struct WebSocket::Impl {
       return;
     }
     if (!control.empty()) {
-      enqueue(std::make_shared<const std::string>(std::exchange(control, {})));
+      auto bytes = std::exchange(control, {});
+      // Pongs too count against the bound: a client that pings and never
+      // reads would otherwise grow the queue without limit.
+      if (!closing && queue_bytes + in_flight + bytes.size() > options.max_outbound &&
+          queue_bytes + in_flight != 0) {
+        queue_close(CloseCode::policy_violation, "slow client: outbound queue over its limit",
+                    Pending::discard);
+        pump();  // our close frame, now first in line
+        return;
+      }
+      enqueue(std::make_shared<const std::string>(std::move(bytes)));
     }
     done_if_both_closed();
   }
@@ -415,6 +425,11 @@ struct WebSocket::Impl {
       finish();
       return;
     }
+    // wslay closes by itself on a protocol error (unmasked frame, bad
+    // opcode, invalid UTF-8, a message over the limit): it queues its close
+    // frame and stops reading without telling msg_cb. From here nothing more
+    // may be sent, and the close timers must run.
+    if (!closing && !wslay_event_get_read_enabled(ctx)) start_closing();
     pump();
   }
 
@@ -503,7 +518,11 @@ struct WebSocket::Impl {
 
   Send send(SharedFrame frame) {
     if (closing || closed) return Send::closing;
-    if (queue_bytes + in_flight + frame->size() > options.max_outbound) return Send::overflow;
+    // The bound is on the backlog: a frame larger than it alone still goes
+    // out to a client that has caught up.
+    if (queue_bytes + in_flight != 0 &&
+        queue_bytes + in_flight + frame->size() > options.max_outbound)
+      return Send::overflow;
     enqueue(std::move(frame));
     return Send::queued;
   }

@@ -76,7 +76,8 @@ TEST_CASE("beamlink joins 3 pods within one poll interval and every pod sees it"
   REQUIRE(added.code == 0);
   std::smatch m;
   REQUIRE(std::regex_search(added.out, m, std::regex("pod (\\d+) ([0-9.]+)")));
-  CHECK(bl.proc->wait_err("connected to ewallet@" + m[2].str(), kPoll + 1s));
+  CHECK_MESSAGE(bl.proc->wait_err("connected to ewallet@" + m[2].str(), kPoll + 1s),
+                "add-pod: " << added.err << "\nbeamlink: " << bl.log());
   CHECK(wait_until([&] { return pod_sees_beamlink(c, std::stoi(m[1].str())); }, 10s));
 }
 
@@ -94,7 +95,8 @@ TEST_CASE("a dead pod left in DNS slows nobody and is retried quietly with backo
   REQUIRE(added.code == 0);
   std::smatch m;
   REQUIRE(std::regex_search(added.out, m, std::regex("pod (\\d+) ([0-9.]+)")));
-  CHECK(bl.proc->wait_err("connected to ewallet@" + m[2].str(), kPoll + 1s));
+  CHECK_MESSAGE(bl.proc->wait_err("connected to ewallet@" + m[2].str(), kPoll + 1s),
+                "add-pod: " << added.err << "\nbeamlink: " << bl.log());
   // Over 15 s the dead pod is retried (backoff) but logged once.
   CHECK_FALSE(wait_until(
       [&] {

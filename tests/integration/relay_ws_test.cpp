@@ -250,6 +250,21 @@ TEST_CASE("relay ws: close() sends 1001 to every client") {
   REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
 }
 
+TEST_CASE("relay ws: a client that pings without reading is closed - its pongs are bounded") {
+  ChannelOptions o;
+  o.websocket.max_outbound = 64 * 1024;
+  o.websocket.close_timeout = 200ms;
+  Fixture f(o);
+  Subprocess flood({"node", source_path("tests/js/raw_ws_client.js"), f.url(), "pingflood"});
+  REQUIRE_MESSAGE(f.serve_until([&] { return has(flood, "flooding"); }), flood.err());
+  // Once the kernel buffers are full the pongs wait in the server's queue;
+  // past 64 KiB the client is closed (its close frame cannot pass either:
+  // the close timeout drops the connection).
+  REQUIRE_MESSAGE(f.serve_until([&] { return has(flood, "tcp closed"); }, 60s), flood.out()
+                                                                                    << flood.err());
+  CHECK(f.serve_until([&] { return f.ws->sockets() == 0; }));
+}
+
 TEST_CASE("relay ws: a client that stops reading is closed with 1008 - not left behind") {
   ChannelOptions o;
   o.websocket.max_outbound = 1u << 20;

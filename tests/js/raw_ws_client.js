@@ -6,7 +6,7 @@
 // Modes: open (connect, then close normally), idle (send nothing),
 // invalid_utf8, oversize (a text message of <size> bytes), malformed
 // (a message that is no Phoenix V2 array), binary, slow (join <size> then
-// stop reading).
+// stop reading), pingflood (stop reading, send pings without end).
 // Prints "status <code>" when the upgrade is refused, "open" once connected,
 // and "close <code> <reason>" when the connection closes; exits 0.
 "use strict";
@@ -45,6 +45,24 @@ ws.on("open", () => {
     case "binary":
       ws.send(Buffer.from([1, 2, 3]), { binary: true });
       break;
+    case "pingflood": {
+      // Stops reading and sends pings as fast as it can: the server's pongs
+      // must count against its outbound bound, not pile up.
+      ws.pause();
+      out("flooding");
+      const ping = Buffer.alloc(125, 1);
+      const burst = () => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        for (let i = 0; i < 200; i++) ws.ping(ping);
+        setImmediate(burst);
+      };
+      burst();
+      ws._socket.on("close", () => {
+        out("tcp closed");
+        process.exit(0);
+      });
+      break;
+    }
     case "slow":
       ws.send(JSON.stringify(["1", "1", size, "phx_join", {}]));
       ws.once("message", () => {

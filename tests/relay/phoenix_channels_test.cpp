@@ -183,6 +183,19 @@ TEST_CASE("phoenix malformed messages close the socket with 1008 and a reason") 
   }
 }
 
+TEST_CASE("phoenix refs over 64 bytes close the socket instead of being kept") {
+  Fixture f;
+  std::string ref(65, '7');
+  auto out = f.session.handle_text(R"([")" + ref + R"(","1","room:1","phx_join",{}])");
+  REQUIRE(out.close.has_value());
+  CHECK(out.close->code == CloseCode::policy_violation);
+  CHECK(out.close->reason.find("longer than 64 bytes") != std::string::npos);
+  CHECK(f.hub.subscribers("room:1") == 0);
+  Fixture g;
+  out = g.session.handle_text(R"([")" + std::string(64, '7') + R"(","1","room:1","phx_join",{}])");
+  CHECK_FALSE(out.close.has_value());
+}
+
 TEST_CASE("phoenix accepts extra elements after the payload - as Phoenix does") {
   Fixture f;
   CHECK(f.in(R"([null,"1","phoenix","heartbeat",{},"extra"])").size() == 1);
