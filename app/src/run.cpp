@@ -87,10 +87,6 @@ void stop_gracefully(StopCtx* ctx, uv_loop_t* loop) {
       10, 10);
 }
 
-void stop_all(StopCtx* ctx) {
-  stop_now(ctx);
-}
-
 Result<std::string> read_token_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return make_error(Errc::io_error, "cannot read the relay token file " + path);
@@ -303,7 +299,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         if (!r) {
           std::fprintf(stderr, "beamlink: %s\n", r.error().message.c_str());
           code = 1;
-          on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+          on_next_tick(&loop, [&] { stop_now(&stop_ctx); });
           return;
         }
         if (opts.watch || subscribing)
@@ -318,7 +314,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
           if (!made_scope) {
             std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
             code = 1;
-            return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+            return on_next_tick(&loop, [&] { stop_now(&stop_ctx); });
           }
           scope = std::move(made_scope).value();
           for (auto& po : pubsubs) {
@@ -328,7 +324,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
               std::fprintf(stderr, "beamlink: %s: %s\n", name.c_str(),
                            bridge.error().message.c_str());
               code = 1;
-              return on_next_tick(&loop, [&] { stop_all(&stop_ctx); });
+              return on_next_tick(&loop, [&] { stop_now(&stop_ctx); });
             }
             for (auto& topic : opts.subscribe_topics)
               (*bridge)->subscribe(topic, [name](const cnode::PubSubMessage& m) {
@@ -350,7 +346,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       });
       if (!started) {
         std::fprintf(stderr, "beamlink: %s\n", started.error().message.c_str());
-        stop_all(&stop_ctx);
+        stop_now(&stop_ctx);
         uv_run(&loop, UV_RUN_DEFAULT);
         code = 2;
       } else {

@@ -77,7 +77,10 @@ ClusterHub::~ClusterHub() {
 Result<void> ClusterHub::publish(std::string_view topic, std::span<const char> message_term) {
   if (message_term.empty() || static_cast<unsigned char>(message_term[0]) != 131)
     return make_error(Errc::invalid_argument, "the broadcast term has no version byte");
-  auto body = message_term.subspan(1);
+  return publish_body(topic, message_term.subspan(1));
+}
+
+Result<void> ClusterHub::publish_body(std::string_view topic, std::span<const char> body) {
   std::vector<Outbound> batch;
   std::optional<Error> first;
   for (auto* bridge : bridges_) {
@@ -126,15 +129,12 @@ Result<void> ClusterHub::publish(std::string_view topic, std::string_view event,
   auto first = payload_json.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos || payload_json[first] != '{')
     return make_error(Errc::invalid_argument, "the payload must be a JSON object");
-  cnode::TermWriter w(true);
-  w.map(4);
-  w.atom("__struct__").atom("Elixir.Phoenix.Socket.Broadcast");
-  w.atom("topic").binary(topic);
-  w.atom("event").binary(event);
-  w.atom("payload");
-  if (auto r = json_.convert(payload_json, w); !r) return r;
-  if (auto r = w.status(); !r) return r;
-  return publish(topic, w.bytes());
+  cnode::TermWriter payload(false);
+  if (auto r = json_.convert(payload_json, payload); !r) return r;
+  if (auto r = payload.status(); !r) return r;
+  auto body = cnode::socket_broadcast(topic, event, payload.bytes());
+  if (!body) return body.error();
+  return publish_body(topic, std::span<const char>(body->data(), body->size()));
 }
 
 int ClusterHub::subscribe(const std::string& topic, Listener listener) {

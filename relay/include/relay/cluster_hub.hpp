@@ -91,6 +91,8 @@ class ClusterHub : public Publisher, public ChannelHub {
     std::map<int, std::shared_ptr<Listener>> listeners;
     std::vector<std::pair<cnode::PubSubBridge*, int>> bridge_subs;
   };
+  // The broadcast term without its version byte, into every bridge's nodes.
+  Result<void> publish_body(std::string_view topic, std::span<const char> body);
   void on_cluster_message(const cnode::PubSubMessage& m);
   void dispatch_local(const std::string& topic, std::string_view event,
                       std::string_view payload_json);
