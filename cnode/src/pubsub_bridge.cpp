@@ -382,7 +382,7 @@ Result<std::vector<PubSubSend>> PubSubBridge::plan(std::string_view topic,
   if (targets_dirty_) {
     targets_.clear();
     for (auto& n : nodes())
-      targets_.push_back(Target{n, version_of(n) == PubSubOptions::Version::v1_1});
+      targets_.push_back(Target{n, version_of(n) == PubSubOptions::Version::v1_1, nullptr});
     targets_dirty_ = false;
   }
   if (targets_.empty())
@@ -393,16 +393,19 @@ Result<std::vector<PubSubSend>> PubSubBridge::plan(std::string_view topic,
   std::shared_ptr<const std::string> v2_bytes, v1_bytes;
   std::vector<PubSubSend> out;
   out.reserve(targets_.size());
-  for (auto& [n, v1] : targets_) {
-    auto& bytes = v1 ? v1_bytes : v2_bytes;
+  for (auto& t : targets_) {
+    auto& bytes = t.v1 ? v1_bytes : v2_bytes;
     if (!bytes) {
-      auto msg = v1 ? encode_forward_to_local_v1(options_.fastlane, topic, message)
-                    : encode_forward_to_local(topic, message, dispatcher);
+      auto msg = t.v1 ? encode_forward_to_local_v1(options_.fastlane, topic, message)
+                      : encode_forward_to_local(topic, message, dispatcher);
       if (!msg) return msg.error();
       bytes = std::make_shared<const std::string>(std::move(*msg));
     }
-    out.push_back(PubSubSend{n, v1 || workers_.empty() ? scope_.self() : workers_.front(),
-                             v1 ? atom_ : group1_, bytes});
+    const Pid& from = t.v1 || workers_.empty() ? scope_.self() : workers_.front();
+    const std::string& to = t.v1 ? atom_ : group1_;
+    if (!t.route || t.route->from != from || t.route->to != to)
+      t.route = std::make_shared<const PubSubRoute>(PubSubRoute{t.node, from, to});
+    out.push_back(PubSubSend{t.route, bytes});
   }
   return out;
 }
@@ -415,12 +418,13 @@ Result<std::vector<std::string>> PubSubBridge::publish(std::string_view topic,
   std::vector<std::string> sent;
   std::optional<Error> first;
   for (auto& m : *sends) {
-    auto r = node_.reg_send(m.from, m.node, m.to,
+    const auto& route = *m.route;
+    auto r = node_.reg_send(route.from, route.node, route.to,
                             std::span<const char>(m.message->data(), m.message->size()));
     if (r) {
-      sent.push_back(m.node);
+      sent.push_back(route.node);
     } else {
-      spdlog::warn("pubsub {}: publish to {} on {} failed: {}", atom_, m.to, m.node,
+      spdlog::warn("pubsub {}: publish to {} on {} failed: {}", atom_, route.to, route.node,
                    r.error().message);
       if (!first) first = r.error();
     }

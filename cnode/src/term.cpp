@@ -4,6 +4,7 @@
 
 #include <ei.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -395,8 +396,15 @@ Result<void> TermReader::expect_atom(std::string_view atom) {
 // ---------------------------------------------------------------- TermWriter
 
 TermWriter::TermWriter(bool with_version) : x_(new ei_x_buff) {
-  int rc = with_version ? ei_x_new_with_version(x_) : ei_x_new(x_);
-  if (rc < 0) fail("out of memory");
+  // ei_x_new starts at 100 bytes and grows by reallocs of 200: a relay
+  // broadcast (~400 bytes) took three. The buffer is ei's own struct and
+  // ei_x_free frees it with free(), so it can start larger.
+  constexpr int kInitial = 512;
+  x_->buff = static_cast<char*>(std::malloc(kInitial));
+  x_->buffsz = x_->buff ? kInitial : 0;
+  x_->index = 0;
+  if (!x_->buff || (with_version && ei_encode_version(x_->buff, &x_->index) < 0))
+    fail("out of memory");
 }
 
 TermWriter::~TermWriter() {

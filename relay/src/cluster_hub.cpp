@@ -89,9 +89,7 @@ Result<void> ClusterHub::publish_body(std::string_view topic, std::span<const ch
       if (!first) first = sends.error();
       continue;  // this pubsub has no node yet; the others may
     }
-    for (auto& s : *sends)
-      batch.push_back(
-          Outbound{std::move(s.node), std::move(s.from), std::move(s.to), std::move(s.message)});
+    for (auto& s : *sends) batch.push_back(Outbound{std::move(s.route), std::move(s.message)});
   }
   if (batch.empty()) {
     if (first && first->code != Errc::not_connected) {

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <algorithm>
+
 #include "common/uv_util.hpp"
 
 namespace beamlink::relay {
@@ -12,28 +14,37 @@ DeliveryCore::DeliveryCore(Link& link, DeliveryOptions options)
 
 Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t now_ms) {
   if (batch.empty()) return make_error(Errc::invalid_argument, "delivery: nothing to send");
-  // A batch may hold several messages for one node (one per pubsub).
-  std::map<std::string_view, std::size_t> per_node;
-  for (auto& m : batch) ++per_node[m.node];
-  for (auto& [node, n] : per_node) {
+  // A batch may hold several messages for one node (one per pubsub). A
+  // batch has a few nodes: a vector searched in order.
+  std::vector<std::pair<std::shared_ptr<const cnode::PubSubRoute>, std::size_t>> per_node;
+  per_node.reserve(batch.size());
+  for (auto& m : batch) {
+    auto same = std::find_if(per_node.begin(), per_node.end(),
+                             [&](const auto& e) { return e.first->node == m.node(); });
+    if (same == per_node.end())
+      per_node.emplace_back(m.route, 1);
+    else
+      ++same->second;
+  }
+  for (auto& [route, n] : per_node) {
+    const std::string& node = route->node;
     auto it = queues_.find(node);
     std::size_t depth = it == queues_.end() ? 0 : it->second.size();
     if (depth + n > options_.max_queue) {
       ++stats_.refused_full;
-      return make_error(Errc::queue_full, "the queue to " + std::string(node) + " is full (" +
+      return make_error(Errc::queue_full, "the queue to " + node + " is full (" +
                                               std::to_string(depth) +
                                               " messages not yet written): retry later");
     }
   }
-  std::vector<std::string> nodes;
-  nodes.reserve(per_node.size());
-  for (auto& [node, n] : per_node) nodes.emplace_back(node);
   for (auto& m : batch) {
-    auto& q = queues_[m.node];
-    q.waiting.push_back(Item{std::move(m), now_ms});
+    auto it = queues_.find(m.node());
+    if (it == queues_.end()) it = queues_.try_emplace(m.node()).first;
+    it->second.waiting.push_back(Item{std::move(m), now_ms});
     ++stats_.accepted;
   }
-  for (auto& n : nodes) pump(n, now_ms);
+  // The routes hold the node names: valid whatever the pumps do.
+  for (auto& [route, n] : per_node) pump(route->node, now_ms);
   return {};
 }
 
@@ -167,7 +178,7 @@ std::size_t DeliveryCore::depth(const std::string& node) const {
 // ---------------------------------------------------------------------------
 
 Result<void> Delivery::NodeLink::send(const Outbound& m) {
-  return node_.reg_send(m.from, m.node, m.to,
+  return node_.reg_send(m.route->from, m.route->node, m.route->to,
                         std::span<const char>(m.bytes->data(), m.bytes->size()));
 }
 

@@ -69,9 +69,9 @@ struct FakeLink : Link {
     return {};
   }
   Result<void> send(const Outbound& m) override {
-    if (!connected(m.node)) return make_error(Errc::not_connected, m.node);
+    if (!connected(m.node())) return make_error(Errc::not_connected, m.node());
     if (refuse) return make_error(Errc::queue_full, "connection queue full");
-    auto& c = conns[m.node];
+    auto& c = conns[m.node()];
     c.wire.push_back(*m.bytes);
     ++c.p.enqueued;
     return {};
@@ -81,7 +81,10 @@ struct FakeLink : Link {
 std::vector<Outbound> batch(const std::vector<std::string>& nodes, const std::string& text) {
   auto bytes = std::make_shared<const std::string>(text);
   std::vector<Outbound> out;
-  for (auto& n : nodes) out.push_back(Outbound{n, cnode::Pid{}, "worker", bytes});
+  for (auto& n : nodes)
+    out.push_back(Outbound{
+        std::make_shared<const cnode::PubSubRoute>(cnode::PubSubRoute{n, cnode::Pid{}, "worker"}),
+        bytes});
   return out;
 }
 

@@ -94,13 +94,19 @@ struct PubSubOptions {
 Result<PubSubOptions::Version> parse_pubsub_version(std::string_view text);
 std::string_view to_string(PubSubOptions::Version v);
 
-// One message of a publish: `message` (version byte first) to the name `to`
-// on `node`, sent as `from`. Every send of one publish to nodes of the same
-// wire version shares the bytes.
-struct PubSubSend {
+// Where a publish goes on one node: the name `to` on `node`, sent as `from`.
+// One per node, shared by every publish to it while it stays the same.
+struct PubSubRoute {
   std::string node;
   Pid from;
   std::string to;
+};
+
+// One message of a publish: `message` (version byte first) along `route`.
+// Every send of one publish to nodes of the same wire version shares the
+// bytes.
+struct PubSubSend {
+  std::shared_ptr<const PubSubRoute> route;
   std::shared_ptr<const std::string> message;
 };
 
@@ -177,10 +183,12 @@ class PubSubBridge {
   PubSubOptions options_;
   std::string atom_;
   std::string group1_;  // "Elixir.NAME.Adapter": where 2.x publishes go
-  // plan()'s targets (node, speaks 1.1), recomputed after a change.
+  // plan()'s targets (node, speaks 1.1, the route last planned), recomputed
+  // after a change.
   struct Target {
     std::string node;
     bool v1 = false;
+    std::shared_ptr<const PubSubRoute> route;
   };
   mutable std::vector<Target> targets_;
   mutable bool targets_dirty_ = true;

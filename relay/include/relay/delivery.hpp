@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "cnode/node.hpp"
+#include "cnode/pubsub_bridge.hpp"
 #include "cnode/term.hpp"
 #include "common/result.hpp"
 
@@ -48,12 +49,12 @@ struct uv_timer_s;
 namespace beamlink::relay {
 
 // One message for one node: `bytes` (version byte first) to the registered
-// name `to`, sent as `from`. The bytes are shared by every node's copy.
+// name route->to on route->node, sent as route->from. The bytes are shared
+// by every node's copy, the route by every message to the node.
 struct Outbound {
-  std::string node;
-  cnode::Pid from;
-  std::string to;
+  std::shared_ptr<const cnode::PubSubRoute> route;
   std::shared_ptr<const std::string> bytes;
+  const std::string& node() const { return route->node; }
 };
 
 struct DeliveryOptions {
