@@ -26,6 +26,10 @@
 namespace beamlink::cnode {
 namespace {
 
+// How long a closed connection's final counts stay answerable (far longer
+// than any consumer's settle interval).
+constexpr std::uint64_t kLastProgressKeepMs = 10 * 60 * 1000;
+
 std::string span_str(std::span<const char> s) {
   return std::string(s.data(), s.size());
 }
@@ -71,9 +75,15 @@ struct Node::Impl {
   uv_check_t* flusher = nullptr;
   std::vector<Connection*> dirty;
   std::unordered_map<std::string, Connection*> connections;
-  // The last closed connection's progress per peer (kept until the peer's
-  // next connection is up and its node-up handlers have run).
-  std::unordered_map<std::string, std::shared_ptr<const OutboundProgress>> last_progress;
+  // The last closed connection's progress per peer, for progress(node,
+  // connection) after the close. Forgotten kLastProgressKeepMs after the
+  // close once final, so peers that come and go (pods replaced under new
+  // addresses) do not accumulate.
+  struct Closed {
+    std::shared_ptr<const OutboundProgress> progress;
+    std::uint64_t closed_at = 0;  // uv_now
+  };
+  std::unordered_map<std::string, Closed> last_progress;
   std::map<std::string, std::vector<std::function<void(Result<void>)>>> connecting;
   std::map<std::string, std::uint64_t> last_accept_warning;  // message -> uv_now when warned
   Pid rpc_pid;
@@ -525,7 +535,11 @@ void Node::connection_closed(Connection* c, const Error& why) {
   auto it = impl_->connections.find(c->peer());
   if (it == impl_->connections.end() || it->second != c) return;  // a duplicate that lost
   impl_->connections.erase(it);
-  impl_->last_progress[c->peer()] = c->progress();
+  std::uint64_t now = uv_now(loop_);
+  std::erase_if(impl_->last_progress, [now](const auto& e) {
+    return e.second.progress->final && now - e.second.closed_at > kLastProgressKeepMs;
+  });
+  impl_->last_progress[c->peer()] = Impl::Closed{c->progress(), now};
   if (why.code == Errc::shutting_down)
     spdlog::debug("closing connection to {}", c->peer());
   else
@@ -569,7 +583,7 @@ OutboundProgress Node::progress(const std::string& node) const {
   if (auto it = impl_->connections.find(node); it != impl_->connections.end())
     return *it->second->progress();
   if (auto it = impl_->last_progress.find(node); it != impl_->last_progress.end())
-    return *it->second;
+    return *it->second.progress;
   return {};
 }
 
@@ -578,8 +592,8 @@ OutboundProgress Node::progress(const std::string& node, std::uint64_t connectio
       it != impl_->connections.end() && it->second->id() == connection)
     return *it->second->progress();
   if (auto it = impl_->last_progress.find(node);
-      it != impl_->last_progress.end() && it->second->connection == connection)
-    return *it->second;
+      it != impl_->last_progress.end() && it->second.progress->connection == connection)
+    return *it->second.progress;
   return {};
 }
 
@@ -591,8 +605,9 @@ void Node::schedule_flush(Connection* c) {
 void Node::frames_written(Connection* c) {
   if (written_.empty() || impl_->destroying) return;
   std::string peer = c->peer();  // the connection may close in a callback
-  auto handlers = written_;      // a handler may add handlers
-  for (auto& f : handlers) f(peer);
+  // By index: a handler may add handlers (they run from the next write on);
+  // none is ever removed. No copy of the vector per write.
+  for (std::size_t i = 0, n = written_.size(); i < n; ++i) written_[i](peer);
 }
 
 void Node::when_writable(const std::string& node, std::function<void(Result<void>)> cb) {

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -188,7 +189,7 @@ class Node {
   std::uint16_t listen_port_ = 0;
   std::vector<NodeEvent> node_up_;
   std::vector<NodeDownEvent> node_down_;
-  std::vector<NodeEvent> written_;
+  std::deque<NodeEvent> written_;  // a deque: adding one keeps the others in place
   std::uint64_t last_connection_id_ = 0;
   std::map<std::string, std::uint64_t> connect_failure_reasons_;
   std::map<std::string, std::uint64_t> accept_failure_reasons_;
