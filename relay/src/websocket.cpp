@@ -383,6 +383,18 @@ struct WebSocket::Impl {
     if (closed) return;
     leftover = std::move(rest);
     uv_tcp_nodelay(tcp, 1);
+    if (!leftover.empty()) {
+      // Bytes the client sent after its upgrade request: fed from the
+      // timer, outside the owner's call, and before anything read from the
+      // socket (reading starts only once they are in).
+      uv_timer_start(
+          timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_timer(); }, 0, 0);
+    } else {
+      start_reading();
+    }
+  }
+
+  void start_reading() {
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(tcp),
         [](uv_handle_t*, size_t, uv_buf_t* buf) {
@@ -394,12 +406,7 @@ struct WebSocket::Impl {
         [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
           if (auto* self = static_cast<Impl*>(s->data)) self->on_read(nread, buf);
         });
-    if (!leftover.empty()) {
-      uv_timer_start(
-          timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_timer(); }, 0, 0);
-    } else {
-      arm_timer();
-    }
+    arm_timer();
   }
 
   void on_read(ssize_t nread, const uv_buf_t* buf) {
@@ -470,7 +477,7 @@ struct WebSocket::Impl {
       last_read = uv_now(loop);
       feed(rest.data(), rest.size());
       if (closed) return;
-      arm_timer();
+      start_reading();
       return;
     }
     std::uint64_t now = uv_now(loop);
