@@ -29,6 +29,8 @@ struct RunOptions {
   std::size_t relay_max_body = 1u << 20;
   std::size_t relay_queue = 10000;
   int relay_ttl_ms = 30000;
+  std::size_t relay_max_connections = 1024;  // open HTTP connections
+  std::size_t relay_max_websockets = 16384;  // open WebSocket clients
 };
 int cmd_run(const Config& cfg, const RunOptions& opts);
 

@@ -58,6 +58,14 @@ int main(int argc, char** argv) {
   run->add_option("--relay-ttl", run_opts.relay_ttl_ms,
                   "milliseconds a queued broadcast waits for its node before it is dropped")
       ->capture_default_str();
+  run->add_option("--relay-max-connections", run_opts.relay_max_connections,
+                  "open HTTP connections; more wait in the listen backlog until one closes")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  run->add_option("--relay-max-websockets", run_opts.relay_max_websockets,
+                  "open WebSocket clients; more are answered 503")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
 
   RunOptions watch_opts;
   watch_opts.watch = true;

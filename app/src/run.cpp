@@ -144,6 +144,8 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     go.broadcast.json.atom_value_keys = opts.relay_atom_values;
     go.delivery.max_queue = opts.relay_queue;
     go.delivery.ttl = std::chrono::milliseconds(opts.relay_ttl_ms);
+    go.max_connections = opts.relay_max_connections;
+    go.channels.max_sockets = opts.relay_max_websockets;
     if (go.token.empty() && !relay::is_loopback(go.listen.host)) {
       std::fprintf(stderr, "beamlink: relay: %s\n",
                    relay::insecure_listen_error(go.listen).message.c_str());

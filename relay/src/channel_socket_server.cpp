@@ -55,6 +55,12 @@ struct ChannelSocketServer::Impl {
     std::optional<Response> refusal;
     if (closing) {
       refusal = Response::error(503, "unavailable", "the relay is shutting down");
+    } else if (clients.size() >= options.max_sockets) {
+      refusal = Response::error(503, "too_many_websockets",
+                                std::to_string(clients.size()) +
+                                    " WebSocket clients are connected, the most allowed "
+                                    "(--relay-max-websockets): retry later");
+      refusal->headers.emplace_back("Retry-After", "1");
     } else if (auto vsn = vsn_param(req.query); !vsn.empty() && !vsn.starts_with("2.")) {
       refusal = Response::error(
           400, "bad_request",

@@ -89,6 +89,7 @@ Gateway::Gateway(uv_loop_t* loop, cnode::Node& node, GatewayOptions options)
   so.port = options_.listen.port;
   so.limits = options_.limits;
   so.bearer_token = options_.token;
+  so.max_connections = options_.max_connections;
   server_ = std::make_unique<HttpServer>(
       loop_, so, [this](const Request& req, Responder res) { router_(req, std::move(res)); });
   channels_ = std::make_unique<ChannelSocketServer>(loop_, hub_, options_.channels);
@@ -218,6 +219,10 @@ std::string Gateway::metrics_text() {
           static_cast<double>(hub_.topics()));
   m.gauge("beamlink_relay_http_connections", "Open HTTP connections.",
           static_cast<double>(server_->connection_count()));
+  m.counter("beamlink_relay_http_connection_waits_total",
+            "Times new HTTP connections waited in the listen backlog because the most allowed "
+            "were open (--relay-max-connections).",
+            server_->connection_waits());
   const auto& c = channels_->stats();
   m.gauge("beamlink_relay_websockets_open", "Open WebSocket (Phoenix channel) connections.",
           static_cast<double>(c.sockets_open));

@@ -1,25 +1,43 @@
 #include "relay/http_server.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <cstring>
 #include <deque>
 #include <optional>
 #include <unordered_map>
 
 #include "common/uv_util.hpp"
+#include "relay/sha1.hpp"
 
 namespace beamlink::relay {
 
 namespace {
 
-// Compares without an early exit, so timing does not reveal the token.
+// Compares the SHA-1 digests of both without an early exit, so the time
+// taken reveals neither where the token differs nor its length (only
+// preimage resistance matters here, which SHA-1 still has).
 bool constant_time_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
+  Sha1Digest da = sha1(a), db = sha1(b);
   unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff = static_cast<unsigned char>(
-        diff | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
-  }
+  for (std::size_t i = 0; i < da.size(); ++i)
+    diff = static_cast<unsigned char>(diff | (da[i] ^ db[i]));
   return diff == 0;
+}
+
+// "Bearer <token>": the scheme is case-insensitive (RFC 7235 section 2.1),
+// one or more spaces before the token (RFC 6750 section 2.1 has one).
+std::optional<std::string_view> bearer_token(std::string_view h) {
+  constexpr std::string_view scheme = "bearer";
+  if (h.size() <= scheme.size() || h[scheme.size()] != ' ') return std::nullopt;
+  for (std::size_t i = 0; i < scheme.size(); ++i) {
+    char c = h[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != scheme[i]) return std::nullopt;
+  }
+  h.remove_prefix(scheme.size());
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  return h;
 }
 
 int hex_value(char c) {
@@ -58,7 +76,9 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 bool authorized(const Request& req, const std::string& token, bool allow_query) {
   if (token.empty()) return true;
   auto h = req.header("authorization");
-  if (h && h->starts_with("Bearer ")) return constant_time_equal(h->substr(7), token);
+  if (h) {
+    if (auto t = bearer_token(*h)) return constant_time_equal(*t, token);
+  }
   if (!allow_query) return false;
   auto q = query_param(req.query, "token");
   return q && constant_time_equal(*q, token);
@@ -154,6 +174,11 @@ struct HttpServer::Impl {
   std::map<std::string, UpgradeHandler, std::less<>> upgrades;  // path → handler
   std::vector<std::shared_ptr<Connection>> dead;                // freed on a later iteration
   std::shared_ptr<int> alive = std::make_shared<int>(0);
+  // At max_connections: libuv holds the next accepted socket and stops
+  // watching the listener until uv_accept takes it; later ones wait in the
+  // kernel's backlog.
+  bool accept_waiting = false;
+  std::uint64_t waits = 0;
 
   void remove(Connection* c) {
     auto it = conns.find(c);
@@ -162,9 +187,28 @@ struct HttpServer::Impl {
     dead.push_back(std::move(it->second));
     conns.erase(it);
     if (first) defer(loop, alive, [this] { dead.clear(); });
+    if (accept_waiting && listener && conns.size() < options.max_connections) {
+      accept_waiting = false;
+      accept_one();
+    }
   }
 
   void on_connection() {
+    if (conns.size() >= options.max_connections) {
+      if (!accept_waiting) {
+        ++waits;
+        spdlog::warn(
+            "relay: {} connections open, the most allowed (--relay-max-connections): new ones "
+            "wait until one closes",
+            conns.size());
+      }
+      accept_waiting = true;
+      return;
+    }
+    accept_one();
+  }
+
+  void accept_one() {
     auto c = std::make_shared<Connection>(this, loop);
     if (uv_accept(reinterpret_cast<uv_stream_t*>(listener),
                   reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
@@ -524,6 +568,10 @@ void HttpServer::on_upgrade(std::string path, UpgradeHandler handler) {
 
 std::size_t HttpServer::connection_count() const {
   return impl_->conns.size();
+}
+
+std::uint64_t HttpServer::connection_waits() const {
+  return impl_->waits;
 }
 
 // Router --------------------------------------------------------------------

@@ -199,10 +199,21 @@ TEST_CASE("relay http requires the bearer token when configured") {
   auto wrong = f.client({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
                          "Authorization: Bearer nope", "--data-binary", body, url});
   CHECK(wrong == "401");
+  // A prefix or an extension of the token is no match either.
+  for (const char* t : {"Bearer s3cre", "Bearer s3cret2", "Basic s3cret", "Bearers3cret"}) {
+    auto near = f.client({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                          std::string("Authorization: ") + t, "--data-binary", body, url});
+    CHECK_MESSAGE(near == "401", t);
+  }
+  // The scheme is case-insensitive (RFC 7235 section 2.1).
+  auto lower = f.client({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                         "Authorization: bearer s3cret", "-H", "Content-Type: application/json",
+                         "--data-binary", body, url});
+  CHECK(lower == "202");
   auto with = f.client({"curl", "-sS", "-w", " %{http_code}", "-H", "Authorization: Bearer s3cret",
                         "-H", "Content-Type: application/json", "--data-binary", body, url});
   CHECK(with == "{\"status\":\"accepted\"} 202");
-  CHECK(f.publisher.got.size() == 1);
+  CHECK(f.publisher.got.size() == 2);
 }
 
 TEST_CASE("relay http close lets a pending answer finish") {
@@ -214,4 +225,37 @@ TEST_CASE("relay http close lets a pending answer finish") {
   CHECK(p.wait(1s) == 0);
   CHECK(p.out() == "{\"route\":\"slow\"}");
   CHECK(f.loop.run_until([&] { return f.server->connection_count() == 0; }, 5s));
+}
+
+TEST_CASE("relay http at max_connections a new connection waits until one closes") {
+  ServerOptions o;
+  o.max_connections = 2;
+  Fixture f(o);
+  // Two kept-alive connections are served; a third is not accepted (its
+  // request is not answered within 1 s) until the first closes, then it is
+  // answered. Prints the outcome of each step.
+  auto out = f.python(std::string(kPyPrelude) + R"(
+def get(c):
+    c.request("GET", "/fast"); r = c.getresponse(); r.read(); return r.status
+a = http.client.HTTPConnection("127.0.0.1", port); b = http.client.HTTPConnection("127.0.0.1", port)
+print(get(a), get(b))
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+c.connect()
+c.sock.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+try:
+    c.sock.recv(1)
+    print("answered at the limit")
+except socket.timeout:
+    print("waits")
+a.close()
+c.sock.settimeout(10)
+data = b""
+while b"fast" not in data:
+    chunk = c.sock.recv(4096)
+    if not chunk: break
+    data += chunk
+print(data.split(b"\r\n")[0].decode(), get(b))
+)");
+  CHECK(out == "200 200\nwaits\nHTTP/1.1 200 OK 200\n");
+  CHECK(f.server->connection_waits() == 1);
 }

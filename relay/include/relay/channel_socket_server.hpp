@@ -60,6 +60,8 @@ namespace beamlink::relay {
 struct ChannelOptions {
   WebSocketOptions websocket;
   ChannelLimits limits;
+  // Open WebSocket clients; a handshake beyond it is answered 503.
+  std::size_t max_sockets = 16384;
 };
 
 class ChannelSocketServer {

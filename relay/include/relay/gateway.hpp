@@ -49,6 +49,7 @@ struct GatewayOptions {
   ListenAddress listen{"127.0.0.1", 7070};
   std::string token;  // bearer token; required beyond loopback
   ParserLimits limits;
+  std::size_t max_connections = 1024;  // open HTTP connections (ServerOptions)
   BroadcastOptions broadcast;
   DeliveryOptions delivery;
   ChannelOptions channels;

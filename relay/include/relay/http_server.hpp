@@ -27,6 +27,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -90,6 +91,11 @@ struct ServerOptions {
   std::string bearer_token;
   std::size_t max_pipeline = 64;  // unanswered requests per connection before reading pauses
   std::chrono::milliseconds linger{2000};
+  // Open connections (not counting those handed to an upgrade handler). At
+  // the limit new ones are not accepted: they wait in the listen backlog
+  // until a connection closes, as ranch's max_connections does (its
+  // default, 1024, is this one's).
+  std::size_t max_connections = 1024;
 };
 
 class HttpServer {
@@ -109,6 +115,9 @@ class HttpServer {
   void on_upgrade(std::string path, UpgradeHandler handler);
   void close();
   std::size_t connection_count() const;
+  // Times a connection had to wait in the backlog because max_connections
+  // were open.
+  std::uint64_t connection_waits() const;
 
   struct Impl;
 
