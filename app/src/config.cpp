@@ -45,6 +45,14 @@ void add_common_options(CLI::App& cmd, Config& cfg) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 }
 
+void add_pg_scope_option(CLI::App& cmd, std::string& scope) {
+  cmd.add_option("--pg-scope", scope,
+                 "the pg scope of the pubsubs: Phoenix.PubSub 2.x uses Phoenix.PubSub (an Elixir "
+                 "alias; an Erlang atom such as my_scope is taken as is)")
+      ->envname("PG_SCOPE")
+      ->capture_default_str();
+}
+
 void add_discovery_options(CLI::App& cmd, Config& cfg) {
   cmd.add_option(
          "--dns", cfg.dns,

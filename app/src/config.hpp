@@ -39,6 +39,8 @@ std::vector<std::string> own_ipv4_addresses();
 
 // Adds the shared options to a subcommand.
 void add_common_options(CLI::App& cmd, Config& cfg);
+// --pg-scope / PG_SCOPE: the pg scope the pubsubs use.
+void add_pg_scope_option(CLI::App& cmd, std::string& scope);
 
 // Builds the node configuration. `publish` false gives a one-shot client
 // named beamlink_<pid>@host unless NODE_NAME/--name is set.

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
                   "e.g. EWalletAPI.PubSub:1.1 (repeatable)")
       ->envname("PUBSUB")
       ->delimiter(',');
+  add_pg_scope_option(*run, run_opts.pg_scope);
   run->add_option("--relay-listen", run_opts.relay_listen,
                   "the relay's HTTP/WebSocket listener IP:PORT, or off")
       ->envname("RELAY_LISTEN")
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
       ->envname("PUBSUB")
       ->delimiter(',')
       ->required();
+  add_pg_scope_option(*subscribe, sub_opts.pg_scope);
   subscribe->add_option("TOPIC", sub_opts.subscribe_topics, "topics to print")->required();
 
   BroadcastCmdOptions bc_opts;
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
       ->envname("PUBSUB")
       ->delimiter(',')
       ->required();
+  add_pg_scope_option(*bcast, bc_opts.pg_scope);
   bcast->add_flag("--atom-keys", bc_opts.atom_keys, "payload keys become atoms");
   bcast->add_option("--timeout", bc_opts.timeout_ms, "milliseconds")->capture_default_str();
   bcast->add_option("TOPIC", bc_opts.topic, "the topic, e.g. room:lobby")->required();
@@ -141,6 +144,7 @@ int main(int argc, char** argv) {
   doctor->add_option("--pubsub", doctor_opts.pubsub, "Phoenix.PubSub names to check (repeatable)")
       ->envname("PUBSUB")
       ->delimiter(',');
+  add_pg_scope_option(*doctor, doctor_opts.pg_scope);
   doctor->add_flag("--json", doctor_opts.json, "print the report as JSON with stable check ids");
   doctor->add_option("--timeout", doctor_opts.timeout_ms, "milliseconds per stage")
       ->capture_default_str();

@@ -119,6 +119,11 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     return 2;
   }
   auto pubsubs = std::move(parsed).value();
+  auto scope_name = cnode::pg_scope_name(opts.pg_scope);
+  if (!scope_name) {
+    std::fprintf(stderr, "beamlink: PG_SCOPE: %s\n", scope_name.error().message.c_str());
+    return 2;
+  }
   // The relay: run only (watch and subscribe are one-off clients).
   const bool relaying = !opts.watch && !subscribing && opts.relay_listen != "off";
   relay::GatewayOptions go;
@@ -312,7 +317,9 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
                       node.name().c_str(), unsigned{node.listen_port()}, unsigned{nc->epmd_port});
         std::fflush(stdout);
         if (!pubsubs.empty()) {
-          auto made_scope = cnode::PgScope::create(node);
+          cnode::PgScopeOptions so;
+          so.scope = *scope_name;
+          auto made_scope = cnode::PgScope::create(node, so);
           if (!made_scope) {
             std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
             code = 1;

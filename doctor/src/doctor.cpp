@@ -446,7 +446,7 @@ void Doctor::Impl::check_mesh() {
         if (!v.ok) continue;
         if (!v.scope) {
           add("pubsub.scope", peers[i].node, Status::fail,
-              "no pg scope 'Elixir.Phoenix.PubSub' on " + peers[i].node,
+              "no pg scope '" + opt.pg_scope + "' on " + peers[i].node,
               "Phoenix.PubSub 2.x is not started there (for 1.1, look for its PG2Server)");
           continue;
         }
@@ -524,7 +524,7 @@ void Doctor::Impl::check_mesh() {
                   // which_groups would also list groups whose members
                   // are all remote (pg syncs them), hiding the local pool.
                   cnode::TermWriter args;
-                  args.list(1).atom("Elixir.Phoenix.PubSub").nil();
+                  args.list(1).atom(opt.pg_scope).nil();
                   node->rpc(target, "ets", "tab2list", args.bytes(), opt.timeout * 2,
                             [this, i, views, step_done, a](Result<cnode::RpcReply> g) {
                               if (a.expired()) return;

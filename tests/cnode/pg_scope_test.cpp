@@ -279,3 +279,12 @@ TEST_CASE("pubsub forward_to_local round-trips and a Socket.Broadcast has the st
   CHECK(*v1 == bytes(v1x));
   CHECK_FALSE(decode_forward_to_local(std::span<const char>(v1->data(), v1->size())).ok());
 }
+
+TEST_CASE("pg_scope_name: an Elixir alias gets Elixir. - an Erlang atom is kept") {
+  CHECK(*cnode::pg_scope_name("Phoenix.PubSub") == "Elixir.Phoenix.PubSub");
+  CHECK(*cnode::pg_scope_name("Elixir.Phoenix.PubSub") == "Elixir.Phoenix.PubSub");
+  CHECK(*cnode::pg_scope_name("my_scope") == "my_scope");
+  CHECK(cnode::pg_scope_name("").error().code == Errc::invalid_argument);
+  CHECK(cnode::pg_scope_name(std::string(256, 'a')).error().code == Errc::invalid_argument);
+  CHECK(cnode::pg_scope_name(std::string(255, 'a')).ok());
+}

@@ -71,7 +71,7 @@ struct Relay {
     return "http://127.0.0.1:" + std::to_string(port) + path;
   }
   Relay(int epmd_port, const std::vector<std::string>& nodes, const std::string& pubsub,
-        std::vector<std::string> extra = {}) {
+        std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {}) {
     std::vector<std::string> argv = {
         binary_path("app/beamlink"),        "run", "--name", "relay@127.0.0.1", "--relay-listen",
         "127.0.0.1:" + std::to_string(port)};
@@ -86,6 +86,7 @@ struct Relay {
     for (auto& e : extra) argv.push_back(e);
     Subprocess::Options o;
     o.env = env_for(epmd_port);
+    for (auto& [k, v] : env) o.env[k] = v;
     o.env["DIST_PORT_MIN"] = o.env["DIST_PORT_MAX"] = std::to_string(free_port());
     proc = std::make_unique<Subprocess>(argv, o);
   }
@@ -343,6 +344,48 @@ TEST_CASE("beamlink broadcast sends one broadcast to every node's subscribers an
   CHECK(r.code == 1);
   CHECK(r.err.find("runs none of the pubsubs") != std::string::npos);
   CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:9\">>))") == "1");
+}
+
+TEST_CASE("beamlink broadcast and run with --pg-scope use another pg scope") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:use_scope(beamlink_test_scope)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 2)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:s\">>)") == "ok");
+  CHECK(t1.eval("whereis('Elixir.Phoenix.PubSub')") == "undefined");
+  auto bin = binary_path("app/beamlink");
+  // The default scope finds no 2.x pubsub there; the configured one does.
+  auto r = run({bin, "broadcast", "--pubsub", "My.PubSub:2", "--connect", "t1@127.0.0.1",
+                "--timeout", "1500", "room:s", "e", "{}"},
+               30s, env_for(epmd.port()));
+  CHECK(r.code == 1);
+  r = run({bin, "broadcast", "--pubsub", "My.PubSub:2", "--pg-scope", "beamlink_test_scope",
+           "--connect", "t1@127.0.0.1", "room:s", "first", "{}"},
+          30s, env_for(epmd.port()));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  // run takes it from PG_SCOPE: its members join the scope's pool groups.
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub:2", {},
+              {{"PG_SCOPE", "beamlink_test_scope"}});
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
+                  relay.proc->err());
+  REQUIRE(wait_until([&] {
+    return t1.eval(
+               "length([P || G <- pg:which_groups(beamlink_test_scope), "
+               "P <- pg:get_members(beamlink_test_scope, G), node(P) =/= node()])") == "2";
+  }));
+  auto h = http("POST", relay.url("/v1/broadcast"),
+                R"({"topic":"room:s","event":"second","payload":{}})");
+  CHECK_MESSAGE(h.status == 202, h.body);
+  REQUIRE(wait_until(
+      [&] { return t1.eval("length(pubsub_fixture:received(<<\"room:s\">>))") == "2"; }));
+  CHECK(t1.eval("[E || #{event := E} <- pubsub_fixture:received(<<\"room:s\">>)]") ==
+        "[<<\"first\">>,<<\"second\">>]");
+  // An empty name is a usage error.
+  r = run({bin, "broadcast", "--pubsub", "My.PubSub", "--pg-scope", "", "--connect", "t1@127.0.0.1",
+           "room:s", "e", "{}"},
+          30s, env_for(epmd.port()));
+  CHECK(r.code == 2);
+  CHECK(r.err.find("the pg scope name is empty") != std::string::npos);
 }
 
 TEST_CASE("relay: --relay-atom-keys and --relay-atom-values give eWallet's payload shape") {

@@ -126,9 +126,15 @@ class PgScopeCore {
   std::map<std::string, Remote> remote_;  // node -> its scope
 };
 
+// The scope atom for a configured name: an Elixir alias ("Phoenix.PubSub",
+// an upper-case first letter) becomes "Elixir.Phoenix.PubSub", as Elixir
+// spells it; anything else ("my_scope", "Elixir.X") is the atom's text as
+// is. invalid_argument when empty or over 255 bytes.
+Result<std::string> pg_scope_name(std::string_view name);
+
 struct PgScopeOptions {
-  std::string scope = "Elixir.Phoenix.PubSub";
-  std::chrono::milliseconds rediscover{5000};  // 0: only on node up and on demand
+  std::string scope = "Elixir.Phoenix.PubSub";  // Phoenix.PubSub 2.x's (PG2 adapter)
+  std::chrono::milliseconds rediscover{5000};   // 0: only on node up and on demand
 };
 
 class PgScope {

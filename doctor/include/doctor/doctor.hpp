@@ -39,8 +39,9 @@ struct Options {
   std::string cookie_warning;              // set when the cookie file is unsafe
   std::uint16_t epmd_port = 4369;
   std::uint16_t port_min = 6900, port_max = 6909;
-  std::chrono::milliseconds timeout{1000};  // per stage
-  std::vector<std::string> pubsub;          // Phoenix.PubSub names, e.g. "EWalletAPI.PubSub"
+  std::chrono::milliseconds timeout{1000};         // per stage
+  std::vector<std::string> pubsub;                 // Phoenix.PubSub names, e.g. "EWalletAPI.PubSub"
+  std::string pg_scope = "Elixir.Phoenix.PubSub";  // their pg scope (an atom's text)
   discovery::Resolver::Options resolver;
 };
 
