@@ -440,9 +440,10 @@ void PgScope::apply(PgStep step) {
 
 Result<std::string> pg_scope_name(std::string_view name) {
   if (name.empty()) return make_error(Errc::invalid_argument, "the pg scope name is empty");
-  std::string atom = name.front() >= 'A' && name.front() <= 'Z' && !name.starts_with("Elixir.")
-                         ? "Elixir." + std::string(name)
-                         : std::string(name);
+  std::string atom =
+      name.front() >= 'A' && name.front() <= 'Z' && !name.starts_with("Elixir.") && name != "Elixir"
+          ? "Elixir." + std::string(name)
+          : std::string(name);
   if (atom.size() > 255)
     return make_error(Errc::invalid_argument,
                       "the pg scope name is over 255 bytes (the longest atom)");

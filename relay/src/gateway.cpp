@@ -223,6 +223,12 @@ std::string Gateway::metrics_text() {
             "Times new HTTP connections waited in the listen backlog because the most allowed "
             "were open (--relay-max-connections).",
             server_->connection_waits());
+  m.family("beamlink_relay_http_timeouts_total", T::counter,
+           "HTTP connections closed after idling, and requests answered 408 for taking too "
+           "long.");
+  m.sample("beamlink_relay_http_timeouts_total", server_->idle_closes(), {{"kind", "idle"}});
+  m.sample("beamlink_relay_http_timeouts_total", server_->request_timeouts(),
+           {{"kind", "request"}});
   const auto& c = channels_->stats();
   m.gauge("beamlink_relay_websockets_open", "Open WebSocket (Phoenix channel) connections.",
           static_cast<double>(c.sockets_open));

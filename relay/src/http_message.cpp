@@ -242,6 +242,10 @@ RequestParser::Fed RequestParser::feed(std::span<const char> bytes, std::vector<
   return Fed{n, s.error};
 }
 
+bool RequestParser::in_message() const {
+  return impl_->in_message && !impl_->stopped;
+}
+
 std::optional<ParseError> RequestParser::finish() {
   auto& s = *impl_;
   if (s.stopped || !s.in_message) return s.error;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <optional>
@@ -102,6 +103,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close();
   void close_when_idle();
   bool closed() const { return closed_; }
+  // Closes an idle connection, answers 408 to a request that takes too
+  // long (ServerOptions' timeouts).
+  void check_timeouts(std::uint64_t now);
 
  private:
   struct Slot {
@@ -135,7 +139,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool draining_ = false;
   bool closed_ = false;
   bool close_when_idle_ = false;
-  std::string after_request_;  // bytes read after an upgrade request
+  std::uint64_t last_read_ = 0;      // uv_now of the last bytes read (or the accept)
+  std::uint64_t request_since_ = 0;  // uv_now when the unfinished request was first seen; 0: none
+  std::string after_request_;        // bytes read after an upgrade request
   std::optional<Request> upgrade_req_;
   std::string upgrade_leftover_;
   std::function<void(Request, uv_tcp_t*, std::string)> upgrade_take_;
@@ -179,6 +185,24 @@ struct HttpServer::Impl {
   // kernel's backlog.
   bool accept_waiting = false;
   std::uint64_t waits = 0;
+  std::uint64_t last_wait_warning = 0;  // uv_now; one warning per 10 s
+  uv_timer_t* sweeper = nullptr;        // the timeouts, for every connection
+  std::uint64_t idle_closes = 0, request_timeouts = 0;
+
+  void sweep() {
+    std::uint64_t now = uv_now(loop);
+    std::vector<std::shared_ptr<Connection>> all;  // a check may close (and remove) one
+    all.reserve(conns.size());
+    for (auto& [p, c] : conns) all.push_back(c);
+    for (auto& c : all) c->check_timeouts(now);
+  }
+
+  void stop_sweeper() {
+    if (!sweeper) return;
+    sweeper->data = nullptr;
+    close_and_delete(sweeper);
+    sweeper = nullptr;
+  }
 
   void remove(Connection* c) {
     auto it = conns.find(c);
@@ -197,10 +221,14 @@ struct HttpServer::Impl {
     if (conns.size() >= options.max_connections) {
       if (!accept_waiting) {
         ++waits;
-        spdlog::warn(
-            "relay: {} connections open, the most allowed (--relay-max-connections): new ones "
-            "wait until one closes",
-            conns.size());
+        std::uint64_t now = uv_now(loop);
+        if (last_wait_warning == 0 || now - last_wait_warning >= 10000) {
+          last_wait_warning = now;
+          spdlog::warn(
+              "relay: {} connections open, the most allowed (--relay-max-connections): new ones "
+              "wait until one closes ({} such waits so far)",
+              conns.size(), waits);
+        }
       }
       accept_waiting = true;
       return;
@@ -233,7 +261,35 @@ Connection::~Connection() {
 
 void Connection::start() {
   uv_tcp_nodelay(tcp_, 1);
+  last_read_ = uv_now(loop_);
   pause_or_resume();
+}
+
+void Connection::check_timeouts(std::uint64_t now) {
+  if (closed_ || draining_ || no_more_requests_) return;  // draining: the linger timer ends it
+  const auto& o = server_->options;
+  if (request_since_ != 0 &&
+      now - request_since_ >= static_cast<std::uint64_t>(o.request_timeout.count())) {
+    ++server_->request_timeouts;
+    no_more_requests_ = true;
+    slots_.push_back(
+        Slot{next_seq_++, true, false, false,
+             serialize(Response::error(408, "request_timeout",
+                                       "the request was not complete within " +
+                                           std::to_string(o.request_timeout.count()) + " ms"),
+                       false)});
+    flush();
+    pause_or_resume();
+    return;
+  }
+  // Idle: nothing read for idle_timeout, no request unanswered or unfinished,
+  // nothing left to write.
+  if (request_since_ == 0 && slots_.empty() &&
+      uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(tcp_)) == 0 &&
+      now - last_read_ >= static_cast<std::uint64_t>(o.idle_timeout.count())) {
+    ++server_->idle_closes;
+    close();
+  }
 }
 
 void Connection::pause_or_resume() {
@@ -279,8 +335,13 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (nread == 0 || draining_ || no_more_requests_) return;
+  last_read_ = uv_now(loop_);
   auto fed =
       parser_.feed(std::span<const char>(buf->base, static_cast<std::size_t>(nread)), parsed_);
+  if (!parser_.in_message())
+    request_since_ = 0;
+  else if (request_since_ == 0 || !parsed_.empty())  // a new request began in these bytes
+    request_since_ = last_read_;
   if (!fed.error && fed.consumed < static_cast<std::size_t>(nread) && !parsed_.empty() &&
       parsed_.back().upgrade) {
     after_request_.assign(buf->base + fed.consumed, static_cast<std::size_t>(nread) - fed.consumed);
@@ -491,6 +552,7 @@ HttpServer::HttpServer(uv_loop_t* loop, ServerOptions options, Handler handler)
 
 HttpServer::~HttpServer() {
   impl_->alive.reset();  // deferred clean-ups no longer touch impl_
+  impl_->stop_sweeper();
   if (impl_->listener) {
     impl_->listener->data = nullptr;
     close_and_delete(impl_->listener);
@@ -544,6 +606,18 @@ Result<void> HttpServer::listen() {
   uv_tcp_getsockname(s.listener, reinterpret_cast<sockaddr*>(&bound), &len);
   s.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  auto shorter = std::min(s.options.idle_timeout, s.options.request_timeout).count();
+  auto every = static_cast<std::uint64_t>(std::clamp<std::int64_t>(shorter / 4, 10, 1000));
+  s.sweeper = new uv_timer_t;
+  uv_timer_init(s.loop, s.sweeper);
+  s.sweeper->data = &s;
+  uv_timer_start(
+      s.sweeper,
+      [](uv_timer_t* t) {
+        if (auto* impl = static_cast<HttpServer::Impl*>(t->data)) impl->sweep();
+      },
+      every, every);
+  uv_unref(reinterpret_cast<uv_handle_t*>(s.sweeper));  // does not keep the loop alive
   return {};
 }
 
@@ -557,6 +631,8 @@ void HttpServer::close() {
     close_and_delete(impl_->listener);
     impl_->listener = nullptr;
   }
+  impl_->accept_waiting = false;  // libuv closed the socket it held
+  impl_->stop_sweeper();
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [p, c] : impl_->conns) all.push_back(c);
   for (auto& c : all) c->close_when_idle();
@@ -572,6 +648,14 @@ std::size_t HttpServer::connection_count() const {
 
 std::uint64_t HttpServer::connection_waits() const {
   return impl_->waits;
+}
+
+std::uint64_t HttpServer::idle_closes() const {
+  return impl_->idle_closes;
+}
+
+std::uint64_t HttpServer::request_timeouts() const {
+  return impl_->request_timeouts;
 }
 
 // Router --------------------------------------------------------------------

@@ -458,7 +458,9 @@ struct WebSocket::Impl {
     if (closed) return;
     std::uint64_t now = uv_now(loop);
     std::uint64_t due;
-    if (closing) {
+    if (!leftover.empty()) {
+      due = now;  // the upgrade's leftover is fed first, whatever else is due
+    } else if (closing) {
       due = close_deadline();
     } else if (idle_due) {
       due = now + kIdleRecheckMs;

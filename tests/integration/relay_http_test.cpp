@@ -259,3 +259,33 @@ print(data.split(b"\r\n")[0].decode(), get(b))
   CHECK(out == "200 200\nwaits\nHTTP/1.1 200 OK 200\n");
   CHECK(f.server->connection_waits() == 1);
 }
+
+TEST_CASE("relay http closes an idle connection and answers a trickling request 408") {
+  ServerOptions o;
+  o.max_connections = 1;
+  o.idle_timeout = 300ms;
+  o.request_timeout = 300ms;
+  Fixture f(o);
+  // An idle connection holding the only slot is closed; the one waiting is
+  // then served. A request cut short gets 408 and the connection closes.
+  auto out = f.python(std::string(kPyPrelude) + R"(
+def read_all(s):
+    s.settimeout(10)
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk: return data
+        data += chunk
+idle = socket.create_connection(("127.0.0.1", port))
+waiting = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+waiting.request("GET", "/fast"); r = waiting.getresponse(); r.read()
+print("idle closed" if read_all(idle) == b"" else "idle got data", r.status)
+waiting.close()
+slow = socket.create_connection(("127.0.0.1", port))
+slow.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n")
+print(read_all(slow).split(b"\r\n")[0].decode())
+)");
+  CHECK(out == "idle closed 200\nHTTP/1.1 408 Request Timeout\n");
+  CHECK(f.server->idle_closes() >= 1);
+  CHECK(f.server->request_timeouts() == 1);
+}

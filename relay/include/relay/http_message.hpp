@@ -81,6 +81,8 @@ class RequestParser {
   Fed feed(std::span<const char> bytes, std::vector<Request>& out);
   // The peer closed: a request cut short is an error (none when idle).
   std::optional<ParseError> finish();
+  // A request has begun and is not complete yet.
+  bool in_message() const;
 
   struct Impl;
 

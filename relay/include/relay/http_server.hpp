@@ -96,6 +96,12 @@ struct ServerOptions {
   // until a connection closes, as ranch's max_connections does (its
   // default, 1024, is this one's).
   std::size_t max_connections = 1024;
+  // A connection with nothing to answer and nothing read for idle_timeout
+  // is closed; a request not complete within request_timeout of its first
+  // bytes is answered 408 (so neither idle nor trickling clients hold a
+  // connection for ever). Checked every quarter of the shorter, at most 1 s.
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds request_timeout{30000};
 };
 
 class HttpServer {
@@ -118,6 +124,9 @@ class HttpServer {
   // Times a connection had to wait in the backlog because max_connections
   // were open.
   std::uint64_t connection_waits() const;
+  // Connections closed for idling, and requests answered 408.
+  std::uint64_t idle_closes() const;
+  std::uint64_t request_timeouts() const;
 
   struct Impl;
 
