@@ -129,7 +129,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uv_tcp_t* tcp_;
   uv_timer_t* linger_ = nullptr;
   RequestParser parser_;
-  std::vector<char> read_buf_;
   std::vector<Request> parsed_;
   std::deque<Slot> slots_;
   std::uint64_t next_seq_ = 0;
@@ -177,6 +176,9 @@ struct HttpServer::Impl {
   uv_tcp_t* listener = nullptr;
   int port = 0;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> conns;
+  // One read buffer for every connection: each read is parsed (what is
+  // kept, copied) before the loop reads another socket.
+  std::vector<char> read_buf = std::vector<char>(64 * 1024);
   std::map<std::string, UpgradeHandler, std::less<>> upgrades;  // path → handler
   std::vector<std::shared_ptr<Connection>> dead;                // freed on a later iteration
   std::shared_ptr<int> alive = std::make_shared<int>(0);
@@ -252,7 +254,6 @@ Connection::Connection(HttpServer::Impl* server, uv_loop_t* loop)
     : server_(server), loop_(loop), tcp_(new uv_tcp_t), parser_(server->options.limits) {
   uv_tcp_init(loop, tcp_);
   tcp_->data = this;
-  read_buf_.resize(64 * 1024);
 }
 
 Connection::~Connection() {
@@ -299,9 +300,8 @@ void Connection::pause_or_resume() {
     reading_ = uv_read_start(
                    reinterpret_cast<uv_stream_t*>(tcp_),
                    [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-                     auto* self = static_cast<Connection*>(h->data);
-                     *buf = uv_buf_init(self->read_buf_.data(),
-                                        static_cast<unsigned>(self->read_buf_.size()));
+                     auto& b = static_cast<Connection*>(h->data)->server_->read_buf;
+                     *buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
                    },
                    [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
                      auto* self = static_cast<Connection*>(s->data);
