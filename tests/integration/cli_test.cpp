@@ -1,7 +1,10 @@
 // The beamlink binary against real epmd and erl nodes: run, ping, names, rpc.
 #include <doctest/doctest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -21,10 +24,37 @@ std::string beamlink_bin() {
 }
 
 std::map<std::string, std::string> env_for(int epmd_port, const std::string& cookie = kCookie) {
+  // RELAY_LISTEN=off: `run`'s relay would take 127.0.0.1:7070, which two
+  // tests running at once (or anything else on the machine) cannot share.
   return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
           {"ERLANG_COOKIE", cookie},
-          {"NODE_HOST", "127.0.0.1"}};
+          {"NODE_HOST", "127.0.0.1"},
+          {"RELAY_LISTEN", "off"}};
 }
+
+// A loopback port with nothing listening that no one else can take while
+// this holds it (bound, not listening: a connect is refused). An ended
+// epmd's port could be reused by a test running alongside.
+class RefusedPort {
+ public:
+  RefusedPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~RefusedPort() { ::close(fd_); }
+  RefusedPort(const RefusedPort&) = delete;
+  RefusedPort& operator=(const RefusedPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
 
 ErlNode::Options erl(const std::string& name, int epmd_port, const std::string& cookie = kCookie) {
   ErlNode::Options o;
@@ -95,8 +125,7 @@ TEST_CASE("beamlink ping: pong - and pang with the reason") {
   CHECK(r.err.find("cookies differ") != std::string::npos);
   CHECK(t1.eval("1 + 1") == "2");
 
-  Epmd empty;
-  empty.kill();
+  RefusedPort empty;
   r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, env_for(empty.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("no epmd at 127.0.0.1:" + std::to_string(empty.port())) != std::string::npos);
@@ -137,8 +166,7 @@ TEST_CASE("beamlink run: a name already registered and a missing epmd are clear 
   CHECK(r.code == 1);
   CHECK(r.err.find("already registered") != std::string::npos);
 
-  Epmd gone;
-  gone.kill();
+  RefusedPort gone;
   r = run({beamlink_bin(), "run"}, 20s, env_for(gone.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("-daemon") != std::string::npos);
