@@ -53,9 +53,13 @@ int cmd_doctor(const Config& cfg, const DoctorOptions& opts) {
       env_cookie && *env_cookie
           ? "ERLANG_COOKIE"
           : (cfg.cookie_file.empty() ? cnode::default_cookie_file() : cfg.cookie_file);
-  o.our_name = cfg.node_name.empty() ? "beamlink_doctor_" + std::to_string(::getpid()) + "@" +
-                                           nc->name.substr(nc->name.find('@') + 1)
-                                     : nc->name;
+  // A name of its own for the rpcs when the name is made up here (a pod
+  // that still holds the probe's connection may refuse a second one under
+  // the same name); a configured name is used for both (net_kernel:allow).
+  const std::string host = nc->name.substr(nc->name.find('@') + 1);
+  const std::string made = "beamlink_doctor_" + std::to_string(::getpid());
+  o.our_name = cfg.node_name.empty() ? made + "@" + host : nc->name;
+  if (cfg.node_name.empty()) o.rpc_name = made + "_rpc@" + host;
   o.epmd_port = nc->epmd_port;
   o.port_min = nc->port_min;
   o.port_max = nc->port_max;

@@ -381,7 +381,9 @@ void Doctor::Impl::check_mesh() {
     if (peers[i].handshake_ok) ok.push_back(i);
   if (ok.empty()) return finish();
   cnode::NodeConfig nc;
-  nc.name = opt.our_name;
+  // The auto-made name differs from the probe's: a pod that still holds the
+  // probe's connection under a name may refuse a second one from it.
+  nc.name = opt.rpc_name.empty() ? opt.our_name : opt.rpc_name;
   nc.cookie = opt.cookie;
   nc.publish = false;
   nc.epmd_port = opt.epmd_port;
@@ -488,7 +490,7 @@ void Doctor::Impl::check_mesh() {
   (void)started;
   for (auto i : ok) {
     std::string target = peers[i].node;
-    node->connect(target, [this, i, target, views, left, conclude, rpc_atoms, a](Result<void> c) {
+    auto on_connected = [this, i, target, views, left, conclude, rpc_atoms, a](Result<void> c) {
       if (a.expired()) return;
       auto step_done = [left, conclude]() {
         if (--*left == 0) conclude();
@@ -565,6 +567,27 @@ void Doctor::Impl::check_mesh() {
                             });
                 });
           });
+    };
+    // A pod may hold the probe's connection under our name for a moment and
+    // refuse this one: a second try 250 ms later before it counts.
+    node->connect(target, [this, target, on_connected, a](Result<void> c) {
+      if (a.expired()) return;
+      if (c) return on_connected(std::move(c));
+      auto* t = new uv_timer_t;
+      uv_timer_init(loop, t);
+      t->data = new std::function<void()>([this, target, on_connected, a] {
+        if (!a.expired()) node->connect(target, on_connected);
+      });
+      uv_timer_start(
+          t,
+          [](uv_timer_t* h) {
+            auto* fn = static_cast<std::function<void()>*>(h->data);
+            h->data = nullptr;
+            close_and_delete(h);
+            (*fn)();
+            delete fn;
+          },
+          250, 0);
     });
   }
 }

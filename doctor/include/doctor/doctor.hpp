@@ -33,7 +33,8 @@ struct Options {
   std::vector<std::string> peers;          // explicit peers (alive@host), besides DNS
   std::string peer_name = "ewallet";       // PEER_NAME
   std::vector<std::string> own_addresses;  // never peers
-  std::string our_name;                    // the probe's and rpc's node name
+  std::string our_name;                    // the probe's node name
+  std::string rpc_name;                    // the rpcs' node name (empty: our_name)
   std::string cookie;                      // never printed
   std::string cookie_source;               // "ERLANG_COOKIE" or a file path
   std::string cookie_warning;              // set when the cookie file is unsafe
