@@ -161,7 +161,7 @@ struct Broadcast {
 
   bool make_bridges() {
     cnode::PgScopeOptions so;
-    so.scope = *cnode::pg_scope_name(opts.pg_scope);  // checked by cmd_broadcast
+    so.scope = opts.pg_scope;
     auto s = cnode::PgScope::create(node, so);
     if (!s) {
       std::fprintf(stderr, "beamlink: %s\n", s.error().message.c_str());
@@ -217,11 +217,6 @@ int cmd_broadcast(const Config& cfg, const BroadcastCmdOptions& opts) {
     return 2;
   }
   auto pubsubs = std::move(parsed).value();
-  auto scope_name = cnode::pg_scope_name(opts.pg_scope);
-  if (!scope_name) {
-    std::fprintf(stderr, "beamlink: PG_SCOPE: %s\n", scope_name.error().message.c_str());
-    return 2;
-  }
   auto nc = make_node_config(cfg, false);
   if (!nc) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());

@@ -19,7 +19,7 @@ struct RunOptions {
   // Phoenix.PubSub names, each NAME or NAME:VERSION (2, 1.1, auto; default
   // auto for run, 2 for subscribe).
   std::vector<std::string> pubsub;
-  std::string pg_scope = "Phoenix.PubSub";  // the pubsubs' pg scope (--pg-scope)
+  std::string pg_scope = "Elixir.Phoenix.PubSub";  // the pubsubs' pg scope atom (--pg-scope)
   // run: the relay's listener ("off" for none), its bearer token (or a file
   // holding it), JSON options and delivery limits.
   std::string relay_listen = "127.0.0.1:7070";
@@ -40,7 +40,7 @@ struct BroadcastCmdOptions {
   std::string topic, event, payload;  // payload: a JSON object
   std::vector<std::string> connect;   // nodes besides NODE_DNS's
   std::vector<std::string> pubsub;    // PUBSUB entries
-  std::string pg_scope = "Phoenix.PubSub";
+  std::string pg_scope = "Elixir.Phoenix.PubSub";
   bool atom_keys = false;
   int timeout_ms = 5000;  // to connect, learn the pubsubs, and write
 };
@@ -58,9 +58,9 @@ struct RpcOptions {
 int cmd_rpc(const Config& cfg, const RpcOptions& opts);
 
 struct DoctorOptions {
-  std::vector<std::string> peers;           // --connect: peers to check besides NODE_DNS's
-  std::vector<std::string> pubsub;          // --pubsub / PUBSUB
-  std::string pg_scope = "Phoenix.PubSub";  // --pg-scope / PG_SCOPE
+  std::vector<std::string> peers;                  // --connect: peers to check besides NODE_DNS's
+  std::vector<std::string> pubsub;                 // --pubsub / PUBSUB
+  std::string pg_scope = "Elixir.Phoenix.PubSub";  // --pg-scope / PG_SCOPE
   bool json = false;
   int timeout_ms = 1000;  // per stage
 };

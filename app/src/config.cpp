@@ -1,5 +1,6 @@
 #include "config.hpp"
 
+#include "cnode/pg_scope.hpp"
 #include "cnode/pubsub_bridge.hpp"
 
 #include <arpa/inet.h>
@@ -50,7 +51,16 @@ void add_pg_scope_option(CLI::App& cmd, std::string& scope) {
                  "the pg scope of the pubsubs: Phoenix.PubSub 2.x uses Phoenix.PubSub (an Elixir "
                  "alias; an Erlang atom such as my_scope is taken as is)")
       ->envname("PG_SCOPE")
-      ->capture_default_str();
+      ->capture_default_str()
+      // The atom's text from here on, checked once for every command.
+      ->transform(CLI::Validator(
+          [](std::string& s) -> std::string {
+            auto atom = cnode::pg_scope_name(s);
+            if (!atom) return atom.error().message;
+            s = std::move(*atom);
+            return {};
+          },
+          "SCOPE"));
 }
 
 void add_discovery_options(CLI::App& cmd, Config& cfg) {

@@ -8,7 +8,6 @@
 #include <cstdlib>
 
 #include "cnode/identity.hpp"
-#include "cnode/pg_scope.hpp"
 #include "commands.hpp"
 
 namespace beamlink::app {
@@ -25,12 +24,7 @@ int cmd_doctor(const Config& cfg, const DoctorOptions& opts) {
   o.resolver.tries = 1;
   o.timeout = std::chrono::milliseconds(opts.timeout_ms);
   o.pubsub = opts.pubsub;
-  auto scope_name = cnode::pg_scope_name(opts.pg_scope);
-  if (!scope_name) {
-    std::fprintf(stderr, "beamlink: PG_SCOPE: %s\n", scope_name.error().message.c_str());
-    return 2;
-  }
-  o.pg_scope = *scope_name;
+  o.pg_scope = opts.pg_scope;
   doctor::Report failed;
   failed.doctor_failed = true;
   auto print = [&](const doctor::Report& r) {

@@ -119,11 +119,6 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     return 2;
   }
   auto pubsubs = std::move(parsed).value();
-  auto scope_name = cnode::pg_scope_name(opts.pg_scope);
-  if (!scope_name) {
-    std::fprintf(stderr, "beamlink: PG_SCOPE: %s\n", scope_name.error().message.c_str());
-    return 2;
-  }
   // The relay: run only (watch and subscribe are one-off clients).
   const bool relaying = !opts.watch && !subscribing && opts.relay_listen != "off";
   relay::GatewayOptions go;
@@ -318,7 +313,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         std::fflush(stdout);
         if (!pubsubs.empty()) {
           cnode::PgScopeOptions so;
-          so.scope = *scope_name;
+          so.scope = opts.pg_scope;
           auto made_scope = cnode::PgScope::create(node, so);
           if (!made_scope) {
             std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
