@@ -121,6 +121,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void flush();
   void drain();
   void write(std::string bytes);
+  // Queues `e` as the last answer: no request after it is read.
+  void answer_last(const ParseError& e);
   void pause_or_resume();
   void hand_off();
 
@@ -199,11 +201,20 @@ struct HttpServer::Impl {
     for (auto& c : all) c->check_timeouts(now);
   }
 
-  void stop_sweeper() {
-    if (!sweeper) return;
-    sweeper->data = nullptr;
-    close_and_delete(sweeper);
-    sweeper = nullptr;
+  // Stops accepting: the listener (and the socket libuv may hold for us)
+  // and the timeout sweep go.
+  void stop_listening() {
+    if (listener) {
+      listener->data = nullptr;
+      close_and_delete(listener);
+      listener = nullptr;
+    }
+    accept_waiting = false;
+    if (sweeper) {
+      sweeper->data = nullptr;
+      close_and_delete(sweeper);
+      sweeper = nullptr;
+    }
   }
 
   void remove(Connection* c) {
@@ -272,13 +283,9 @@ void Connection::check_timeouts(std::uint64_t now) {
   if (request_since_ != 0 &&
       now - request_since_ >= static_cast<std::uint64_t>(o.request_timeout.count())) {
     ++server_->request_timeouts;
-    no_more_requests_ = true;
-    slots_.push_back(
-        Slot{next_seq_++, true, false, false,
-             serialize(Response::error(408, "request_timeout",
-                                       "the request was not complete within " +
-                                           std::to_string(o.request_timeout.count()) + " ms"),
-                       false)});
+    answer_last({408, "request_timeout",
+                 "the request was not complete within " +
+                     std::to_string(o.request_timeout.count()) + " ms"});
     flush();
     pause_or_resume();
     return;
@@ -291,6 +298,12 @@ void Connection::check_timeouts(std::uint64_t now) {
     ++server_->idle_closes;
     close();
   }
+}
+
+void Connection::answer_last(const ParseError& e) {
+  no_more_requests_ = true;
+  slots_.push_back(Slot{next_seq_++, true, false, false,
+                        serialize(Response::error(e.status, e.error, e.reason), false)});
 }
 
 void Connection::pause_or_resume() {
@@ -325,11 +338,7 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
     }
     if (!no_more_requests_) {
       no_more_requests_ = true;
-      if (auto err = parser_.finish()) {
-        slots_.push_back(
-            Slot{next_seq_++, true, false, false,
-                 serialize(Response::error(err->status, err->error, err->reason), false)});
-      }
+      if (auto err = parser_.finish()) answer_last(*err);
     }
     flush();
     return;
@@ -351,12 +360,7 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
     dispatch(req);
   }
   parsed_.clear();
-  if (fed.error && !no_more_requests_) {
-    no_more_requests_ = true;
-    const auto& e = *fed.error;
-    slots_.push_back(Slot{next_seq_++, true, false, false,
-                          serialize(Response::error(e.status, e.error, e.reason), false)});
-  }
+  if (fed.error && !no_more_requests_) answer_last(*fed.error);
   flush();
   pause_or_resume();
 }
@@ -552,12 +556,7 @@ HttpServer::HttpServer(uv_loop_t* loop, ServerOptions options, Handler handler)
 
 HttpServer::~HttpServer() {
   impl_->alive.reset();  // deferred clean-ups no longer touch impl_
-  impl_->stop_sweeper();
-  if (impl_->listener) {
-    impl_->listener->data = nullptr;
-    close_and_delete(impl_->listener);
-    impl_->listener = nullptr;
-  }
+  impl_->stop_listening();
   auto conns = std::move(impl_->conns);
   impl_->conns.clear();
   for (auto& [p, c] : conns) c->close();
@@ -626,13 +625,7 @@ int HttpServer::port() const {
 }
 
 void HttpServer::close() {
-  if (impl_->listener) {
-    impl_->listener->data = nullptr;
-    close_and_delete(impl_->listener);
-    impl_->listener = nullptr;
-  }
-  impl_->accept_waiting = false;  // libuv closed the socket it held
-  impl_->stop_sweeper();
+  impl_->stop_listening();
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [p, c] : impl_->conns) all.push_back(c);
   for (auto& c : all) c->close_when_idle();
