@@ -573,21 +573,8 @@ void Doctor::Impl::check_mesh() {
     node->connect(target, [this, target, on_connected, a](Result<void> c) {
       if (a.expired()) return;
       if (c) return on_connected(std::move(c));
-      auto* t = new uv_timer_t;
-      uv_timer_init(loop, t);
-      t->data = new std::function<void()>([this, target, on_connected, a] {
-        if (!a.expired()) node->connect(target, on_connected);
-      });
-      uv_timer_start(
-          t,
-          [](uv_timer_t* h) {
-            auto* fn = static_cast<std::function<void()>*>(h->data);
-            h->data = nullptr;
-            close_and_delete(h);
-            (*fn)();
-            delete fn;
-          },
-          250, 0);
+      defer(
+          loop, a, [this, target, on_connected] { node->connect(target, on_connected); }, 250);
     });
   }
 }

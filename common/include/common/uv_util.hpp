@@ -3,6 +3,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 
@@ -16,10 +17,12 @@ void close_and_delete(Handle* h) {
            [](uv_handle_t* x) { delete reinterpret_cast<Handle*>(x); });
 }
 
-// Runs fn on a later loop iteration unless `alive` has expired by then: how
-// an API reports a result without calling back from inside the call. An
-// empty weak_ptr (never set) means "no owner to outlive": fn always runs.
-inline void defer(uv_loop_t* loop, std::weak_ptr<int> alive, std::function<void()> fn) {
+// Runs fn on a later loop iteration (at least delay_ms later) unless `alive`
+// has expired by then: how an API reports a result without calling back
+// from inside the call, or tries again after a pause. An empty weak_ptr
+// (never set) means "no owner to outlive": fn always runs.
+inline void defer(uv_loop_t* loop, std::weak_ptr<int> alive, std::function<void()> fn,
+                  std::uint64_t delay_ms = 0) {
   struct Ctx {
     std::weak_ptr<int> alive;
     bool guarded;
@@ -38,7 +41,7 @@ inline void defer(uv_loop_t* loop, std::weak_ptr<int> alive, std::function<void(
         close_and_delete(timer);
         if (!ctx->guarded || !ctx->alive.expired()) ctx->fn();
       },
-      0, 0);
+      delay_ms, 0);
 }
 
 }  // namespace beamlink
