@@ -385,10 +385,9 @@ struct WebSocket::Impl {
     uv_tcp_nodelay(tcp, 1);
     if (!leftover.empty()) {
       // Bytes the client sent after its upgrade request: fed from the
-      // timer, outside the owner's call, and before anything read from the
-      // socket (reading starts only once they are in).
-      uv_timer_start(
-          timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_timer(); }, 0, 0);
+      // timer (due at once while they wait), outside the owner's call, and
+      // before anything read from the socket (reading starts once they are in).
+      arm_timer();
     } else {
       start_reading();
     }
