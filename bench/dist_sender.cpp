@@ -11,11 +11,12 @@
 #include <cstdlib>
 #include <string>
 
-#include "cnode/node.hpp"
-#include "cnode/term_text.hpp"
+#include "dist/node.hpp"
+#include "term/term_text.hpp"
 
 using namespace beamlink;
-using namespace beamlink::cnode;
+using namespace beamlink::term;
+using namespace beamlink::dist;
 
 namespace {
 

@@ -15,11 +15,11 @@
 #include <cstdio>
 #include <set>
 
-#include "cnode/pg_scope.hpp"
-#include "cnode/pubsub_bridge.hpp"
 #include "commands.hpp"
 #include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
+#include "pubsub/pg_scope.hpp"
+#include "pubsub/pubsub_bridge.hpp"
 #include "relay/cluster_hub.hpp"
 
 namespace beamlink::app {
@@ -28,17 +28,17 @@ namespace {
 
 // What the command does, step by step, on the loop.
 struct Broadcast {
-  Broadcast(const Config& c, const BroadcastCmdOptions& o, std::vector<cnode::PubSubOptions> p,
-            uv_loop_t* l, cnode::Node& n)
+  Broadcast(const Config& c, const BroadcastCmdOptions& o, std::vector<pubsub::PubSubOptions> p,
+            uv_loop_t* l, dist::Node& n)
       : cfg(c), opts(o), pubsubs(std::move(p)), loop(l), node(n) {}
   const Config& cfg;
   const BroadcastCmdOptions& opts;
-  std::vector<cnode::PubSubOptions> pubsubs;
+  std::vector<pubsub::PubSubOptions> pubsubs;
   uv_loop_t* loop;
-  cnode::Node& node;
+  dist::Node& node;
   std::unique_ptr<discovery::DnsPoller> poller;
-  std::unique_ptr<cnode::PgScope> scope;
-  std::vector<std::unique_ptr<cnode::PubSubBridge>> bridges;
+  std::unique_ptr<pubsub::PgScope> scope;
+  std::vector<std::unique_ptr<pubsub::PubSubBridge>> bridges;
   std::unique_ptr<relay::Delivery> delivery;
   std::unique_ptr<relay::ClusterHub> hub;
   std::set<std::string> pending;  // connects not answered yet
@@ -160,16 +160,16 @@ struct Broadcast {
   }
 
   bool make_bridges() {
-    cnode::PgScopeOptions so;
+    pubsub::PgScopeOptions so;
     so.scope = opts.pg_scope;
-    auto s = cnode::PgScope::create(node, so);
+    auto s = pubsub::PgScope::create(node, so);
     if (!s) {
       std::fprintf(stderr, "beamlink: %s\n", s.error().message.c_str());
       return false;
     }
     scope = std::move(s).value();
     for (auto& po : pubsubs) {
-      auto b = cnode::PubSubBridge::create(node, *scope, po);
+      auto b = pubsub::PubSubBridge::create(node, *scope, po);
       if (!b) {
         std::fprintf(stderr, "beamlink: %s: %s\n", po.name.c_str(), b.error().message.c_str());
         return false;
@@ -177,9 +177,9 @@ struct Broadcast {
       bridges.push_back(std::move(b).value());
     }
     delivery = std::make_unique<relay::Delivery>(node);
-    std::vector<cnode::PubSubBridge*> raw;
+    std::vector<pubsub::PubSubBridge*> raw;
     for (auto& b : bridges) raw.push_back(b.get());
-    relay::JsonTermOptions jo;
+    term::JsonTermOptions jo;
     jo.atom_keys = opts.atom_keys;
     hub = std::make_unique<relay::ClusterHub>(*delivery, raw, jo);
     return true;
@@ -227,7 +227,7 @@ int cmd_broadcast(const Config& cfg, const BroadcastCmdOptions& opts) {
   uv_loop_init(&loop);
   int code = 1;
   {
-    cnode::Node node(&loop, *nc);
+    dist::Node node(&loop, *nc);
     Broadcast b(cfg, opts, pubsubs, &loop, node);
     auto started = node.start([&](Result<void> r) {
       if (!r) {

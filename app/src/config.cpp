@@ -1,7 +1,7 @@
 #include "config.hpp"
 
-#include "cnode/pg_scope.hpp"
-#include "cnode/pubsub_bridge.hpp"
+#include "pubsub/pg_scope.hpp"
+#include "pubsub/pubsub_bridge.hpp"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -15,7 +15,7 @@
 #include <optional>
 #include <string_view>
 
-#include "cnode/identity.hpp"
+#include "dist/identity.hpp"
 
 namespace beamlink::app {
 
@@ -55,7 +55,7 @@ void add_pg_scope_option(CLI::App& cmd, std::string& scope) {
       // The atom's text from here on, checked once for every command.
       ->transform(CLI::Validator(
           [](std::string& s) -> std::string {
-            auto atom = cnode::pg_scope_name(s);
+            auto atom = pubsub::pg_scope_name(s);
             if (!atom) return atom.error().message;
             s = std::move(*atom);
             return {};
@@ -130,10 +130,10 @@ Result<std::pair<int, int>> parse_ports(const Config& cfg) {
 
 }  // namespace
 
-Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish,
-                                           std::string* cookie_warning) {
-  cnode::NodeConfig nc;
-  std::string host = cfg.node_host.empty() ? cnode::first_non_loopback_ipv4() : cfg.node_host;
+Result<dist::NodeConfig> make_node_config(const Config& cfg, bool publish,
+                                          std::string* cookie_warning) {
+  dist::NodeConfig nc;
+  std::string host = cfg.node_host.empty() ? dist::first_non_loopback_ipv4() : cfg.node_host;
   if (!cfg.node_name.empty())
     nc.name =
         cfg.node_name.find('@') == std::string::npos ? cfg.node_name + "@" + host : cfg.node_name;
@@ -143,12 +143,12 @@ Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish,
     nc.name = "beamlink_" + std::to_string(::getpid()) + "@" + host;
   const char* env_cookie = std::getenv("ERLANG_COOKIE");
   auto cookie =
-      cnode::load_cookie(env_cookie ? env_cookie : "", cfg.cookie_file, cookie_warning != nullptr);
+      dist::load_cookie(env_cookie ? env_cookie : "", cfg.cookie_file, cookie_warning != nullptr);
   if (!cookie) return cookie.error();
   if (cookie_warning) *cookie_warning = cookie->warning;
   nc.cookie = cookie->value;
   spdlog::debug("cookie from {} (fingerprint {})", cookie->source,
-                cnode::cookie_fingerprint(cookie->value));
+                dist::cookie_fingerprint(cookie->value));
   nc.epmd_port = static_cast<std::uint16_t>(cfg.epmd_port);
   auto ports = parse_ports(cfg);
   if (!ports) return ports.error();
@@ -167,13 +167,13 @@ void setup_logging(const Config& cfg, const std::string& fallback) {
 }
 
 // "EWalletAPI.PubSub" or "EWalletAPI.PubSub:1.1".
-Result<cnode::PubSubOptions> parse_pubsub_entry(const std::string& entry) {
-  cnode::PubSubOptions po;
-  po.version = cnode::PubSubOptions::Version::automatic;
+Result<pubsub::PubSubOptions> parse_pubsub_entry(const std::string& entry) {
+  pubsub::PubSubOptions po;
+  po.version = pubsub::PubSubOptions::Version::automatic;
   auto colon = entry.rfind(':');
   po.name = entry.substr(0, colon);
   if (colon != std::string::npos) {
-    auto v = cnode::parse_pubsub_version(entry.substr(colon + 1));
+    auto v = pubsub::parse_pubsub_version(entry.substr(colon + 1));
     if (!v)
       return make_error(Errc::invalid_argument,
                         "PUBSUB entry \"" + entry + "\": " + v.error().message);
@@ -186,9 +186,9 @@ Result<cnode::PubSubOptions> parse_pubsub_entry(const std::string& entry) {
   return po;
 }
 
-Result<std::vector<cnode::PubSubOptions>> parse_pubsub_entries(
+Result<std::vector<pubsub::PubSubOptions>> parse_pubsub_entries(
     const std::vector<std::string>& entries) {
-  std::vector<cnode::PubSubOptions> out;
+  std::vector<pubsub::PubSubOptions> out;
   for (auto& entry : entries) {
     auto po = parse_pubsub_entry(entry);
     if (!po) return po.error();

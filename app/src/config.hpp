@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "cnode/node.hpp"
-#include "cnode/pubsub_bridge.hpp"
 #include "common/result.hpp"
+#include "dist/node.hpp"
+#include "pubsub/pubsub_bridge.hpp"
 
 namespace beamlink::app {
 
@@ -46,14 +46,14 @@ void add_pg_scope_option(CLI::App& cmd, std::string& scope);
 // named beamlink_<pid>@host unless NODE_NAME/--name is set.
 // With cookie_warning (the doctor), an unsafe cookie file is read anyway and
 // *cookie_warning says why it is unsafe.
-Result<cnode::NodeConfig> make_node_config(const Config& cfg, bool publish,
-                                           std::string* cookie_warning = nullptr);
+Result<dist::NodeConfig> make_node_config(const Config& cfg, bool publish,
+                                          std::string* cookie_warning = nullptr);
 
 // A PUBSUB entry: "EWalletAPI.PubSub" (version auto) or "NAME:VERSION"
 // with VERSION 2, 2.x, 1.1 or auto.
-Result<cnode::PubSubOptions> parse_pubsub_entry(const std::string& entry);
+Result<pubsub::PubSubOptions> parse_pubsub_entry(const std::string& entry);
 // Every entry of PUBSUB / --pubsub; the first bad one's error.
-Result<std::vector<cnode::PubSubOptions>> parse_pubsub_entries(
+Result<std::vector<pubsub::PubSubOptions>> parse_pubsub_entries(
     const std::vector<std::string>& entries);
 
 // Sets up stderr logging at the configured level (default `fallback`).

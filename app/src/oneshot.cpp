@@ -9,11 +9,11 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cnode/term_json.hpp"
-#include "cnode/term_text.hpp"
 #include "commands.hpp"
 #include "common/uv_util.hpp"
 #include "epmd_client/client.hpp"
+#include "term/term_json.hpp"
+#include "term/term_text.hpp"
 
 namespace beamlink::app {
 
@@ -56,7 +56,7 @@ int with_client_node(const Config& cfg, int timeout_ms, Body body) {
   uv_loop_init(&loop);
   int code = 1;
   {
-    cnode::Node node(&loop, *nc);
+    dist::Node node(&loop, *nc);
     auto stop = [&](int c) {
       code = c;
       on_next_tick(&loop, [&] { node.stop(); });
@@ -82,7 +82,7 @@ int with_client_node(const Config& cfg, int timeout_ms, Body body) {
 
 int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
   auto t0 = Clock::now();
-  return with_client_node(cfg, timeout_ms, [&](cnode::Node& node, auto stop) {
+  return with_client_node(cfg, timeout_ms, [&](dist::Node& node, auto stop) {
     node.connect(target, [&node, target, t0, stop, timeout_ms](Result<void> c) {
       if (!c) {
         std::fprintf(stderr, "pang: %s\n", c.error().message.c_str());
@@ -103,9 +103,9 @@ int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
         }
       };
       auto wait = std::make_shared<Wait>();
-      cnode::Pid self = node.spawn([=, &node](const cnode::Pid& me, const cnode::Envelope& e) {
-        if (e.kind != cnode::Envelope::Kind::message) return;
-        auto r = cnode::TermReader::from_external(e.term);
+      term::Pid self = node.spawn([=, &node](const term::Pid& me, const dist::Envelope& e) {
+        if (e.kind != dist::Envelope::Kind::message) return;
+        auto r = term::TermReader::from_external(e.term);
         if (!r) return;
         auto a = r->read_tuple_header();
         auto got = r->read_ref();
@@ -121,7 +121,7 @@ int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
                      target.c_str());
         stop(1);
       });
-      cnode::TermWriter msg;
+      term::TermWriter msg;
       msg.tuple(3).atom("$gen_call").tuple(2).pid(self).ref(ref);
       msg.tuple(2).atom("is_auth").atom(node.name());
       if (auto s = node.reg_send(self, target, "net_kernel", msg.bytes()); !s) {
@@ -154,9 +154,9 @@ int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
 }
 
 int cmd_rpc(const Config& cfg, const RpcOptions& opts) {
-  cnode::TermWriter args;
+  term::TermWriter args;
   std::string text = opts.args.empty() ? "[]" : opts.args;
-  if (auto p = cnode::parse_term(text, args); !p) {
+  if (auto p = term::parse_term(text, args); !p) {
     std::fprintf(stderr, "beamlink rpc: ARGS: %s\n", p.error().message.c_str());
     return 2;
   }
@@ -166,7 +166,7 @@ int cmd_rpc(const Config& cfg, const RpcOptions& opts) {
     std::fprintf(stderr, "beamlink rpc: ARGS must be an Erlang list, e.g. '[1, <<\"x\">>]'\n");
     return 2;
   }
-  return with_client_node(cfg, opts.timeout_ms, [&](cnode::Node& node, auto stop) {
+  return with_client_node(cfg, opts.timeout_ms, [&](dist::Node& node, auto stop) {
     node.connect(opts.node, [&node, &opts, &args, stop](Result<void> c) {
       if (!c) {
         std::fprintf(stderr, "beamlink rpc: %s\n", c.error().message.c_str());
@@ -174,14 +174,14 @@ int cmd_rpc(const Config& cfg, const RpcOptions& opts) {
       }
       node.rpc(opts.node, opts.mod, opts.fun, args.bytes(),
                std::chrono::milliseconds(opts.timeout_ms),
-               [&opts, stop](Result<cnode::RpcReply> reply) {
+               [&opts, stop](Result<dist::RpcReply> reply) {
                  if (!reply) {
                    std::fprintf(stderr, "beamlink rpc: %s\n", reply.error().message.c_str());
                    return stop(1);
                  }
-                 auto r = cnode::TermReader::from_external(
+                 auto r = term::TermReader::from_external(
                      std::span<const char>(reply->term.data(), reply->term.size()));
-                 Result<std::string> out = opts.json ? cnode::to_json(*r) : cnode::format_term(*r);
+                 Result<std::string> out = opts.json ? term::to_json(*r) : term::format_term(*r);
                  if (!out) {
                    std::fprintf(stderr, "beamlink rpc: cannot print the reply: %s\n",
                                 out.error().message.c_str());

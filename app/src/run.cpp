@@ -1,6 +1,6 @@
 // `beamlink run`: join and stay. Registers with epmd, keeps the nodes given
 // with --connect and the peers NODE_DNS names connected (discovery::DnsPoller
-// feeding cnode::PeerManager), accepts inbound connections, and on
+// feeding dist::PeerManager), accepts inbound connections, and on
 // SIGINT/SIGTERM closes every connection and unregisters.
 #include <spdlog/spdlog.h>
 
@@ -8,21 +8,21 @@
 #include <cstdio>
 #include <ctime>
 
-#include "cnode/peer_manager.hpp"
-#include "cnode/pg_scope.hpp"
-#include "cnode/pubsub_bridge.hpp"
-#include "cnode/term_json.hpp"
 #include "commands.hpp"
 #include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
+#include "dist/peer_manager.hpp"
+#include "pubsub/pg_scope.hpp"
+#include "pubsub/pubsub_bridge.hpp"
 #include "relay/gateway.hpp"
+#include "term/term_json.hpp"
 
 namespace beamlink::app {
 namespace {
 
 struct StopCtx {
-  cnode::Node* node;
-  cnode::PeerManager* peers;
+  dist::Node* node;
+  dist::PeerManager* peers;
   discovery::DnsPoller* poller;
   uv_signal_t* sigs[2];
   relay::Gateway* gateway = nullptr;
@@ -156,12 +156,12 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
   uv_loop_init(&loop);
   int code = 0;
   {
-    cnode::Node node(&loop, *nc);
-    cnode::PeerManager peers(node);
+    dist::Node node(&loop, *nc);
+    dist::PeerManager peers(node);
     // subscribe: a pg scope and a PubSub bridge per --pubsub, created once
     // the node is up; destroyed before the node (declared after it).
-    std::unique_ptr<cnode::PgScope> scope;
-    std::vector<std::unique_ptr<cnode::PubSubBridge>> bridges;
+    std::unique_ptr<pubsub::PgScope> scope;
+    std::vector<std::unique_ptr<pubsub::PubSubBridge>> bridges;
     // The relay, destroyed before the bridges it uses.
     std::unique_ptr<relay::Gateway> gateway;
     std::map<std::string, std::uint64_t> dns_polls;  // by result, for /metrics
@@ -312,9 +312,9 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
                       node.name().c_str(), unsigned{node.listen_port()}, unsigned{nc->epmd_port});
         std::fflush(stdout);
         if (!pubsubs.empty()) {
-          cnode::PgScopeOptions so;
+          pubsub::PgScopeOptions so;
           so.scope = opts.pg_scope;
-          auto made_scope = cnode::PgScope::create(node, so);
+          auto made_scope = pubsub::PgScope::create(node, so);
           if (!made_scope) {
             std::fprintf(stderr, "beamlink: %s\n", made_scope.error().message.c_str());
             code = 1;
@@ -323,7 +323,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
           scope = std::move(made_scope).value();
           for (auto& po : pubsubs) {
             const std::string name = po.name;
-            auto bridge = cnode::PubSubBridge::create(node, *scope, po);
+            auto bridge = pubsub::PubSubBridge::create(node, *scope, po);
             if (!bridge) {
               std::fprintf(stderr, "beamlink: %s: %s\n", name.c_str(),
                            bridge.error().message.c_str());
@@ -331,14 +331,14 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
               return on_next_tick(&loop, [&] { stop_now(&stop_ctx); });
             }
             for (auto& topic : opts.subscribe_topics)
-              (*bridge)->subscribe(topic, [name](const cnode::PubSubMessage& m) {
-                cnode::TermReader reader(m.message);
-                auto json = cnode::to_json(reader);
-                std::printf(
-                    "{\"pubsub\":%s,\"topic\":%s,\"message\":%s}\n",
-                    cnode::json_quote(name).c_str(), cnode::json_quote(m.topic).c_str(),
-                    json ? json->c_str()
-                         : cnode::json_quote("unprintable: " + json.error().message).c_str());
+              (*bridge)->subscribe(topic, [name](const pubsub::PubSubMessage& m) {
+                term::TermReader reader(m.message);
+                auto json = term::to_json(reader);
+                std::printf("{\"pubsub\":%s,\"topic\":%s,\"message\":%s}\n",
+                            term::json_quote(name).c_str(), term::json_quote(m.topic).c_str(),
+                            json
+                                ? json->c_str()
+                                : term::json_quote("unprintable: " + json.error().message).c_str());
                 std::fflush(stdout);
               });
             if (gateway) gateway->add_bridge(bridge->get());

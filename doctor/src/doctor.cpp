@@ -8,12 +8,12 @@
 #include <map>
 #include <set>
 
-#include "cnode/handshake_probe.hpp"
-#include "cnode/identity.hpp"
-#include "cnode/node.hpp"
-#include "cnode/term_text.hpp"
 #include "common/uv_util.hpp"
+#include "dist/handshake_probe.hpp"
+#include "dist/identity.hpp"
+#include "dist/node.hpp"
 #include "epmd_client/client.hpp"
+#include "term/term_text.hpp"
 
 namespace beamlink::doctor {
 namespace {
@@ -41,12 +41,12 @@ struct Peer {
 struct ProbeWork {
   uv_work_t req;
   std::weak_ptr<int> alive;
-  std::function<void(cnode::HandshakeReport)> done;
+  std::function<void(dist::HandshakeReport)> done;
   std::string expected, our_name, cookie;
   in_addr ip;
   std::uint16_t port;
   std::chrono::milliseconds timeout;
-  cnode::HandshakeReport report;
+  dist::HandshakeReport report;
 };
 
 }  // namespace
@@ -58,7 +58,7 @@ struct Doctor::Impl {
   std::function<void(Report)> done;
   std::unique_ptr<discovery::Resolver> resolver;
   std::unique_ptr<epmd_client::Client> epmd;
-  std::unique_ptr<cnode::Node> node;
+  std::unique_ptr<dist::Node> node;
   std::vector<Peer> peers;
   std::size_t dns_addresses = 0;
   std::size_t pending = 0;
@@ -71,7 +71,7 @@ struct Doctor::Impl {
 
   // ------------------------------------------------------------ cookie
   void check_cookie() {
-    std::string fp = cnode::cookie_fingerprint(opt.cookie);
+    std::string fp = dist::cookie_fingerprint(opt.cookie);
     std::string finding = "cookie from " + opt.cookie_source + ", fingerprint " + fp +
                           " (compare it with the fingerprint `beamlink doctor` prints on the "
                           "other side; the cookie itself is never shown)";
@@ -290,13 +290,13 @@ struct Doctor::Impl {
     inet_pton(AF_INET, p.ip.c_str(), &w->ip);
     w->port = p.port;
     w->timeout = opt.timeout;
-    w->done = [this, i](cnode::HandshakeReport r) { on_probe(i, std::move(r)); };
+    w->done = [this, i](dist::HandshakeReport r) { on_probe(i, std::move(r)); };
     uv_queue_work(
         loop, &w->req,
         [](uv_work_t* req) {
           auto* work = static_cast<ProbeWork*>(req->data);
-          work->report = cnode::probe_handshake(work->expected, work->ip, work->port,
-                                                work->our_name, work->cookie, work->timeout);
+          work->report = dist::probe_handshake(work->expected, work->ip, work->port, work->our_name,
+                                               work->cookie, work->timeout);
         },
         [](uv_work_t* req, int) {
           std::unique_ptr<ProbeWork> work(static_cast<ProbeWork*>(req->data));
@@ -304,7 +304,7 @@ struct Doctor::Impl {
         });
   }
 
-  void on_probe(std::size_t i, cnode::HandshakeReport r);
+  void on_probe(std::size_t i, dist::HandshakeReport r);
 
   // ------------------------------------------------------------ mesh
   void check_mesh();
@@ -315,7 +315,7 @@ struct Doctor::Impl {
   }
 };
 
-void Doctor::Impl::on_probe(std::size_t i, cnode::HandshakeReport r) {
+void Doctor::Impl::on_probe(std::size_t i, dist::HandshakeReport r) {
   Peer& p = peers[i];
   std::string where = p.ip + ":" + std::to_string(p.port);
   std::string why = r.outcome ? std::string() : r.outcome.error().message;
@@ -380,7 +380,7 @@ void Doctor::Impl::check_mesh() {
   for (std::size_t i = 0; i < peers.size(); ++i)
     if (peers[i].handshake_ok) ok.push_back(i);
   if (ok.empty()) return finish();
-  cnode::NodeConfig nc;
+  dist::NodeConfig nc;
   // The auto-made name differs from the probe's: a pod that still holds the
   // probe's connection under a name may refuse a second one from it.
   nc.name = opt.rpc_name.empty() ? opt.our_name : opt.rpc_name;
@@ -388,7 +388,7 @@ void Doctor::Impl::check_mesh() {
   nc.publish = false;
   nc.epmd_port = opt.epmd_port;
   nc.connect_timeout = opt.timeout * 2;
-  node = std::make_unique<cnode::Node>(loop, nc);
+  node = std::make_unique<dist::Node>(loop, nc);
   struct View {
     bool ok = false;
     std::set<std::string> sees;
@@ -474,8 +474,8 @@ void Doctor::Impl::check_mesh() {
     }
     finish();
   };
-  auto rpc_atoms = [](const cnode::RpcReply& r, std::set<std::string>& out) {
-    auto in = cnode::TermReader::from_external({r.term.data(), r.term.size()});
+  auto rpc_atoms = [](const dist::RpcReply& r, std::set<std::string>& out) {
+    auto in = term::TermReader::from_external({r.term.data(), r.term.size()});
     if (!in) return;
     auto n = in->read_list_header();
     if (!n) return;
@@ -499,11 +499,11 @@ void Doctor::Impl::check_mesh() {
         (*views)[i].error = c.error().message;
         return step_done();
       }
-      cnode::TermWriter none;
+      term::TermWriter none;
       none.nil();
       node->rpc(
           target, "erlang", "nodes", none.bytes(), opt.timeout * 2,
-          [this, i, target, views, step_done, rpc_atoms, a](Result<cnode::RpcReply> r) {
+          [this, i, target, views, step_done, rpc_atoms, a](Result<dist::RpcReply> r) {
             if (a.expired()) return;
             if (!r) {
               (*views)[i].error = r.error().message;
@@ -511,60 +511,60 @@ void Doctor::Impl::check_mesh() {
             }
             (*views)[i].ok = true;
             rpc_atoms(*r, (*views)[i].sees);
-            cnode::TermWriter none2;
+            term::TermWriter none2;
             none2.nil();
             node->rpc(
                 target, "net_kernel", "get_net_ticktime", none2.bytes(), opt.timeout * 2,
-                [this, i, target, views, step_done, rpc_atoms, a](Result<cnode::RpcReply> t) {
+                [this, i, target, views, step_done, rpc_atoms, a](Result<dist::RpcReply> t) {
                   if (a.expired()) return;
                   if (t) {
-                    auto in = cnode::TermReader::from_external({t->term.data(), t->term.size()});
-                    if (auto txt = cnode::format_term(*in)) (*views)[i].ticktime = *txt;
+                    auto in = term::TermReader::from_external({t->term.data(), t->term.size()});
+                    if (auto txt = term::format_term(*in)) (*views)[i].ticktime = *txt;
                   }
                   if (opt.pubsub.empty()) return step_done();
                   // pg's table holds {Group, AllMembers, LocalMembers};
                   // which_groups would also list groups whose members
                   // are all remote (pg syncs them), hiding the local pool.
-                  cnode::TermWriter args;
+                  term::TermWriter args;
                   args.list(1).atom(opt.pg_scope).nil();
-                  node->rpc(target, "ets", "tab2list", args.bytes(), opt.timeout * 2,
-                            [this, i, views, step_done, a](Result<cnode::RpcReply> g) {
-                              if (a.expired()) return;
-                              if (!g) {
-                                (*views)[i].scope = false;
-                                return step_done();
-                              }
-                              std::set<std::string> groups;
-                              auto in = cnode::TermReader::from_external(
-                                  {g->term.data(), g->term.size()});
-                              auto n = in->read_list_header();
-                              for (int k = 0; n && k < *n; ++k) {
-                                auto arity = in->read_tuple_header();
-                                if (!arity || *arity != 3) break;
-                                std::string group;
-                                if (in->next_is_atom()) {
-                                  auto atom = in->read_atom();
-                                  if (!atom) break;
-                                  group = *atom;
-                                } else if (!in->skip()) {
-                                  break;
-                                }
-                                if (!in->skip()) break;  // all members
-                                auto local = in->read_list_header();
-                                if (!local) break;
-                                if (*local > 0) groups.insert(group);
-                                for (int e = 0; e < *local; ++e) (void)in->skip();
-                                if (*local > 0) (void)in->skip();  // the tail
-                              }
-                              for (auto& name : opt.pubsub) {
-                                std::string base = "Elixir." + name + ".Adapter";
-                                int count = 0;
-                                for (auto& grp : groups)
-                                  if (grp == base || grp.rfind(base + "_", 0) == 0) ++count;
-                                (*views)[i].pool[name] = count;
-                              }
-                              step_done();
-                            });
+                  node->rpc(
+                      target, "ets", "tab2list", args.bytes(), opt.timeout * 2,
+                      [this, i, views, step_done, a](Result<dist::RpcReply> g) {
+                        if (a.expired()) return;
+                        if (!g) {
+                          (*views)[i].scope = false;
+                          return step_done();
+                        }
+                        std::set<std::string> groups;
+                        auto in = term::TermReader::from_external({g->term.data(), g->term.size()});
+                        auto n = in->read_list_header();
+                        for (int k = 0; n && k < *n; ++k) {
+                          auto arity = in->read_tuple_header();
+                          if (!arity || *arity != 3) break;
+                          std::string group;
+                          if (in->next_is_atom()) {
+                            auto atom = in->read_atom();
+                            if (!atom) break;
+                            group = *atom;
+                          } else if (!in->skip()) {
+                            break;
+                          }
+                          if (!in->skip()) break;  // all members
+                          auto local = in->read_list_header();
+                          if (!local) break;
+                          if (*local > 0) groups.insert(group);
+                          for (int e = 0; e < *local; ++e) (void)in->skip();
+                          if (*local > 0) (void)in->skip();  // the tail
+                        }
+                        for (auto& name : opt.pubsub) {
+                          std::string base = "Elixir." + name + ".Adapter";
+                          int count = 0;
+                          for (auto& grp : groups)
+                            if (grp == base || grp.rfind(base + "_", 0) == 0) ++count;
+                          (*views)[i].pool[name] = count;
+                        }
+                        step_done();
+                      });
                 });
           });
     };

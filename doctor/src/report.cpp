@@ -2,7 +2,7 @@
 
 #include <map>
 
-#include "cnode/term_json.hpp"
+#include "term/term_json.hpp"
 
 namespace beamlink::doctor {
 
@@ -76,7 +76,7 @@ std::string to_text(const Report& r, bool color) {
 }
 
 std::string to_json(const Report& r) {
-  using cnode::json_quote;
+  using term::json_quote;
   std::string out = "{\"healthy\":";
   out += r.exit_code() == 0 ? "true" : "false";
   out += ",\"exit_code\":" + std::to_string(r.exit_code());

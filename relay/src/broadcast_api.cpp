@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "json_term_impl.hpp"
+#include "term/json_term_impl.hpp"
 
 namespace beamlink::relay {
 
@@ -46,7 +46,7 @@ Result<BroadcastApi::Built> BroadcastApi::build(std::string_view body) {
   if (topic.empty()) return bad("field \"topic\" must not be empty");
   if (event.empty()) return bad("field \"event\" must not be empty");
 
-  Built b{std::string(topic), cnode::TermWriter(true)};
+  Built b{std::string(topic), term::TermWriter(true)};
   auto& w = b.term;
   w.map(4);
   w.atom("__struct__").atom("Elixir.Phoenix.Socket.Broadcast");

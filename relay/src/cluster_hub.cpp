@@ -2,12 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cnode/term_json.hpp"
+#include "term/term_json.hpp"
 
 namespace beamlink::relay {
 
 Result<DecodedBroadcast> decode_socket_broadcast(std::span<const char> term) {
-  cnode::TermReader r(term);
+  term::TermReader r(term);
   auto arity = r.read_map_header();
   if (!arity) return make_error(Errc::not_found, "not a map");
   DecodedBroadcast out;
@@ -27,7 +27,7 @@ Result<DecodedBroadcast> decode_socket_broadcast(std::span<const char> term) {
       (*key == "topic" ? out.topic : out.event) = std::string(*b);
       (*key == "topic" ? has_topic : has_event) = true;
     } else if (*key == "payload") {
-      auto json = cnode::to_json(r);
+      auto json = term::to_json(r);
       if (!json) return make_error(Errc::bad_term, "payload: " + json.error().message);
       out.payload_json = std::move(*json);
       has_payload = true;
@@ -43,8 +43,8 @@ Result<DecodedBroadcast> decode_socket_broadcast(std::span<const char> term) {
 std::string v2_broadcast_text(std::string_view topic, std::string_view event,
                               std::string_view payload_json) {
   std::string out;
-  auto t = cnode::json_quote(topic);
-  auto e = cnode::json_quote(event);
+  auto t = term::json_quote(topic);
+  auto e = term::json_quote(event);
   out.reserve(12 + t.size() + e.size() + payload_json.size());
   out += "[null,null,";
   out += t;
@@ -56,15 +56,15 @@ std::string v2_broadcast_text(std::string_view topic, std::string_view event,
   return out;
 }
 
-ClusterHub::ClusterHub(Delivery& delivery, std::vector<cnode::PubSubBridge*> bridges,
-                       JsonTermOptions json)
+ClusterHub::ClusterHub(Delivery& delivery, std::vector<pubsub::PubSubBridge*> bridges,
+                       term::JsonTermOptions json)
     : delivery_(delivery), bridges_(std::move(bridges)), json_(std::move(json)) {}
 
-void ClusterHub::add_bridge(cnode::PubSubBridge* bridge) {
+void ClusterHub::add_bridge(pubsub::PubSubBridge* bridge) {
   bridges_.push_back(bridge);
   for (auto& [topic, t] : topics_) {
     int sub =
-        bridge->subscribe(topic, [this](const cnode::PubSubMessage& m) { on_cluster_message(m); });
+        bridge->subscribe(topic, [this](const pubsub::PubSubMessage& m) { on_cluster_message(m); });
     t.bridge_subs.emplace_back(bridge, sub);
   }
 }
@@ -84,7 +84,7 @@ Result<void> ClusterHub::publish_body(std::string_view topic, std::span<const ch
   std::vector<Outbound> batch;
   std::optional<Error> first;
   for (auto* bridge : bridges_) {
-    auto sends = bridge->plan(topic, body, cnode::kChannelServer);
+    auto sends = bridge->plan(topic, body, pubsub::kChannelServer);
     if (!sends) {
       if (!first) first = sends.error();
       continue;  // this pubsub has no node yet; the others may
@@ -127,10 +127,10 @@ Result<void> ClusterHub::publish(std::string_view topic, std::string_view event,
   auto first = payload_json.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos || payload_json[first] != '{')
     return make_error(Errc::invalid_argument, "the payload must be a JSON object");
-  cnode::TermWriter payload(false);
+  term::TermWriter payload(false);
   if (auto r = json_.convert(payload_json, payload); !r) return r;
   if (auto r = payload.status(); !r) return r;
-  auto body = cnode::socket_broadcast(topic, event, payload.bytes());
+  auto body = pubsub::socket_broadcast(topic, event, payload.bytes());
   if (!body) return body.error();
   return publish_body(topic, std::span<const char>(body->data(), body->size()));
 }
@@ -142,8 +142,8 @@ int ClusterHub::subscribe(const std::string& topic, Listener listener) {
   listener_topic_.emplace(id, topic);
   if (fresh) {
     for (auto* bridge : bridges_) {
-      int sub = bridge->subscribe(topic,
-                                  [this](const cnode::PubSubMessage& m) { on_cluster_message(m); });
+      int sub = bridge->subscribe(
+          topic, [this](const pubsub::PubSubMessage& m) { on_cluster_message(m); });
       it->second.bridge_subs.emplace_back(bridge, sub);
     }
   }
@@ -162,7 +162,7 @@ void ClusterHub::unsubscribe(int id) {
   topics_.erase(it);
 }
 
-void ClusterHub::on_cluster_message(const cnode::PubSubMessage& m) {
+void ClusterHub::on_cluster_message(const pubsub::PubSubMessage& m) {
   auto d = decode_socket_broadcast(m.message);
   if (!d) {
     if (d.error().code == Errc::not_found) {

@@ -16,7 +16,7 @@ Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t no
   if (batch.empty()) return make_error(Errc::invalid_argument, "delivery: nothing to send");
   // A batch may hold several messages for one node (one per pubsub). A
   // batch has a few nodes: a vector searched in order.
-  std::vector<std::pair<std::shared_ptr<const cnode::PubSubRoute>, std::size_t>> per_node;
+  std::vector<std::pair<std::shared_ptr<const pubsub::PubSubRoute>, std::size_t>> per_node;
   per_node.reserve(batch.size());
   for (auto& m : batch) {
     auto same = std::find_if(per_node.begin(), per_node.end(),
@@ -48,7 +48,7 @@ Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t no
   return {};
 }
 
-void DeliveryCore::confirm(Queue& q, const cnode::OutboundProgress& p) {
+void DeliveryCore::confirm(Queue& q, const dist::OutboundProgress& p) {
   while (!q.in_flight.empty()) {
     auto& front = q.in_flight.front();
     if (front.connection != p.connection || front.seq > p.written) break;
@@ -182,7 +182,7 @@ Result<void> Delivery::NodeLink::send(const Outbound& m) {
                         std::span<const char>(m.bytes->data(), m.bytes->size()));
 }
 
-Delivery::Delivery(cnode::Node& node, DeliveryOptions options)
+Delivery::Delivery(dist::Node& node, DeliveryOptions options)
     : node_(node), link_(node), core_(link_, std::move(options)) {
   alive_ = std::make_shared<Delivery*>(this);
   std::weak_ptr<Delivery*> weak = alive_;

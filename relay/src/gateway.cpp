@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <charconv>
 
-#include "cnode/term_json.hpp"
+#include "term/term_json.hpp"
 
 namespace beamlink::relay {
 
@@ -52,7 +52,7 @@ bool is_loopback(std::string_view ip) {
   return false;
 }
 
-Gateway::Gateway(uv_loop_t* loop, cnode::Node& node, GatewayOptions options)
+Gateway::Gateway(uv_loop_t* loop, dist::Node& node, GatewayOptions options)
     : loop_(loop),
       node_(node),
       options_(std::move(options)),
@@ -70,7 +70,7 @@ Gateway::Gateway(uv_loop_t* loop, cnode::Node& node, GatewayOptions options)
     auto why = unhealthy_reason();
     Response r;
     if (why.empty()) {
-      r.body = R"({"status":"ok","node":)" + cnode::json_quote(node_.name()) + R"(,"peers":)" +
+      r.body = R"({"status":"ok","node":)" + term::json_quote(node_.name()) + R"(,"peers":)" +
                std::to_string(node_.connected_nodes().size()) + "}";
     } else {
       r = Response::error(503, "unhealthy", why);

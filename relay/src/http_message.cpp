@@ -6,7 +6,7 @@
 #include <cctype>
 #include <cstring>
 
-#include "cnode/term_json.hpp"
+#include "term/term_json.hpp"
 
 namespace beamlink::relay {
 
@@ -21,7 +21,7 @@ Response Response::error(int status, std::string_view error, std::string_view re
   Response r;
   r.status = status;
   r.body =
-      "{\"error\":" + cnode::json_quote(error) + ",\"reason\":" + cnode::json_quote(reason) + "}";
+      "{\"error\":" + term::json_quote(error) + ",\"reason\":" + term::json_quote(reason) + "}";
   return r;
 }
 

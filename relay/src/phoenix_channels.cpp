@@ -2,7 +2,7 @@
 
 #include <simdjson.h>
 
-#include "cnode/term_json.hpp"
+#include "term/term_json.hpp"
 
 namespace beamlink::relay {
 
@@ -42,7 +42,7 @@ Result<std::optional<std::string>> optional_string(simdjson::dom::element e, con
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
-  cnode::append_json_quoted(out, s);
+  term::append_json_quoted(out, s);
 }
 
 std::string encode_channel_message(const std::optional<std::string>& join_ref,

@@ -149,7 +149,8 @@ std::string all_members_expr(const std::string& names) {
 
 }  // namespace
 
-TEST_CASE("scripts/cluster CLUSTER_PUBSUB 2.x: one group per broadcast - restart_scope - start-pod") {
+TEST_CASE(
+    "scripts/cluster CLUSTER_PUBSUB 2.x: one group per broadcast - restart_scope - start-pod") {
   NEED_NETNS();
   Cluster c;
   c.env["CLUSTER_PUBSUB"] = "2:Bad:0";

@@ -10,11 +10,11 @@
 #include <cstdio>
 #include <string>
 
-#include "cnode/handshake_probe.hpp"
+#include "dist/handshake_probe.hpp"
 #include "support.hpp"
 
 using namespace beamlink;
-using namespace beamlink::cnode;
+using namespace beamlink::dist;
 using namespace beamlink::test;
 using namespace std::chrono_literals;
 

@@ -10,8 +10,8 @@
 
 #include <poll.h>
 
-#include "cnode/control.hpp"
-#include "cnode/framer.hpp"
+#include "dist/control.hpp"
+#include "dist/framer.hpp"
 #include "node_fixture.hpp"
 
 using namespace beamlink;
@@ -45,10 +45,10 @@ std::string be32(std::uint32_t v) {
 }
 
 // Reads frames from fd until `want` non-tick frames arrived or the deadline passed.
-std::vector<std::pair<cnode::Control, std::string>> read_controls(
+std::vector<std::pair<dist::Control, std::string>> read_controls(
     int fd, std::size_t want, std::chrono::milliseconds timeout) {
-  std::vector<std::pair<cnode::Control, std::string>> out;
-  cnode::Framer framer;
+  std::vector<std::pair<dist::Control, std::string>> out;
+  dist::Framer framer;
   std::vector<std::string> keep;  // controls' spans point into their own copy
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
@@ -64,7 +64,7 @@ std::vector<std::pair<cnode::Control, std::string>> read_controls(
       if (!*f) break;
       if ((*f)->tick) continue;
       keep.emplace_back((*f)->control.data(), (*f)->control.size());
-      auto c = cnode::decode_control({keep.back().data(), keep.back().size()});
+      auto c = dist::decode_control({keep.back().data(), keep.back().size()});
       REQUIRE(c.ok());
       std::string reason(c->reason.data(), c->reason.size());
       out.emplace_back(*c, reason);
@@ -73,9 +73,9 @@ std::vector<std::pair<cnode::Control, std::string>> read_controls(
   return out;
 }
 
-void send_control(int fd, const cnode::TermWriter& control) {
+void send_control(int fd, const term::TermWriter& control) {
   std::string frame;
-  cnode::append_frame(frame, control.bytes());
+  dist::append_frame(frame, control.bytes());
   write_all(fd, frame);
 }
 
@@ -155,30 +155,30 @@ TEST_CASE("a peer that sends MONITOR_P gets MONITOR_P_EXIT when the process ends
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
   auto echo = bl.on_loop(
-      [&] { return *bl->register_name("echo", [](const cnode::Pid&, const cnode::Envelope&) {}); });
+      [&] { return *bl->register_name("echo", [](const term::Pid&, const dist::Envelope&) {}); });
   int fd = evil_connect("mon", bl->listen_port());
   REQUIRE(wait_until([&] { return bl.connected("mon@127.0.0.1"); }, 5s));
-  cnode::Pid watcher{"mon@127.0.0.1", 7, 0, 1};
+  term::Pid watcher{"mon@127.0.0.1", 7, 0, 1};
   auto make_ref = [](std::uint32_t n) {
-    cnode::Ref r;
+    term::Ref r;
     r.node = "mon@127.0.0.1";
     r.creation = 1;
     r.len = 3;
     r.n = {n, 0, 0, 0, 0};
     return r;
   };
-  send_control(fd, cnode::encode_monitor_p(watcher, echo, make_ref(1)));
-  send_control(fd, cnode::encode_monitor_p(watcher, std::string("echo"), make_ref(2)));
-  send_control(fd, cnode::encode_monitor_p(watcher, std::string("nobody"), make_ref(3)));
-  send_control(fd, cnode::encode_monitor_p(watcher, echo, make_ref(4)));
-  send_control(fd, cnode::encode_demonitor_p(watcher, echo, make_ref(4)));
+  send_control(fd, dist::encode_monitor_p(watcher, echo, make_ref(1)));
+  send_control(fd, dist::encode_monitor_p(watcher, std::string("echo"), make_ref(2)));
+  send_control(fd, dist::encode_monitor_p(watcher, std::string("nobody"), make_ref(3)));
+  send_control(fd, dist::encode_monitor_p(watcher, echo, make_ref(4)));
+  send_control(fd, dist::encode_demonitor_p(watcher, echo, make_ref(4)));
 
   auto noproc = read_controls(fd, 1, 5s);
   REQUIRE(noproc.size() == 1);
-  CHECK(noproc[0].first.tag == cnode::ControlTag::monitor_p_exit);
+  CHECK(noproc[0].first.tag == dist::ControlTag::monitor_p_exit);
   CHECK(noproc[0].first.from_name == "nobody");
   CHECK(noproc[0].first.ref == make_ref(3));
-  CHECK(noproc[0].second == cnode::atom_reason("noproc"));
+  CHECK(noproc[0].second == dist::atom_reason("noproc"));
   CHECK(wait_until([&] { return bl.on_loop([&] { return bl->processes().monitor_count(); }) == 2; },
                    5s));
 
@@ -187,9 +187,9 @@ TEST_CASE("a peer that sends MONITOR_P gets MONITOR_P_EXIT when the process ends
   REQUIRE(downs.size() == 2);
   int by_pid = 0, by_name = 0;
   for (auto& [c, reason] : downs) {
-    CHECK(c.tag == cnode::ControlTag::monitor_p_exit);
+    CHECK(c.tag == dist::ControlTag::monitor_p_exit);
     CHECK(c.to == watcher);
-    CHECK(reason == cnode::atom_reason("shutdown"));
+    CHECK(reason == dist::atom_reason("shutdown"));
     if (c.has_from && c.from == echo && c.ref == make_ref(1)) ++by_pid;
     if (c.from_name == "echo" && c.ref == make_ref(2)) ++by_name;
   }

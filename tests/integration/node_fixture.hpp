@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "cnode/node.hpp"
+#include "dist/node.hpp"
 #include "loop_thread.hpp"
 #include "support.hpp"
 
@@ -16,9 +16,9 @@ namespace beamlink::test {
 
 inline const std::string kCookie = "beamlink-test-cookie";
 
-inline cnode::NodeConfig test_node_config(int epmd_port,
-                                          const std::string& name = "beamlink@127.0.0.1") {
-  cnode::NodeConfig c;
+inline dist::NodeConfig test_node_config(int epmd_port,
+                                         const std::string& name = "beamlink@127.0.0.1") {
+  dist::NodeConfig c;
   c.name = name;
   c.cookie = kCookie;
   c.epmd_port = static_cast<std::uint16_t>(epmd_port);
@@ -31,8 +31,8 @@ inline cnode::NodeConfig test_node_config(int epmd_port,
 
 class TestNode {
  public:
-  TestNode(LoopThread& lt, cnode::NodeConfig cfg) : lt_(lt) {
-    node_ = lt_.call([&] { return std::make_unique<cnode::Node>(lt_.loop(), cfg); });
+  TestNode(LoopThread& lt, dist::NodeConfig cfg) : lt_(lt) {
+    node_ = lt_.call([&] { return std::make_unique<dist::Node>(lt_.loop(), cfg); });
     auto ready = std::make_shared<std::promise<std::string>>();
     auto fut = ready->get_future();
     auto started = lt_.call([&] {
@@ -51,8 +51,8 @@ class TestNode {
     lt_.call([&] { node_->stop(); });
     lt_.call([&] { node_.reset(); });
   }
-  cnode::Node& operator*() { return *node_; }
-  cnode::Node* operator->() { return node_.get(); }
+  dist::Node& operator*() { return *node_; }
+  dist::Node* operator->() { return node_.get(); }
   const std::string& name() const { return node_->name(); }
 
   // Connects from the loop and waits for the outcome ("" on success).
@@ -76,7 +76,7 @@ class TestNode {
 
  private:
   LoopThread& lt_;
-  std::unique_ptr<cnode::Node> node_;
+  std::unique_ptr<dist::Node> node_;
 };
 
 }  // namespace beamlink::test

@@ -9,8 +9,8 @@
 #include <atomic>
 #include <chrono>
 
-#include "cnode/term_text.hpp"
 #include "node_fixture.hpp"
+#include "term/term_text.hpp"
 
 using namespace beamlink;
 using namespace beamlink::test;
@@ -32,15 +32,15 @@ ErlNode::Options erl(const std::string& name, int epmd_port, int ticktime = 60,
 void install_echo(TestNode& node) {
   node.on_loop([&] {
     auto r =
-        node->register_name("echo", [n = &*node](const cnode::Pid& self, const cnode::Envelope& e) {
-          if (e.kind != cnode::Envelope::Kind::message) return;
-          auto in = cnode::TermReader::from_external(e.term);
+        node->register_name("echo", [n = &*node](const term::Pid& self, const dist::Envelope& e) {
+          if (e.kind != dist::Envelope::Kind::message) return;
+          auto in = term::TermReader::from_external(e.term);
           if (!in) return;
           auto a = in->read_tuple_header();
           auto from = in->read_pid();
           if (!a || *a != 2 || !from) return;
-          cnode::TermReader probe = *in;
-          cnode::TermWriter reply;
+          term::TermReader probe = *in;
+          term::TermWriter reply;
           if (auto atom = probe.read_atom(); atom && *atom == "whoami") {
             reply.tuple(2).atom("pid").pid(self);
           } else {
@@ -85,9 +85,9 @@ TEST_CASE("beamlink sends to a BEAM registered process and to a pid") {
   CHECK(t1.eval("register(sink, self())") == "true");
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   auto sent = bl.on_loop([&] {
-    cnode::TermWriter msg;
+    term::TermWriter msg;
     msg.tuple(2).atom("relay").binary("topic");
-    auto from = bl->spawn([](const cnode::Pid&, const cnode::Envelope&) {});
+    auto from = bl->spawn([](const term::Pid&, const dist::Envelope&) {});
     return bl->reg_send(from, "t1@127.0.0.1", "sink", msg.bytes()).ok();
   });
   CHECK(sent);
@@ -260,11 +260,10 @@ TEST_CASE("a peer that stops reading gets backpressure and loses nothing") {
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   t1.process().signal(SIGSTOP);
 
-  cnode::TermWriter msg;
+  term::TermWriter msg;
   msg.tuple(3).atom("relay").binary("topic").binary(std::string(100, 'x'));
   std::string bytes(msg.bytes().data(), msg.size());
-  auto from =
-      bl.on_loop([&] { return bl->spawn([](const cnode::Pid&, const cnode::Envelope&) {}); });
+  auto from = bl.on_loop([&] { return bl->spawn([](const term::Pid&, const dist::Envelope&) {}); });
   std::size_t sent = 0, max_queued = 0;
   auto writable = std::make_shared<std::atomic<bool>>(false);
   bool stalled = false;

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cnode/peer_manager.hpp"
+#include "dist/peer_manager.hpp"
 #include "node_fixture.hpp"
 
 using namespace beamlink;
@@ -63,10 +63,10 @@ TEST_CASE("peers are dialled in parallel and a dead address delays nobody") {
   auto cfg = test_node_config(epmd.port());
   cfg.connect_timeout = 1500ms;
   TestNode bl(lt, cfg);
-  cnode::PeerManager::Options po;
+  dist::PeerManager::Options po;
   po.initial_backoff = 100ms;
   po.max_backoff = 400ms;
-  auto pm = bl.on_loop([&] { return std::make_unique<cnode::PeerManager>(*bl, po); });
+  auto pm = bl.on_loop([&] { return std::make_unique<dist::PeerManager>(*bl, po); });
 
   auto t0 = std::chrono::steady_clock::now();
   bl.on_loop([&] {

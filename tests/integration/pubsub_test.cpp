@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "cnode/pg_scope.hpp"
-#include "cnode/pubsub_bridge.hpp"
-#include "cnode/term_text.hpp"
 #include "node_fixture.hpp"
+#include "pubsub/pg_scope.hpp"
+#include "pubsub/pubsub_bridge.hpp"
+#include "term/term_text.hpp"
 
 using namespace beamlink;
 using namespace beamlink::test;
@@ -41,7 +41,7 @@ std::string group_list(int n) {
   std::string s = "[";
   for (int i = 1; i <= n; ++i) {
     if (i > 1) s += ",";
-    s += "'" + cnode::pubsub_group(kPubSub, i) + "'";
+    s += "'" + pubsub::pubsub_group(kPubSub, i) + "'";
   }
   return s + "]";
 }
@@ -51,15 +51,15 @@ std::string group_list(int n) {
 // node goes.
 class Bridge {
  public:
-  Bridge(TestNode& bl, cnode::PubSubOptions opts, std::chrono::milliseconds rediscover = 5s)
+  Bridge(TestNode& bl, pubsub::PubSubOptions opts, std::chrono::milliseconds rediscover = 5s)
       : bl_(bl) {
     auto err = bl_.on_loop([&] {
-      cnode::PgScopeOptions so;
+      pubsub::PgScopeOptions so;
       so.rediscover = rediscover;
-      auto s = cnode::PgScope::create(*bl_, so);
+      auto s = pubsub::PgScope::create(*bl_, so);
       if (!s) return s.error().message;
       scope_ = std::move(*s);
-      auto b = cnode::PubSubBridge::create(*bl_, *scope_, opts);
+      auto b = pubsub::PubSubBridge::create(*bl_, *scope_, opts);
       if (!b) return b.error().message;
       bridge_ = std::move(*b);
       return std::string();
@@ -72,14 +72,14 @@ class Bridge {
       scope_.reset();
     });
   }
-  cnode::PgScope& scope() { return *scope_; }
-  cnode::PubSubBridge& bridge() { return *bridge_; }
+  pubsub::PgScope& scope() { return *scope_; }
+  pubsub::PubSubBridge& bridge() { return *bridge_; }
 
   void subscribe(const std::string& topic) {
     bl_.on_loop([&] {
-      bridge_->subscribe(topic, [this](const cnode::PubSubMessage& m) {
-        cnode::TermReader r(m.message.data(), m.message.size());
-        auto text = cnode::format_term(r);
+      bridge_->subscribe(topic, [this](const pubsub::PubSubMessage& m) {
+        term::TermReader r(m.message.data(), m.message.size());
+        auto text = term::format_term(r);
         got_[std::string(m.topic)].push_back(text ? *text : "?");
       });
     });
@@ -96,8 +96,8 @@ class Bridge {
   // Publishes a term given as Erlang text; returns the number of nodes sent to.
   std::size_t publish(const std::string& topic, const std::string& term_text) {
     return bl_.on_loop([&]() -> std::size_t {
-      cnode::TermWriter w(false);
-      if (!cnode::parse_term(term_text, w)) return 0;
+      term::TermWriter w(false);
+      if (!term::parse_term(term_text, w)) return 0;
       auto r = bridge_->publish(topic, w.bytes());
       return r ? r->size() : 0;
     });
@@ -106,9 +106,9 @@ class Bridge {
   std::size_t publish_broadcast(const std::string& topic, const std::string& event,
                                 const std::string& payload_text) {
     return bl_.on_loop([&]() -> std::size_t {
-      cnode::TermWriter p(false);
-      if (!cnode::parse_term(payload_text, p)) return 0;
-      auto b = cnode::socket_broadcast(topic, event, p.bytes());
+      term::TermWriter p(false);
+      if (!term::parse_term(payload_text, p)) return 0;
+      auto b = pubsub::socket_broadcast(topic, event, p.bytes());
       if (!b) return 0;
       auto r = bridge_->publish(topic, std::span<const char>(b->data(), b->size()));
       return r ? r->size() : 0;
@@ -117,13 +117,13 @@ class Bridge {
 
  private:
   TestNode& bl_;
-  std::unique_ptr<cnode::PgScope> scope_;
-  std::unique_ptr<cnode::PubSubBridge> bridge_;
+  std::unique_ptr<pubsub::PgScope> scope_;
+  std::unique_ptr<pubsub::PubSubBridge> bridge_;
   std::map<std::string, std::vector<std::string>> got_;
 };
 
-cnode::PubSubOptions v2() {
-  cnode::PubSubOptions o;
+pubsub::PubSubOptions v2() {
+  pubsub::PubSubOptions o;
   o.name = kPubSub;
   return o;
 }
@@ -279,9 +279,9 @@ TEST_CASE("a 1.1 publish reaches the PG2Server under the pubsub name once per no
   ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start_v1(<<\"EWalletAPI.PubSub\">>)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
-  cnode::PubSubOptions o;
+  pubsub::PubSubOptions o;
   o.name = "EWalletAPI.PubSub";
-  o.version = cnode::PubSubOptions::Version::v1_1;
+  o.version = pubsub::PubSubOptions::Version::v1_1;
   Bridge b(bl, o);
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   CHECK(b.publish_broadcast("room:1", "new_msg", "#{<<\"body\">> => <<\"hi\">>}") == 1);

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "cnode/term_text.hpp"
 #include "relay/broadcast_api.hpp"
 #include "relay/http_server.hpp"
 #include "support.hpp"
+#include "term/term_text.hpp"
 #include "test_loop.hpp"
 
 using namespace beamlink;
@@ -23,9 +23,9 @@ namespace {
 struct RecordingPublisher : Publisher {
   std::vector<std::pair<std::string, std::string>> got;  // topic, format_term text
   Result<void> publish(std::string_view topic, std::span<const char> term) override {
-    auto r = cnode::TermReader::from_external(term);
+    auto r = term::TermReader::from_external(term);
     if (!r) return make_error(Errc::bad_term, "no version byte");
-    auto text = cnode::format_term(*r);
+    auto text = term::format_term(*r);
     if (!text) return std::move(text).error();
     got.emplace_back(std::string(topic), *text);
     return {};

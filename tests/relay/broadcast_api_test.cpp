@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cnode/term_text.hpp"
+#include "term/term_text.hpp"
 
 namespace beamlink::relay {
 namespace {
@@ -16,9 +16,9 @@ struct FakePublisher : Publisher {
   std::vector<std::pair<std::string, std::string>> got;  // topic, format_term text
   Result<void> next = {};
   Result<void> publish(std::string_view topic, std::span<const char> term) override {
-    auto r = cnode::TermReader::from_external(term);
+    auto r = term::TermReader::from_external(term);
     REQUIRE(r.ok());
-    auto text = cnode::format_term(*r);
+    auto text = term::format_term(*r);
     REQUIRE(text.ok());
     got.emplace_back(std::string(topic), *text);
     return next;

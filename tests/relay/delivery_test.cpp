@@ -21,7 +21,7 @@ namespace {
 // was not written is lost, as on a real socket); reconnect() opens a new one.
 struct FakeLink : Link {
   struct Conn {
-    cnode::OutboundProgress p;
+    dist::OutboundProgress p;
     std::vector<std::string> wire;  // every frame handed to this connection
   };
   std::map<std::string, Conn> conns;     // the current (or last) connection per node
@@ -58,11 +58,11 @@ struct FakeLink : Link {
     if (it == conns.end()) return 0;
     return (it->second.p.enqueued - it->second.p.written) * bytes_per_frame;
   }
-  cnode::OutboundProgress progress(const std::string& n) const override {
+  dist::OutboundProgress progress(const std::string& n) const override {
     auto it = conns.find(n);
-    return it == conns.end() ? cnode::OutboundProgress{} : it->second.p;
+    return it == conns.end() ? dist::OutboundProgress{} : it->second.p;
   }
-  cnode::OutboundProgress progress(const std::string& n, std::uint64_t id) const override {
+  dist::OutboundProgress progress(const std::string& n, std::uint64_t id) const override {
     if (auto it = conns.find(n); it != conns.end() && it->second.p.connection == id)
       return it->second.p;
     if (auto it = closed.find(id); it != closed.end()) return it->second.p;
@@ -83,7 +83,7 @@ std::vector<Outbound> batch(const std::vector<std::string>& nodes, const std::st
   std::vector<Outbound> out;
   for (auto& n : nodes)
     out.push_back(Outbound{
-        std::make_shared<const cnode::PubSubRoute>(cnode::PubSubRoute{n, cnode::Pid{}, "worker"}),
+        std::make_shared<const pubsub::PubSubRoute>(pubsub::PubSubRoute{n, term::Pid{}, "worker"}),
         bytes});
   return out;
 }

@@ -22,11 +22,11 @@
 #include <span>
 #include <string_view>
 
-#include "cnode/term.hpp"
 #include "common/result.hpp"
 #include "relay/http_message.hpp"
 #include "relay/http_server.hpp"
-#include "relay/json_term.hpp"
+#include "term/json_term.hpp"
+#include "term/term.hpp"
 
 namespace beamlink::relay {
 
@@ -40,7 +40,7 @@ class Publisher {
 };
 
 struct BroadcastOptions {
-  JsonTermOptions json;  // limits and key mapping for the payload
+  term::JsonTermOptions json;  // limits and key mapping for the payload
   int retry_after_seconds = 1;
 };
 
@@ -53,7 +53,7 @@ class BroadcastApi {
   // starts with "invalid JSON" (or another simdjson reason) for bad_json.
   struct Built {
     std::string topic;
-    cnode::TermWriter term;
+    term::TermWriter term;
   };
   Result<Built> build(std::string_view body);
 
@@ -66,7 +66,7 @@ class BroadcastApi {
  private:
   Publisher& publisher_;
   BroadcastOptions options_;
-  JsonToTerm json_;
+  term::JsonToTerm json_;
 };
 
 }  // namespace beamlink::relay

@@ -25,11 +25,11 @@
 #include <string_view>
 #include <vector>
 
-#include "cnode/pubsub_bridge.hpp"
+#include "pubsub/pubsub_bridge.hpp"
 #include "relay/broadcast_api.hpp"
 #include "relay/channel_hub.hpp"
 #include "relay/delivery.hpp"
-#include "relay/json_term.hpp"
+#include "term/json_term.hpp"
 
 namespace beamlink::relay {
 
@@ -59,19 +59,19 @@ std::string v2_broadcast_text(std::string_view topic, std::string_view event,
 class ClusterHub : public Publisher, public ChannelHub {
  public:
   // The bridges and the delivery must outlive the hub.
-  ClusterHub(Delivery& delivery, std::vector<cnode::PubSubBridge*> bridges,
-             JsonTermOptions json = {});
+  ClusterHub(Delivery& delivery, std::vector<pubsub::PubSubBridge*> bridges,
+             term::JsonTermOptions json = {});
   ~ClusterHub() override;
   ClusterHub(const ClusterHub&) = delete;
   ClusterHub& operator=(const ClusterHub&) = delete;
 
   // A bridge created later (once the node is up): it joins the topics that
   // have listeners already.
-  void add_bridge(cnode::PubSubBridge* bridge);
+  void add_bridge(pubsub::PubSubBridge* bridge);
   // How many bridges are configured (created once the node is up): until
   // they all exist, a publish says the relay is starting.
   void expect_bridges(std::size_t n) { expected_bridges_ = n; }
-  const std::vector<cnode::PubSubBridge*>& bridges() const { return bridges_; }
+  const std::vector<pubsub::PubSubBridge*>& bridges() const { return bridges_; }
 
   // Publisher (POST /v1/broadcast): `message_term` is the Socket.Broadcast
   // with version byte.
@@ -89,17 +89,17 @@ class ClusterHub : public Publisher, public ChannelHub {
  private:
   struct Topic {
     std::map<int, std::shared_ptr<Listener>> listeners;
-    std::vector<std::pair<cnode::PubSubBridge*, int>> bridge_subs;
+    std::vector<std::pair<pubsub::PubSubBridge*, int>> bridge_subs;
   };
   // The broadcast term without its version byte, into every bridge's nodes.
   Result<void> publish_body(std::string_view topic, std::span<const char> body);
-  void on_cluster_message(const cnode::PubSubMessage& m);
+  void on_cluster_message(const pubsub::PubSubMessage& m);
   void dispatch_local(const std::string& topic, std::string_view event,
                       std::string_view payload_json);
 
   Delivery& delivery_;
-  std::vector<cnode::PubSubBridge*> bridges_;
-  JsonToTerm json_;
+  std::vector<pubsub::PubSubBridge*> bridges_;
+  term::JsonToTerm json_;
   std::map<std::string, Topic, std::less<>> topics_;
   std::map<int, std::string> listener_topic_;
   int next_id_ = 1;

@@ -25,7 +25,7 @@
 //
 // DeliveryCore is the logic without I/O: it talks to the connections through
 // the Link interface and takes the time as an argument. Delivery is the
-// adapter over cnode::Node and a libuv timer.
+// adapter over dist::Node and a libuv timer.
 //
 // Thread: the loop's thread only.
 #pragma once
@@ -39,10 +39,10 @@
 #include <string>
 #include <vector>
 
-#include "cnode/node.hpp"
-#include "cnode/pubsub_bridge.hpp"
-#include "cnode/term.hpp"
 #include "common/result.hpp"
+#include "dist/node.hpp"
+#include "pubsub/pubsub_bridge.hpp"
+#include "term/term.hpp"
 
 struct uv_timer_s;
 
@@ -52,7 +52,7 @@ namespace beamlink::relay {
 // name route->to on route->node, sent as route->from. The bytes are shared
 // by every node's copy, the route by every message to the node.
 struct Outbound {
-  std::shared_ptr<const cnode::PubSubRoute> route;
+  std::shared_ptr<const pubsub::PubSubRoute> route;
   std::shared_ptr<const std::string> bytes;
   const std::string& node() const { return route->node; }
 };
@@ -72,17 +72,17 @@ struct DeliveryStats {
   std::uint64_t refused_full = 0;  // publishes refused: a target queue was full
 };
 
-// What DeliveryCore needs from the connections (cnode::Node in production).
+// What DeliveryCore needs from the connections (dist::Node in production).
 class Link {
  public:
   virtual ~Link() = default;
   virtual bool connected(const std::string& node) const = 0;
   virtual std::size_t queued_bytes(const std::string& node) const = 0;
-  virtual cnode::OutboundProgress progress(const std::string& node) const = 0;
+  virtual dist::OutboundProgress progress(const std::string& node) const = 0;
   // The counts of one (current or last closed) connection; connection 0 in
   // the answer when the link no longer knows it.
-  virtual cnode::OutboundProgress progress(const std::string& node,
-                                           std::uint64_t connection) const = 0;
+  virtual dist::OutboundProgress progress(const std::string& node,
+                                          std::uint64_t connection) const = 0;
   virtual Result<void> send(const Outbound& m) = 0;
 };
 
@@ -124,7 +124,7 @@ class DeliveryCore {
     std::deque<Item> waiting;    // oldest first
     std::size_t size() const { return in_flight.size() + waiting.size(); }
   };
-  void confirm(Queue& q, const cnode::OutboundProgress& p);
+  void confirm(Queue& q, const dist::OutboundProgress& p);
   // Resolves in-flight messages of closed connections. False while one of
   // them is not released yet (nothing may be sent before it is).
   bool settle(const std::string& node, Queue& q);
@@ -142,7 +142,7 @@ class DeliveryCore {
 // callback).
 class Delivery {
  public:
-  Delivery(cnode::Node& node, DeliveryOptions options = {});
+  Delivery(dist::Node& node, DeliveryOptions options = {});
   ~Delivery();
   Delivery(const Delivery&) = delete;
   Delivery& operator=(const Delivery&) = delete;
@@ -156,26 +156,26 @@ class Delivery {
  private:
   class NodeLink : public Link {
    public:
-    explicit NodeLink(cnode::Node& n) : node_(n) {}
+    explicit NodeLink(dist::Node& n) : node_(n) {}
     bool connected(const std::string& node) const override { return node_.is_connected(node); }
     std::size_t queued_bytes(const std::string& node) const override {
       return node_.queued_bytes(node);
     }
-    cnode::OutboundProgress progress(const std::string& node) const override {
+    dist::OutboundProgress progress(const std::string& node) const override {
       return node_.progress(node);
     }
-    cnode::OutboundProgress progress(const std::string& node,
-                                     std::uint64_t connection) const override {
+    dist::OutboundProgress progress(const std::string& node,
+                                    std::uint64_t connection) const override {
       return node_.progress(node, connection);
     }
     Result<void> send(const Outbound& m) override;
 
    private:
-    cnode::Node& node_;
+    dist::Node& node_;
   };
   std::uint64_t now() const;
 
-  cnode::Node& node_;
+  dist::Node& node_;
   NodeLink link_;
   DeliveryCore core_;
   uv_timer_s* timer_ = nullptr;

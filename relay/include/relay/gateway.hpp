@@ -22,9 +22,9 @@
 #include <string_view>
 #include <vector>
 
-#include "cnode/node.hpp"
-#include "cnode/pubsub_bridge.hpp"
 #include "common/result.hpp"
+#include "dist/node.hpp"
+#include "pubsub/pubsub_bridge.hpp"
 #include "relay/broadcast_api.hpp"
 #include "relay/channel_socket_server.hpp"
 #include "relay/cluster_hub.hpp"
@@ -63,7 +63,7 @@ struct GatewayStats {
 
 class Gateway {
  public:
-  Gateway(uv_loop_t* loop, cnode::Node& node, GatewayOptions options);
+  Gateway(uv_loop_t* loop, dist::Node& node, GatewayOptions options);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -74,7 +74,7 @@ class Gateway {
   int port() const;
   void close();
 
-  void add_bridge(cnode::PubSubBridge* bridge) { hub_.add_bridge(bridge); }
+  void add_bridge(pubsub::PubSubBridge* bridge) { hub_.add_bridge(bridge); }
   // Extra /metrics families, written after the built-in ones.
   void add_metrics(std::function<void(MetricsWriter&)> source);
   // Appended to /healthz's reason when no peer is connected (e.g. what DNS
@@ -94,7 +94,7 @@ class Gateway {
 
  private:
   uv_loop_t* loop_;
-  cnode::Node& node_;
+  dist::Node& node_;
   GatewayOptions options_;
   Delivery delivery_;
   ClusterHub hub_;

@@ -2,7 +2,7 @@
 // RFC 6455 section 4.2.2 fixes Sec-WebSocket-Accept as
 // base64(SHA-1(key ++ "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")). Not for
 // anything that needs a secure hash; a ~100-line implementation avoids a
-// dependency on OpenSSL (as cnode/md5.hpp does for the distribution digest).
+// dependency on OpenSSL (as dist/md5.hpp does for the distribution digest).
 #pragma once
 
 #include <array>

@@ -1,0 +1,181 @@
+#include "dist/peer_manager.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/uv_util.hpp"
+
+namespace beamlink::dist {
+namespace {
+
+struct TimerCtx {
+  PeerManager* self;
+  std::string peer;
+};
+
+}  // namespace
+
+PeerManager::PeerManager(Node& node, Options options) : node_(node), options_(options) {
+  node_.on_node_down(
+      [this, alive = std::weak_ptr<int>(alive_)](const std::string& n, const Error& why) {
+        if (alive.expired() || stopped_) return;
+        auto it = peers_.find(n);
+        if (it == peers_.end()) return;
+        Peer& p = it->second;
+        if (!p.wanted) {
+          // It left DNS and now its connection went too: forget it.
+          close_timer(p);
+          peers_.erase(it);
+          return;
+        }
+        spdlog::warn("lost {}: {}; redialling", n, why.message);
+        p.state = PeerState::backoff;
+        p.failures = 0;
+        p.backoff = std::chrono::milliseconds(0);
+        schedule_retry(n);
+      });
+  node_.on_node_up([this, alive = std::weak_ptr<int>(alive_)](const std::string& n) {
+    if (alive.expired() || stopped_) return;
+    auto it = peers_.find(n);
+    if (it == peers_.end()) return;
+    // An inbound connection from a peer we were waiting to redial.
+    if (it->second.state == PeerState::backoff) close_timer(it->second);
+    if (it->second.state != PeerState::dialling) it->second.state = PeerState::connected;
+  });
+}
+
+PeerManager::~PeerManager() {
+  stop();
+}
+
+void PeerManager::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& [n, p] : peers_) close_timer(p);
+  alive_.reset();
+}
+
+void PeerManager::close_timer(Peer& p) {
+  if (!p.timer) return;
+  delete static_cast<TimerCtx*>(p.timer->data);
+  close_and_delete(p.timer);
+  p.timer = nullptr;
+}
+
+void PeerManager::add(const std::string& peer) {
+  if (stopped_) return;
+  auto [it, inserted] = peers_.try_emplace(peer);
+  Peer& p = it->second;
+  if (!inserted) {
+    if (!p.wanted) spdlog::info("{} is back in the peer set", peer);
+    p.wanted = true;
+    return;
+  }
+  if (node_.is_connected(peer)) {
+    p.state = PeerState::connected;
+    return;
+  }
+  queue_.push_back(peer);
+  pump();
+}
+
+void PeerManager::remove(const std::string& peer) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  Peer& p = it->second;
+  p.wanted = false;
+  if (p.state == PeerState::connected || p.state == PeerState::dialling) {
+    // Keep a live (or nearly live) connection; just never redial it.
+    if (p.state == PeerState::connected)
+      spdlog::info("{} left the peer set; keeping its connection while it lasts", peer);
+    return;
+  }
+  close_timer(p);
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), peer), queue_.end());
+  peers_.erase(it);
+}
+
+void PeerManager::pump() {
+  while (!stopped_ && in_flight_ < static_cast<std::size_t>(options_.max_parallel) &&
+         !queue_.empty()) {
+    std::string peer = queue_.front();
+    queue_.erase(queue_.begin());
+    auto it = peers_.find(peer);
+    if (it == peers_.end() || !it->second.wanted) continue;
+    dial(peer);
+  }
+}
+
+void PeerManager::dial(const std::string& peer) {
+  Peer& p = peers_[peer];
+  p.state = PeerState::dialling;
+  ++in_flight_;
+  node_.connect(peer, [this, peer, alive = std::weak_ptr<int>(alive_)](Result<void> r) {
+    if (alive.expired() || stopped_) return;
+    --in_flight_;
+    auto it = peers_.find(peer);
+    if (it != peers_.end()) {
+      Peer& q = it->second;
+      if (r) {
+        if (q.failures > 0) spdlog::info("{} is reachable again", peer);
+        q.state = PeerState::connected;
+        q.failures = 0;
+        q.last_error.clear();
+        q.backoff = std::chrono::milliseconds(0);
+      } else if (!q.wanted) {
+        peers_.erase(it);
+      } else {
+        ++q.failures;
+        if (r.error().message != q.last_error) {
+          // Node's errors name the peer and the step that failed.
+          spdlog::warn("{} (retrying with backoff up to {:.1f} s)", r.error().message,
+                       static_cast<double>(options_.max_backoff.count()) / 1000.0);
+          q.last_error = r.error().message;
+        }
+        q.state = PeerState::backoff;
+        schedule_retry(peer);
+      }
+    }
+    pump();
+  });
+}
+
+void PeerManager::schedule_retry(const std::string& peer) {
+  Peer& p = peers_[peer];
+  if (p.timer) return;
+  p.backoff = p.backoff.count() == 0 ? options_.initial_backoff
+                                     : std::min(p.backoff * 2, options_.max_backoff);
+  std::uniform_int_distribution<long> jitter(0, static_cast<long>(p.backoff.count() / 2));
+  auto delay = static_cast<std::uint64_t>(p.backoff.count() + jitter(rng_));
+  p.timer = new uv_timer_t;
+  uv_timer_init(node_.loop(), p.timer);
+  p.timer->data = new TimerCtx{this, peer};
+  uv_timer_start(
+      p.timer,
+      [](uv_timer_t* t) {
+        auto* ctx = static_cast<TimerCtx*>(t->data);
+        PeerManager* self = ctx->self;
+        std::string name = ctx->peer;
+        auto it = self->peers_.find(name);
+        if (it == self->peers_.end()) return;
+        self->close_timer(it->second);
+        if (self->node_.is_connected(name)) {
+          it->second.state = PeerState::connected;
+          return;
+        }
+        it->second.state = PeerState::waiting;
+        self->queue_.push_back(name);
+        self->pump();
+      },
+      delay, 0);
+}
+
+std::vector<PeerManager::PeerInfo> PeerManager::peers() const {
+  std::vector<PeerInfo> out;
+  for (auto& [n, p] : peers_)
+    out.push_back(PeerInfo{n, p.state, p.failures, p.last_error, p.wanted});
+  return out;
+}
+
+}  // namespace beamlink::dist

@@ -1,0 +1,436 @@
+// Phoenix.PubSub 2.x (and 1.1 publish) over beamlink's pg scope.
+#include "pubsub/pubsub_bridge.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "common/uv_util.hpp"
+#include "dist/node.hpp"
+
+namespace beamlink::pubsub {
+
+namespace {
+
+std::string owned(const term::TermWriter& w) {
+  return std::string(w.bytes().data(), w.bytes().size());
+}
+
+}  // namespace
+
+std::string elixir_atom(std::string_view module) {
+  if (module.starts_with("Elixir.")) return std::string(module);
+  return "Elixir." + std::string(module);
+}
+
+std::string pubsub_group(std::string_view pubsub_name, int index) {
+  // Phoenix.PubSub.PG2: adapter_name = Module.concat(name, "Adapter");
+  // groups = [adapter_name | for n <- 2..pool_size, do: :"#{adapter_name}_#{n}"].
+  std::string g = elixir_atom(pubsub_name) + ".Adapter";
+  if (index > 1) g += "_" + std::to_string(index);
+  return g;
+}
+
+int pubsub_pool_size(std::string_view pubsub_name, const std::vector<std::string>& groups) {
+  std::string base = pubsub_group(pubsub_name, 1);
+  int n = 0;
+  for (auto& g : groups) {
+    if (g == base) {
+      n = std::max(n, 1);
+      continue;
+    }
+    if (g.size() <= base.size() + 1 || !g.starts_with(base) || g[base.size()] != '_') continue;
+    std::string_view digits(g.data() + base.size() + 1, g.size() - base.size() - 1);
+    int k = 0;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), k);
+    if (ec != std::errc() || p != digits.data() + digits.size() || k < 2 || digits[0] == '0')
+      continue;
+    n = std::max(n, k);
+  }
+  return n;
+}
+
+Result<ForwardToLocal> decode_forward_to_local(std::span<const char> message) {
+  auto r = term::TermReader::from_external(message);
+  if (!r) return r.error();
+  auto a = r->read_tuple_header();
+  if (!a || *a != 4 || !r->expect_atom("forward_to_local").ok())
+    return make_error(Errc::bad_term, "pubsub: not {forward_to_local, Topic, Message, Dispatcher}");
+  auto topic = r->read_binary();
+  if (!topic) return make_error(Errc::bad_term, "pubsub: forward_to_local with a non-binary topic");
+  auto msg = r->read_raw();
+  if (!msg) return msg.error();
+  auto dispatcher = r->read_atom();
+  if (!dispatcher)
+    return make_error(Errc::bad_term, "pubsub: forward_to_local with a non-atom dispatcher");
+  return ForwardToLocal{*topic, *msg, std::move(*dispatcher)};
+}
+
+Result<std::string> encode_forward_to_local(std::string_view topic, std::span<const char> message,
+                                            std::string_view dispatcher) {
+  term::TermWriter w;
+  w.tuple(4).atom("forward_to_local").binary(topic).raw(message).atom(dispatcher);
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w);
+}
+
+Result<std::string> encode_forward_to_local_v1(std::string_view fastlane, std::string_view topic,
+                                               std::span<const char> message) {
+  term::TermWriter w;
+  w.tuple(5).atom("forward_to_local").atom(fastlane).atom("none").binary(topic).raw(message);
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w);
+}
+
+Result<std::string> socket_broadcast(std::string_view topic, std::string_view event,
+                                     std::span<const char> payload) {
+  term::TermWriter w(false);
+  w.map(4)
+      .atom("__struct__")
+      .atom("Elixir.Phoenix.Socket.Broadcast")
+      .atom("event")
+      .binary(event)
+      .atom("payload")
+      .raw(payload)
+      .atom("topic")
+      .binary(topic);
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w);
+}
+
+Result<PubSubOptions::Version> parse_pubsub_version(std::string_view text) {
+  if (text == "2" || text == "2.x") return PubSubOptions::Version::v2;
+  if (text == "1.1") return PubSubOptions::Version::v1_1;
+  if (text == "auto") return PubSubOptions::Version::automatic;
+  return make_error(Errc::invalid_argument, "unknown Phoenix.PubSub version \"" +
+                                                std::string(text) + "\" (expected 2, 1.1 or auto)");
+}
+
+std::string_view to_string(PubSubOptions::Version v) {
+  switch (v) {
+    case PubSubOptions::Version::v2:
+      return "2.x";
+    case PubSubOptions::Version::v1_1:
+      return "1.1";
+    case PubSubOptions::Version::automatic:
+      return "auto";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------
+
+Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(dist::Node& node, PgScope& scope,
+                                                           PubSubOptions options) {
+  if (options.name.empty())
+    return make_error(Errc::invalid_argument, "pubsub: empty name (expected e.g. MyApp.PubSub)");
+  std::unique_ptr<PubSubBridge> b(new PubSubBridge(node, scope, std::move(options)));
+  b->alive_ = std::make_shared<PubSubBridge*>(b.get());
+  std::weak_ptr<PubSubBridge*> weak = b->alive_;
+  // plan()'s targets follow connections, the scope's groups and probes.
+  node.on_node_up([weak](const std::string&) {
+    if (auto c = weak.lock(); c && *c) (*c)->targets_dirty_ = true;
+  });
+  node.on_node_down([weak](const std::string&, const Error&) {
+    if (auto c = weak.lock(); c && *c) (*c)->targets_dirty_ = true;
+  });
+  if (b->options_.version == PubSubOptions::Version::v1_1) return b;
+  if (auto r = b->grow_to(1); !r) return r.error();
+  b->change_id_ = scope.on_change([weak](const std::string& peer) {
+    auto c = weak.lock();
+    if (!c || !*c) return;
+    PubSubBridge& self = **c;
+    self.targets_dirty_ = true;
+    int n = pubsub_pool_size(self.options_.name, self.scope_.groups_of(peer));
+    if (n > self.pool_size()) {
+      if (auto r = self.grow_to(n); !r)
+        spdlog::warn("pubsub {}: cannot grow the pool to {}: {}", self.atom_, n, r.error().message);
+    }
+  });
+  // The peers already known may have a larger pool.
+  int n = 1;
+  for (auto& peer : scope.nodes())
+    n = std::max(n, pubsub_pool_size(b->options_.name, scope.groups_of(peer)));
+  if (auto r = b->grow_to(n); !r) return r.error();
+  if (b->options_.version == PubSubOptions::Version::automatic) {
+    node.on_node_up([weak](const std::string& peer) {
+      if (auto c = weak.lock(); c && *c) (*c)->probe(peer);
+    });
+    node.on_node_down([weak](const std::string& peer, const Error&) {
+      if (auto c = weak.lock(); c && *c) {
+        (*c)->probed_.erase(peer);
+        (*c)->cancel_reprobe(peer);
+      }
+    });
+    for (auto& peer : node.connected_nodes()) b->probe(peer);
+  }
+  return b;
+}
+
+void PubSubBridge::probe(const std::string& peer) {
+  term::TermWriter args;
+  args.nil();
+  std::weak_ptr<PubSubBridge*> weak = alive_;
+  node_.rpc(peer, "erlang", "registered", args.bytes(), options_.probe_timeout,
+            [weak, peer](Result<dist::RpcReply> r) {
+              auto c = weak.lock();
+              if (!c || !*c) return;
+              PubSubBridge& self = **c;
+              if (!r) {
+                if (r.error().code == Errc::shutting_down) return;
+                spdlog::warn(
+                    "pubsub {}: cannot tell which Phoenix.PubSub {} runs: {} (asking "
+                    "again)",
+                    self.atom_, peer, r.error().message);
+                return self.schedule_reprobe(peer);
+              }
+              auto reader = term::TermReader::from_external(
+                  std::span<const char>(r->term.data(), r->term.size()));
+              bool has_name = false, has_adapter = false;
+              const std::string adapter = pubsub_group(self.options_.name, 1);
+              if (reader) {
+                auto n = reader->read_list_header();
+                for (int i = 0; n && i < *n; ++i) {
+                  auto a = reader->read_atom();
+                  if (!a) break;
+                  has_name |= *a == self.atom_;
+                  has_adapter |= *a == adapter;
+                }
+              }
+              bool v1 = has_name && !has_adapter;
+              self.probed_[peer] = v1;
+              self.targets_dirty_ = true;
+              // Neither yet: the app may still be starting (libcluster-style
+              // setups connect first). Ask again, with backoff.
+              if (!has_name && !has_adapter)
+                self.schedule_reprobe(peer);
+              else
+                self.reprobe_attempts_.erase(peer);
+              if (v1)
+                spdlog::info(
+                    "pubsub {}: {} runs Phoenix.PubSub 1.1: publishing to it (its own "
+                    "broadcasts cannot reach beamlink: pg2 left OTP in 24)",
+                    self.atom_, peer);
+              else if (!has_adapter && self.reprobe_attempts_[peer] <= 1)
+                spdlog::info(
+                    "pubsub {}: {} has no such pubsub (yet): nothing goes there; "
+                    "asking again with backoff",
+                    self.atom_, peer);
+            });
+}
+
+void PubSubBridge::schedule_reprobe(const std::string& peer) {
+  if (!node_.is_connected(peer) || reprobe_timers_.count(peer)) return;
+  int attempt = ++reprobe_attempts_[peer];
+  auto delay = std::min<std::uint64_t>(30000, 1000ull << std::min(attempt - 1, 5));
+  auto* t = new uv_timer_t;
+  uv_timer_init(node_.loop(), t);
+  t->data = this;
+  reprobe_timers_[peer] = t;
+  uv_timer_start(
+      t,
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<PubSubBridge*>(timer->data);
+        std::string who;
+        for (auto& [p, tt] : self->reprobe_timers_)
+          if (tt == timer) who = p;
+        self->cancel_reprobe(who);
+        if (!who.empty() && self->node_.is_connected(who)) self->probe(who);
+      },
+      delay, 0);
+}
+
+void PubSubBridge::cancel_reprobe(const std::string& peer) {
+  auto it = reprobe_timers_.find(peer);
+  if (it == reprobe_timers_.end()) return;
+  close_and_delete(it->second);
+  reprobe_timers_.erase(it);
+}
+
+bool PubSubBridge::knows(const std::string& peer) const {
+  switch (options_.version) {
+    case PubSubOptions::Version::v1_1:
+      return node_.is_connected(peer);
+    case PubSubOptions::Version::v2: {
+      auto scopes = scope_.nodes();
+      return std::find(scopes.begin(), scopes.end(), peer) != scopes.end() || has_v2(peer);
+    }
+    case PubSubOptions::Version::automatic:
+      return has_v2(peer) || probed_.count(peer) != 0;
+  }
+  return false;
+}
+
+bool PubSubBridge::has_v2(const std::string& peer) const {
+  auto members = scope_.members(pubsub_group(options_.name, 1));
+  auto it = members.find(peer);
+  return it != members.end() && !it->second.empty();
+}
+
+std::optional<PubSubOptions::Version> PubSubBridge::version_of(const std::string& peer) const {
+  switch (options_.version) {
+    case PubSubOptions::Version::v1_1:
+      return PubSubOptions::Version::v1_1;
+    case PubSubOptions::Version::v2:
+      return PubSubOptions::Version::v2;
+    case PubSubOptions::Version::automatic:
+      break;
+  }
+  if (has_v2(peer)) return PubSubOptions::Version::v2;
+  if (auto it = probed_.find(peer); it != probed_.end() && it->second)
+    return PubSubOptions::Version::v1_1;
+  return std::nullopt;
+}
+
+PubSubBridge::PubSubBridge(dist::Node& node, PgScope& scope, PubSubOptions options)
+    : node_(node),
+      scope_(scope),
+      options_(std::move(options)),
+      atom_(elixir_atom(options_.name)),
+      group1_(pubsub_group(options_.name, 1)) {}
+
+PubSubBridge::~PubSubBridge() {
+  *alive_ = nullptr;
+  for (auto& [peer, t] : reprobe_timers_) close_and_delete(t);
+  reprobe_timers_.clear();
+  if (change_id_) scope_.remove_on_change(change_id_);
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    scope_.leave(pubsub_group(options_.name, static_cast<int>(i + 1)), workers_[i]);
+    node_.exit(workers_[i], "shutdown");
+  }
+}
+
+Result<void> PubSubBridge::grow_to(int n) {
+  while (pool_size() < n) {
+    int index = pool_size() + 1;
+    auto group = pubsub_group(options_.name, index);
+    std::weak_ptr<PubSubBridge*> weak = alive_;
+    auto pid = node_.register_name(group, [weak](const term::Pid&, const dist::Envelope& e) {
+      if (auto c = weak.lock(); c && *c) (*c)->on_worker_message(e);
+    });
+    if (!pid)
+      return make_error(Errc::already_exists, "pubsub " + atom_ + ": cannot register the worker '" +
+                                                  group + "': " + pid.error().message);
+    workers_.push_back(*pid);
+    scope_.join(group, *pid);
+    spdlog::debug("pubsub {}: worker {} joined {}", atom_, to_string(*pid), group);
+  }
+  return {};
+}
+
+int PubSubBridge::subscribe(std::string topic, Subscriber cb) {
+  int id = next_id_++;
+  by_topic_[topic].push_back(id);
+  subscribers_.emplace(id, std::make_pair(std::move(topic), std::move(cb)));
+  return id;
+}
+
+void PubSubBridge::unsubscribe(int id) {
+  auto it = subscribers_.find(id);
+  if (it == subscribers_.end()) return;
+  if (auto t = by_topic_.find(it->second.first); t != by_topic_.end()) {
+    std::erase(t->second, id);
+    if (t->second.empty()) by_topic_.erase(t);
+  }
+  subscribers_.erase(it);
+}
+
+void PubSubBridge::on_worker_message(const dist::Envelope& e) {
+  if (e.kind != dist::Envelope::Kind::message) return;
+  auto f = decode_forward_to_local(e.term);
+  if (!f) {
+    ++ignored_;
+    spdlog::debug("pubsub {}: ignoring a message: {}", atom_, f.error().message);
+    return;
+  }
+  ++received_;
+  PubSubMessage m{f->topic, f->message, f->dispatcher, e.from};
+  // Collect first: a subscriber may unsubscribe (itself or others).
+  auto t = by_topic_.find(f->topic);
+  if (t == by_topic_.end()) return;
+  std::vector<int> ids = t->second;
+  for (int id : ids) {
+    auto it = subscribers_.find(id);
+    if (it == subscribers_.end()) continue;
+    auto cb = it->second.second;  // keep it alive if it unsubscribes itself
+    cb(m);
+  }
+}
+
+std::vector<std::string> PubSubBridge::nodes() const {
+  std::vector<std::string> out;
+  if (options_.version == PubSubOptions::Version::v1_1) {
+    for (auto& n : node_.connected_nodes())
+      if (n != node_.name()) out.push_back(n);
+    return out;
+  }
+  for (auto& [n, pids] : scope_.members(pubsub_group(options_.name, 1)))
+    if (n != node_.name() && node_.is_connected(n) && !pids.empty()) out.push_back(n);
+  if (options_.version == PubSubOptions::Version::automatic) {
+    for (auto& [n, v1] : probed_)
+      if (v1 && node_.is_connected(n) && std::find(out.begin(), out.end(), n) == out.end())
+        out.push_back(n);
+    std::sort(out.begin(), out.end());
+  }
+  return out;
+}
+
+Result<std::vector<PubSubSend>> PubSubBridge::plan(std::string_view topic,
+                                                   std::span<const char> message,
+                                                   std::string_view dispatcher) const {
+  if (targets_dirty_) {
+    targets_.clear();
+    for (auto& n : nodes())
+      targets_.push_back(Target{n, version_of(n) == PubSubOptions::Version::v1_1, nullptr});
+    targets_dirty_ = false;
+  }
+  if (targets_.empty())
+    return make_error(Errc::not_connected,
+                      "pubsub " + atom_ + ": no connected node has this pubsub yet");
+  // The 2.x destination is the worker registered under the first group
+  // atom (every node's pool has it); 1.1's is the PG2Server under the name.
+  std::shared_ptr<const std::string> v2_bytes, v1_bytes;
+  std::vector<PubSubSend> out;
+  out.reserve(targets_.size());
+  for (auto& t : targets_) {
+    auto& bytes = t.v1 ? v1_bytes : v2_bytes;
+    if (!bytes) {
+      auto msg = t.v1 ? encode_forward_to_local_v1(options_.fastlane, topic, message)
+                      : encode_forward_to_local(topic, message, dispatcher);
+      if (!msg) return msg.error();
+      bytes = std::make_shared<const std::string>(std::move(*msg));
+    }
+    const term::Pid& from = t.v1 || workers_.empty() ? scope_.self() : workers_.front();
+    const std::string& to = t.v1 ? atom_ : group1_;
+    if (!t.route || t.route->from != from || t.route->to != to)
+      t.route = std::make_shared<const PubSubRoute>(PubSubRoute{t.node, from, to});
+    out.push_back(PubSubSend{t.route, bytes});
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> PubSubBridge::publish(std::string_view topic,
+                                                       std::span<const char> message,
+                                                       std::string_view dispatcher) {
+  auto sends = plan(topic, message, dispatcher);
+  if (!sends) return sends.error();
+  std::vector<std::string> sent;
+  std::optional<Error> first;
+  for (auto& m : *sends) {
+    const auto& route = *m.route;
+    auto r = node_.reg_send(route.from, route.node, route.to,
+                            std::span<const char>(m.message->data(), m.message->size()));
+    if (r) {
+      sent.push_back(route.node);
+    } else {
+      spdlog::warn("pubsub {}: publish to {} on {} failed: {}", atom_, route.to, route.node,
+                   r.error().message);
+      if (!first) first = r.error();
+    }
+  }
+  if (sent.empty() && first) return *first;
+  return sent;
+}
+
+}  // namespace beamlink::pubsub
