@@ -31,7 +31,7 @@ void drain_and_close(uv_loop_t* loop) {
 }
 
 void on_next_tick(uv_loop_t* loop, std::function<void()> fn) {
-  defer(loop, {}, std::move(fn));
+  defer(loop, std::move(fn));
 }
 
 namespace {

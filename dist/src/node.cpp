@@ -58,7 +58,7 @@ struct RpcTimer {
 };
 
 struct Node::Impl {
-  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  Liveness alive;
   ei_cnode ec{};
   int listen_fd = -1;
   std::unique_ptr<HandshakeAcceptor> acceptor;
@@ -157,7 +157,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
       return r.error();
     install_builtins();
     impl_->ready = true;
-    defer(loop_, impl_->alive, [cb = std::move(on_ready)] { cb({}); });
+    defer(loop_, impl_->alive.watch(), [cb = std::move(on_ready)] { cb({}); });
     return {};
   }
 
@@ -337,7 +337,7 @@ void Node::stop() {
     if (impl_->destroying) impl_->rpcs.at(ref).cb = [](Result<RpcReply>) {};
     finish_rpc(ref, make_error(Errc::shutting_down, config_.name + " is stopping"));
   }
-  impl_->alive.reset();
+  impl_->alive.expire();
 }
 
 // ------------------------------------------------------------- connections
@@ -346,7 +346,7 @@ namespace {
 
 struct ConnectWork {
   uv_work_t req;
-  std::weak_ptr<int> alive;
+  Liveness::Watch alive;
   Node* node;
   ei_cnode ec;
   std::string peer;
@@ -358,13 +358,13 @@ struct ConnectWork {
 
 struct ResolveWork {
   uv_getaddrinfo_t req;
-  std::weak_ptr<int> alive;
+  Liveness::Watch alive;
   std::function<void(Result<in_addr>)> cb;
 };
 
 // Resolves the host part of a node name to an IPv4 address (ei is
 // IPv4-only): a literal at once (reported later), a name on libuv's pool.
-void resolve_host(uv_loop_t* loop, std::weak_ptr<int> alive, const std::string& host,
+void resolve_host(uv_loop_t* loop, Liveness::Watch alive, const std::string& host,
                   std::function<void(Result<in_addr>)> cb) {
   in_addr a{};
   if (inet_pton(AF_INET, host.c_str(), &a) == 1) {
@@ -380,7 +380,7 @@ void resolve_host(uv_loop_t* loop, std::weak_ptr<int> alive, const std::string& 
       loop, &w->req,
       [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
         std::unique_ptr<ResolveWork> work(static_cast<ResolveWork*>(req->data));
-        if (!work->alive.expired()) {
+        if (work->alive) {
           if (status != 0 || !res)
             work->cb(make_error(Errc::not_found,
                                 std::string("cannot resolve the host part to an IPv4 address: ") +
@@ -404,7 +404,8 @@ void resolve_host(uv_loop_t* loop, std::weak_ptr<int> alive, const std::string& 
 
 void Node::connect(const std::string& node, std::function<void(Result<void>)> cb) {
   auto later = [this](std::function<void(Result<void>)> f, Result<void> r) {
-    defer(loop_, impl_->alive, [f = std::move(f), r = std::move(r)]() mutable { f(std::move(r)); });
+    defer(loop_, impl_->alive.watch(),
+          [f = std::move(f), r = std::move(r)]() mutable { f(std::move(r)); });
   };
   if (impl_->stopped)
     return later(std::move(cb), make_error(Errc::shutting_down, "the node is stopping"));
@@ -426,7 +427,8 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
   std::string alive_name = parts->first;
   std::string host = parts->second;
   resolve_host(
-      loop_, impl_->alive, host, [this, node, alive_name, host, finish](Result<in_addr> addr) {
+      loop_, impl_->alive.watch(), host,
+      [this, node, alive_name, host, finish](Result<in_addr> addr) {
         if (!addr) {
           finish(make_error(addr.error().code, node + ": " + addr.error().message,
                             addr.error().source));
@@ -457,7 +459,7 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
               }
               auto* w = new ConnectWork{};
               w->req.data = w;
-              w->alive = impl_->alive;
+              w->alive = impl_->alive.watch();
               w->node = this;
               w->ec = impl_->ec;
               w->peer = node;
@@ -474,7 +476,7 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
                   [](uv_work_t* req, int) {
                     auto* work = static_cast<ConnectWork*>(req->data);
                     std::unique_ptr<ConnectWork> owned(work);
-                    if (work->alive.expired()) {
+                    if (!work->alive) {
                       if (work->result) ::close(*work->result);
                       return;
                     }
@@ -613,7 +615,7 @@ void Node::frames_written(Connection* c) {
 void Node::when_writable(const std::string& node, std::function<void(Result<void>)> cb) {
   auto it = impl_->connections.find(node);
   if (it == impl_->connections.end()) {
-    defer(loop_, impl_->alive, [cb = std::move(cb), node] {
+    defer(loop_, impl_->alive.watch(), [cb = std::move(cb), node] {
       cb(make_error(Errc::not_connected, "not connected to " + node));
     });
     return;
@@ -621,7 +623,7 @@ void Node::when_writable(const std::string& node, std::function<void(Result<void
   if (it->second->has_room()) {
     // Room already (the queue drained meanwhile): no write completion will
     // come to report it.
-    defer(loop_, impl_->alive, [cb = std::move(cb)] { cb({}); });
+    defer(loop_, impl_->alive.watch(), [cb = std::move(cb)] { cb({}); });
     return;
   }
   it->second->when_writable(std::move(cb));
@@ -961,7 +963,7 @@ void Node::rpc(const std::string& node, const std::string& mod, const std::strin
                std::span<const char> args, std::chrono::milliseconds timeout,
                std::function<void(Result<RpcReply>)> cb) {
   if (impl_->stopped || !impl_->ready) {
-    defer(loop_, impl_->alive, [cb = std::move(cb), stopped = impl_->stopped] {
+    defer(loop_, impl_->alive.watch(), [cb = std::move(cb), stopped = impl_->stopped] {
       cb(make_error(stopped ? Errc::shutting_down : Errc::invalid_argument,
                     stopped ? "the node is stopping" : "the node is not started yet"));
     });

@@ -40,7 +40,7 @@ struct Peer {
 
 struct ProbeWork {
   uv_work_t req;
-  std::weak_ptr<int> alive;
+  Liveness::Watch alive;
   std::function<void(dist::HandshakeReport)> done;
   std::string expected, our_name, cookie;
   in_addr ip;
@@ -62,7 +62,7 @@ struct Doctor::Impl {
   std::vector<Peer> peers;
   std::size_t dns_addresses = 0;
   std::size_t pending = 0;
-  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  Liveness alive;
 
   void add(const std::string& id, const std::string& subject, Status s, std::string finding,
            std::string fix = {}) {
@@ -127,11 +127,10 @@ struct Doctor::Impl {
       return finish();
     }
     resolver = std::move(r).value();
-    auto on_addresses =
-        [this, a = std::weak_ptr<int>(alive)](Result<std::vector<discovery::Address>> res) {
-          if (a.expired()) return;
-          on_dns(std::move(res));
-        };
+    auto on_addresses = [this, a = alive.watch()](Result<std::vector<discovery::Address>> res) {
+      if (!a) return;
+      on_dns(std::move(res));
+    };
     if (opt.srv) {
       resolver->resolve_srv(opt.dns, [on_addresses](Result<std::vector<discovery::SrvTarget>> r2) {
         on_addresses(discovery::srv_addresses(r2));
@@ -226,9 +225,8 @@ struct Doctor::Impl {
     ep.port = opt.epmd_port;
     epmd->names(
         ep, opt.timeout,
-        [this, i,
-         a = std::weak_ptr<int>(alive)](Result<std::vector<epmd_client::NameEntry>> names) {
-          if (a.expired()) return;
+        [this, i, a = alive.watch()](Result<std::vector<epmd_client::NameEntry>> names) {
+          if (!a) return;
           Peer& p = peers[i];
           std::string where = p.ip + ":" + std::to_string(opt.epmd_port);
           if (!names) {
@@ -283,7 +281,7 @@ struct Doctor::Impl {
     Peer& p = peers[i];
     auto* w = new ProbeWork{};
     w->req.data = w;
-    w->alive = alive;
+    w->alive = alive.watch();
     w->expected = p.alive + "@" + p.ip;
     w->our_name = opt.our_name;
     w->cookie = opt.cookie;
@@ -300,7 +298,7 @@ struct Doctor::Impl {
         },
         [](uv_work_t* req, int) {
           std::unique_ptr<ProbeWork> work(static_cast<ProbeWork*>(req->data));
-          if (!work->alive.expired()) work->done(std::move(work->report));
+          if (work->alive) work->done(std::move(work->report));
         });
   }
 
@@ -399,7 +397,7 @@ void Doctor::Impl::check_mesh() {
   };
   auto views = std::make_shared<std::map<std::size_t, View>>();
   auto left = std::make_shared<std::size_t>(ok.size());
-  auto a = std::weak_ptr<int>(alive);
+  auto a = alive.watch();
   auto conclude = [this, views, ok]() {
     // Connectivity matrix over the peers that answered.
     std::set<std::string> answered;
@@ -491,7 +489,7 @@ void Doctor::Impl::check_mesh() {
   for (auto i : ok) {
     std::string target = peers[i].node;
     auto on_connected = [this, i, target, views, left, conclude, rpc_atoms, a](Result<void> c) {
-      if (a.expired()) return;
+      if (!a) return;
       auto step_done = [left, conclude]() {
         if (--*left == 0) conclude();
       };
@@ -504,7 +502,7 @@ void Doctor::Impl::check_mesh() {
       node->rpc(
           target, "erlang", "nodes", none.bytes(), opt.timeout * 2,
           [this, i, target, views, step_done, rpc_atoms, a](Result<dist::RpcReply> r) {
-            if (a.expired()) return;
+            if (!a) return;
             if (!r) {
               (*views)[i].error = r.error().message;
               return step_done();
@@ -516,7 +514,7 @@ void Doctor::Impl::check_mesh() {
             node->rpc(
                 target, "net_kernel", "get_net_ticktime", none2.bytes(), opt.timeout * 2,
                 [this, i, target, views, step_done, rpc_atoms, a](Result<dist::RpcReply> t) {
-                  if (a.expired()) return;
+                  if (!a) return;
                   if (t) {
                     auto in = term::TermReader::from_external({t->term.data(), t->term.size()});
                     if (auto txt = term::format_term(*in)) (*views)[i].ticktime = *txt;
@@ -530,7 +528,7 @@ void Doctor::Impl::check_mesh() {
                   node->rpc(
                       target, "ets", "tab2list", args.bytes(), opt.timeout * 2,
                       [this, i, views, step_done, a](Result<dist::RpcReply> g) {
-                        if (a.expired()) return;
+                        if (!a) return;
                         if (!g) {
                           (*views)[i].scope = false;
                           return step_done();
@@ -571,7 +569,7 @@ void Doctor::Impl::check_mesh() {
     // A pod may hold the probe's connection under our name for a moment and
     // refuse this one: a second try 250 ms later before it counts.
     node->connect(target, [this, target, on_connected, a](Result<void> c) {
-      if (a.expired()) return;
+      if (!a) return;
       if (c) return on_connected(std::move(c));
       defer(
           loop, a, [this, target, on_connected] { node->connect(target, on_connected); }, 250);
@@ -618,7 +616,7 @@ void Doctor::run(std::function<void(Report)> done) {
   impl_->done = std::move(done);
   // Start on the next loop iteration, so `done` never runs inside run();
   // nothing starts if the Doctor is destroyed first.
-  defer(impl_->loop, impl_->alive, [impl = impl_.get()] { impl->start(); });
+  defer(impl_->loop, impl_->alive.watch(), [impl = impl_.get()] { impl->start(); });
 }
 
 }  // namespace beamlink::doctor

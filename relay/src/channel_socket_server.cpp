@@ -47,7 +47,7 @@ struct ChannelSocketServer::Impl {
   SharedFrame frame;
   std::unordered_map<Client*, std::unique_ptr<Client>> clients;
   std::vector<std::unique_ptr<Client>> dead;
-  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  Liveness alive;
 
   Impl(uv_loop_t* l, ChannelHub& h, ChannelOptions o) : loop(l), hub(h), options(o) {}
 
@@ -162,7 +162,7 @@ struct ChannelSocketServer::Impl {
     clients.erase(it);
     // Freed (and unsubscribed) on a later iteration: we are inside the
     // WebSocket's callback, maybe inside the hub's listener.
-    if (first) defer(loop, alive, [this] { dead.clear(); });
+    if (first) defer(loop, alive.watch(), [this] { dead.clear(); });
   }
 
   void close_all() {
@@ -177,7 +177,7 @@ ChannelSocketServer::ChannelSocketServer(uv_loop_t* loop, ChannelHub& hub, Chann
     : impl_(std::make_shared<Impl>(loop, hub, options)) {}
 
 ChannelSocketServer::~ChannelSocketServer() {
-  impl_->alive.reset();  // the deferred clean-up no longer touches impl_
+  impl_->alive.expire();  // the deferred clean-up no longer touches impl_
   impl_->clients.clear();
   impl_->dead.clear();
 }

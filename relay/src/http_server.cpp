@@ -183,7 +183,7 @@ struct HttpServer::Impl {
   std::vector<char> read_buf = std::vector<char>(64 * 1024);
   std::map<std::string, UpgradeHandler, std::less<>> upgrades;  // path → handler
   std::vector<std::shared_ptr<Connection>> dead;                // freed on a later iteration
-  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  Liveness alive;
   // At max_connections: libuv holds the next accepted socket and stops
   // watching the listener until uv_accept takes it; later ones wait in the
   // kernel's backlog.
@@ -223,7 +223,7 @@ struct HttpServer::Impl {
     bool first = dead.empty();
     dead.push_back(std::move(it->second));
     conns.erase(it);
-    if (first) defer(loop, alive, [this] { dead.clear(); });
+    if (first) defer(loop, alive.watch(), [this] { dead.clear(); });
     if (accept_waiting && listener && conns.size() < options.max_connections) {
       accept_waiting = false;
       accept_one();
@@ -555,7 +555,7 @@ HttpServer::HttpServer(uv_loop_t* loop, ServerOptions options, Handler handler)
 }
 
 HttpServer::~HttpServer() {
-  impl_->alive.reset();  // deferred clean-ups no longer touch impl_
+  impl_->alive.expire();  // deferred clean-ups no longer touch impl_
   impl_->stop_listening();
   auto conns = std::move(impl_->conns);
   impl_->conns.clear();

@@ -171,7 +171,7 @@ struct WebSocket::Impl {
   std::vector<uv_buf_t> bufs;     // flush()'s scratch
   int depth = 0;                  // inside a wslay call: do not re-enter wslay_event_send
   int in_api = 0;                 // inside a member call: on_closed goes to a later iteration
-  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  Liveness alive;
   bool closing = false;
   bool closed = false;
   bool idle = false;
@@ -559,7 +559,7 @@ struct WebSocket::Impl {
     release_handles();
     if (!cb.on_closed) return;
     if (in_api > 0) {
-      defer(loop, alive, [this, info] { cb.on_closed(info); });
+      defer(loop, alive.watch(), [this, info] { cb.on_closed(info); });
     } else {
       cb.on_closed(info);
     }
