@@ -23,16 +23,12 @@ DnsPoller::DnsPoller(uv_loop_t* loop, Options opts, EventCallback on_event,
       on_event_(std::move(on_event)),
       resolver_(std::move(resolver)),
       set_(opts_.peer_name, opts_.own_addresses) {
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
+  (void)timer_.init(loop_, this, uv_timer_init);  // cannot fail
 }
 
 DnsPoller::~DnsPoller() {
   stop();
   resolver_.reset();  // cancels the lookup in flight without its callback
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
 }
 
 void DnsPoller::start() {
@@ -48,13 +44,13 @@ void DnsPoller::poll_now() {
     again_ = true;
     return;
   }
-  uv_timer_stop(timer_);
+  uv_timer_stop(timer_.get());
   poll();
 }
 
 void DnsPoller::stop() {
   stopped_ = true;
-  uv_timer_stop(timer_);
+  uv_timer_stop(timer_.get());
 }
 
 void DnsPoller::poll() {
@@ -77,9 +73,9 @@ void DnsPoller::finished(const Result<std::vector<Address>>& resolved) {
   PeerSet::Outcome out = set_.update(resolved);
   schedule_next();  // before the events: a callback may stop() or destroy us
 
-  std::weak_ptr<char> alive = alive_;
+  const Liveness::Watch alive = alive_.watch();
   auto emit = [&](const Event& ev) {
-    if (alive.expired() || stopped_ || !on_event_) return;
+    if (!alive || stopped_ || !on_event_) return;
     on_event_(ev);
   };
   for (auto& s : out.skipped) {
@@ -91,7 +87,7 @@ void DnsPoller::finished(const Result<std::vector<Address>>& resolved) {
     emit(ev);
   }
   if (out.entered == PollState::ok) {
-    Event ev{Event::Kind::ok, {}, alive.expired() ? 0 : set_.peers().size(), {}, {}};
+    Event ev{Event::Kind::ok, {}, !alive ? 0 : set_.peers().size(), {}, {}};
     emit(ev);
   } else if (out.entered == PollState::failing) {
     Event ev{Event::Kind::failing, {}, 0, *out.error, {}};
@@ -103,14 +99,14 @@ void DnsPoller::schedule_next() {
   if (again_) {
     // Not from inside this callback's stack of events: a 0 ms timer.
     uv_timer_start(
-        timer_, [](uv_timer_t* t) { static_cast<DnsPoller*>(t->data)->poll(); }, 0, 0);
+        timer_.get(), [](uv_timer_t* t) { static_cast<DnsPoller*>(t->data)->poll(); }, 0, 0);
     return;
   }
   uint64_t elapsed = uv_now(loop_) - poll_started_;
   auto interval = static_cast<uint64_t>(opts_.interval.count());
   uint64_t delay = elapsed >= interval ? 0 : interval - elapsed;
   uv_timer_start(
-      timer_, [](uv_timer_t* t) { static_cast<DnsPoller*>(t->data)->poll(); }, delay, 0);
+      timer_.get(), [](uv_timer_t* t) { static_cast<DnsPoller*>(t->data)->poll(); }, delay, 0);
 }
 
 }  // namespace beamlink::discovery

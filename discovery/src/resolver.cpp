@@ -14,13 +14,6 @@ namespace beamlink::discovery {
 
 namespace {
 
-template <class H>
-void close_and_delete(H* h) {
-  if (!h) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(h),
-           [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
-}
-
 std::vector<Address> to_addresses(const ares_addrinfo* res) {
   std::vector<Address> out;
   if (!res) return out;
@@ -84,12 +77,8 @@ struct Resolver::Request {
 };
 
 Resolver::Resolver(uv_loop_t* loop) : loop_(loop) {
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
-  deliver_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, deliver_timer_);
-  deliver_timer_->data = this;
+  (void)timer_.init(loop_, this, uv_timer_init);  // cannot fail
+  (void)deliver_timer_.init(loop_, this, uv_timer_init);
 }
 
 Result<std::unique_ptr<Resolver>> Resolver::create(uv_loop_t* loop, Options opts) {
@@ -153,13 +142,7 @@ Resolver::~Resolver() {
   // Calls every pending c-ares callback with ARES_EDESTRUCTION (ignored: no
   // user callback runs) and reports each socket closed, which closes its poll.
   if (channel_) ares_destroy(channel_);
-  for (auto& [fd, p] : polls_) {
-    uv_poll_stop(p);
-    close_and_delete(p);
-  }
-  polls_.clear();
-  close_and_delete(timer_);
-  close_and_delete(deliver_timer_);
+  polls_.clear();  // each UvHandle closes its poll (closing stops it)
   completed_.clear();
   requests_.clear();
 }
@@ -214,13 +197,14 @@ Error Resolver::error_for(int status, const Request& r, std::string_view what,
 
 void Resolver::complete(Request* r) {
   completed_.push_back(r);
-  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(deliver_timer_)))
+  if (!uv_is_active(deliver_timer_.handle()))
     uv_timer_start(
-        deliver_timer_, [](uv_timer_t* t) { static_cast<Resolver*>(t->data)->deliver(); }, 0, 0);
+        deliver_timer_.get(), [](uv_timer_t* t) { static_cast<Resolver*>(t->data)->deliver(); }, 0,
+        0);
 }
 
 void Resolver::deliver() noexcept {
-  std::weak_ptr<char> alive = alive_;
+  const Liveness::Watch alive = alive_.watch();
   while (!completed_.empty()) {
     Request* r = completed_.front();
     completed_.pop_front();
@@ -241,7 +225,7 @@ void Resolver::deliver() noexcept {
       owned.reset();
       cb(std::move(res));
     }
-    if (alive.expired()) return;  // the callback destroyed the Resolver
+    if (!alive) return;  // the callback destroyed the Resolver
   }
 }
 
@@ -250,37 +234,30 @@ void Resolver::rearm_timer() noexcept {
   timeval tv{};
   timeval* next = ares_timeout(channel_, nullptr, &tv);
   if (!next) {
-    uv_timer_stop(timer_);
+    uv_timer_stop(timer_.get());
     return;
   }
   auto ms = static_cast<uint64_t>(next->tv_sec) * 1000 +
             (static_cast<uint64_t>(next->tv_usec) + 999) / 1000;
-  uv_timer_start(timer_, &Resolver::on_timer, ms, 0);
+  uv_timer_start(timer_.get(), &Resolver::on_timer, ms, 0);
 }
 
 void Resolver::on_sock_state(void* data, int fd, int readable, int writable) noexcept {
   auto* self = static_cast<Resolver*>(data);
   auto it = self->polls_.find(fd);
-  if (!readable && !writable) {  // c-ares is about to close the socket
-    if (it != self->polls_.end()) {
-      uv_poll_stop(it->second);
-      close_and_delete(it->second);
-      self->polls_.erase(it);
-    }
+  if (!readable && !writable) {                            // c-ares is about to close the socket
+    if (it != self->polls_.end()) self->polls_.erase(it);  // closes the poll
     return;
   }
   uv_poll_t* p = nullptr;
   if (it != self->polls_.end()) {
-    p = it->second;
+    p = it->second.get();
   } else {
-    p = new uv_poll_t;
-    if (uv_poll_init_socket(self->loop_, p, fd) != 0) {
-      // Cannot watch it: c-ares's timeout will fail the query.
-      delete p;
-      return;
-    }
-    p->data = self;
-    self->polls_.emplace(fd, p);
+    UvHandle<uv_poll_t> h;
+    // Cannot watch it: c-ares's timeout will fail the query.
+    if (h.init(self->loop_, self, uv_poll_init_socket, fd) != 0) return;
+    p = h.get();
+    self->polls_.emplace(fd, std::move(h));
   }
   int events = (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
   uv_poll_start(p, events, &Resolver::on_poll);

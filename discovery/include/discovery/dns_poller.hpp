@@ -43,6 +43,8 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/signal.hpp"
+#include "common/uv_handle.hpp"
 #include "discovery/address.hpp"
 #include "discovery/peer_set.hpp"
 #include "discovery/resolver.hpp"
@@ -103,14 +105,14 @@ class DnsPoller {
   EventCallback on_event_;
   std::unique_ptr<Resolver> resolver_;
   PeerSet set_;
-  uv_timer_t* timer_ = nullptr;  // the next poll; freed in its close callback
+  UvHandle<uv_timer_t> timer_;  // the next poll
   bool started_ = false;
   bool stopped_ = false;
   bool in_flight_ = false;
   bool again_ = false;         // poll_now() during a poll
   uint64_t poll_started_ = 0;  // uv_now
   uint64_t polls_completed_ = 0;
-  std::shared_ptr<char> alive_ = std::make_shared<char>();  // expires with *this
+  Liveness alive_;  // expires with *this
 };
 
 }  // namespace beamlink::discovery

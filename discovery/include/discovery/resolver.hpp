@@ -42,6 +42,8 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/signal.hpp"
+#include "common/uv_handle.hpp"
 #include "discovery/address.hpp"
 #include "discovery/dns_error.hpp"
 
@@ -116,13 +118,13 @@ class Resolver {
   uv_loop_t* loop_;
   ares_channeldata* channel_ = nullptr;
   std::vector<std::string> servers_;
-  std::unordered_map<int, uv_poll_t*> polls_;     // by socket; freed in close callbacks
-  uv_timer_t* timer_ = nullptr;                   // c-ares timeouts; freed in its close callback
-  uv_timer_t* deliver_timer_ = nullptr;           // runs callbacks of completed lookups
-  std::list<std::unique_ptr<Request>> requests_;  // pending and completed, not yet delivered
-  std::list<Request*> completed_;                 // in completion order
+  std::unordered_map<int, UvHandle<uv_poll_t>> polls_;  // by socket
+  UvHandle<uv_timer_t> timer_;                          // c-ares timeouts
+  UvHandle<uv_timer_t> deliver_timer_;                  // runs callbacks of completed lookups
+  std::list<std::unique_ptr<Request>> requests_;        // pending and completed, not yet delivered
+  std::list<Request*> completed_;                       // in completion order
   bool destroying_ = false;
-  std::shared_ptr<char> alive_ = std::make_shared<char>();  // expires with *this
+  Liveness alive_;  // expires with *this
   Stats stats_;
 };
 
