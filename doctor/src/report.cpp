@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "common/utf8.hpp"
 #include "term/term_json.hpp"
 
 namespace beamlink::doctor {
@@ -33,12 +34,26 @@ std::size_t Report::count(Status s) const {
   return n;
 }
 
+namespace {
+
+// A peer's node name, status text or epmd names end up in findings: printed
+// to a terminal they must not carry escape sequences, and JSON must stay
+// valid UTF-8 (json_quote escapes the control characters there).
+std::string shown(const std::string& s) {
+  return sanitize_utf8(s, /*escape_controls=*/true);
+}
+std::string quoted(const std::string& s) {
+  return term::json_quote(sanitize_utf8(s));
+}
+
+}  // namespace
+
 std::string to_text(const Report& r, bool color) {
   auto paint = [&](const char* code, const std::string& s) {
     return color ? std::string("\x1b[") + code + "m" + s + "\x1b[0m" : s;
   };
   std::string out;
-  if (r.doctor_failed) return "doctor: cannot run: " + r.doctor_error + "\n";
+  if (r.doctor_failed) return "doctor: cannot run: " + shown(r.doctor_error) + "\n";
   // Grouped by subject, in the order subjects first appear.
   std::vector<std::string> order;
   std::map<std::string, std::vector<const Check*>> by_subject;
@@ -47,7 +62,7 @@ std::string to_text(const Report& r, bool color) {
     by_subject[c.subject].push_back(&c);
   }
   for (auto& subject : order) {
-    out += paint("1", subject) + "\n";
+    out += paint("1", shown(subject)) + "\n";
     for (auto* c : by_subject[subject]) {
       std::string mark;
       switch (c->status) {
@@ -64,8 +79,8 @@ std::string to_text(const Report& r, bool color) {
           mark = paint("2", "-");
           break;
       }
-      out += "  " + mark + " " + c->id + ": " + c->finding + "\n";
-      if (!c->fix.empty()) out += "      fix: " + c->fix + "\n";
+      out += "  " + mark + " " + shown(c->id) + ": " + shown(c->finding) + "\n";
+      if (!c->fix.empty()) out += "      fix: " + shown(c->fix) + "\n";
     }
   }
   out += std::to_string(r.count(Status::pass)) + " passed, " +
@@ -76,19 +91,18 @@ std::string to_text(const Report& r, bool color) {
 }
 
 std::string to_json(const Report& r) {
-  using term::json_quote;
   std::string out = "{\"healthy\":";
   out += r.exit_code() == 0 ? "true" : "false";
   out += ",\"exit_code\":" + std::to_string(r.exit_code());
-  if (r.doctor_failed) out += ",\"error\":" + json_quote(r.doctor_error);
+  if (r.doctor_failed) out += ",\"error\":" + quoted(r.doctor_error);
   out += ",\"checks\":[";
   bool first = true;
   for (auto& c : r.checks) {
     if (!first) out += ",";
     first = false;
-    out += "{\"id\":" + json_quote(c.id) + ",\"subject\":" + json_quote(c.subject) +
-           ",\"status\":" + json_quote(status_name(c.status)) +
-           ",\"finding\":" + json_quote(c.finding) + ",\"fix\":" + json_quote(c.fix) + "}";
+    out += "{\"id\":" + quoted(c.id) + ",\"subject\":" + quoted(c.subject) +
+           ",\"status\":" + quoted(status_name(c.status)) + ",\"finding\":" + quoted(c.finding) +
+           ",\"fix\":" + quoted(c.fix) + "}";
   }
   out += "]}";
   return out;
