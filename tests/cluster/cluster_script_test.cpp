@@ -88,14 +88,14 @@ TEST_CASE("scripts/cluster: 3 pods mesh - kill and partition and heal - down lea
 
   // A killed pod stays in DNS; the others drop it.
   REQUIRE(c.cmd({"kill-pod", "1"}).code == 0);
-  CHECK(wait_until([&] { return c.cmd({"nodes", "2"}).out == "ewallet@" + base + ".13\n"; }, 10s));
+  CHECK(wait_until([&] { return c.cmd({"nodes", "2"}).out == "ewallet@" + base + ".13\n"; }, 60s));
   CHECK(parse_env(c.cmd({"env"}).out)["CLUSTER_POD_IPS"].find(base + ".11") != std::string::npos);
 
   // A partitioned pod is dropped within ticktime and rejoins after heal.
   REQUIRE(c.cmd({"partition", "3"}).code == 0);
-  CHECK(wait_until([&] { return c.cmd({"nodes", "2"}).out.empty(); }, 20s));
+  CHECK(wait_until([&] { return c.cmd({"nodes", "2"}).out.empty(); }, 60s));
   REQUIRE(c.cmd({"heal", "3"}).code == 0);
-  CHECK(wait_until([&] { return c.cmd({"nodes", "2"}).out == "ewallet@" + base + ".13\n"; }, 15s));
+  CHECK(wait_until([&] { return c.cmd({"nodes", "2"}).out == "ewallet@" + base + ".13\n"; }, 60s));
 
   r = c.cmd({"down"});
   CHECK_MESSAGE(r.code == 0, r.err);

@@ -78,7 +78,7 @@ std::unique_ptr<Subprocess> erl_in_pod(Cluster& c, int i, const std::string& nam
   std::string alive = name.substr(0, name.find('@'));
   REQUIRE(wait_until(
       [&] {
-        auto names = c.cmd({"exec", std::to_string(i), "epmd", "-names"}, 10s);
+        auto names = c.cmd({"exec", std::to_string(i), "epmd", "-names"}, 60s);
         return names.out.find("name " + alive + " at port") != std::string::npos;
       },
       20s));
@@ -116,7 +116,7 @@ TEST_CASE("doctor: a pod with another cookie fails at handshake.cookie") {
   // It never joins (that is the point): wait until it is registered instead.
   REQUIRE(wait_until(
       [&] {
-        return c.cmd({"exec", m[1].str(), "epmd", "-names"}, 10s).out.find("name ewallet at") !=
+        return c.cmd({"exec", m[1].str(), "epmd", "-names"}, 60s).out.find("name ewallet at") !=
                std::string::npos;
       },
       20s));
@@ -287,7 +287,7 @@ TEST_CASE("doctor: a readable cookie file and a cookie on a command line are fla
                       "-name", "exposed@" + v["NODE_HOST"], "-setcookie", cookie});
   REQUIRE(wait_until(
       [&] {
-        return c.cmd({"exec", "beamlink", "epmd", "-names"}, 10s).out.find("name exposed at") !=
+        return c.cmd({"exec", "beamlink", "epmd", "-names"}, 60s).out.find("name exposed at") !=
                std::string::npos;
       },
       20s));

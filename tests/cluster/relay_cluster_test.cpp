@@ -43,7 +43,7 @@ struct Relay {
              {"NET_TICKTIME", "10"},
              {"POLL_INTERVAL", "1"}};
     proc = std::make_unique<Subprocess>(argv, o);
-    REQUIRE_MESSAGE(proc->wait_out("is up", 10s), proc->err());
+    REQUIRE_MESSAGE(proc->wait_out("is up", 60s), proc->err());
   }
   std::string node() { return "beamlink@" + c.vars()["NODE_HOST"]; }
   // A command inside beamlink's namespace.
@@ -111,7 +111,7 @@ void check_post_reaches_each_pod_once(Cluster& c, Relay& relay,
   // Ready once every pod's pubsubs are known: 202 (not 503 not_connected),
   // and the relay's metrics show a node per pod in each bridge's plan: wait
   // for healthz, then for a probe broadcast on another topic to reach all.
-  REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 20s));
+  REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 60s));
   REQUIRE(wait_until(
       [&] {
         auto before = relay.metric("beamlink_relay_messages_queued_total");
@@ -166,7 +166,7 @@ TEST_CASE("relay in the cluster: eWallet's two 1.1 pubsubs - found by auto - get
   REQUIRE(c.cmd({"up", "2"}).code == 0);
   Relay relay(c, "EWalletAPI.PubSub,AdminAPI.PubSub");
   check_post_reaches_each_pod_once(c, relay, {"EWalletAPI.PubSub", "AdminAPI.PubSub"}, 2);
-  CHECK(relay.proc->wait_err("runs Phoenix.PubSub 1.1", 1s));
+  CHECK(relay.proc->wait_err("runs Phoenix.PubSub 1.1", 60s));
   CHECK(pubsub(c, 2, "errors()") == "[]");
 }
 
@@ -181,7 +181,7 @@ TEST_CASE(
     REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"room:a\")") == kOk);
     REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"room:b\")") == kOk);
   }
-  REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 20s));
+  REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 60s));
   // Both pods' scopes have beamlink's members in all three pool groups.
   REQUIRE(wait_until(
       [&] {
@@ -196,10 +196,10 @@ TEST_CASE(
   auto js = source_path("tests/js/phoenix_client.js");
   Subprocess a(relay.in_ns({"node", js, "ws://127.0.0.1:7070/socket", "room:a"}));
   Subprocess b(relay.in_ns({"node", js, "ws://127.0.0.1:7070/socket", "room:b"}));
-  REQUIRE_MESSAGE(a.wait_out("joined room:a", 20s), a.err());
-  REQUIRE_MESSAGE(b.wait_out("joined room:b", 20s), b.err());
-  REQUIRE(a.wait_out("push ok", 10s));
-  REQUIRE(b.wait_out("push ok", 10s));
+  REQUIRE_MESSAGE(a.wait_out("joined room:a", 60s), a.err());
+  REQUIRE_MESSAGE(b.wait_out("joined room:b", 60s), b.err());
+  REQUIRE(a.wait_out("push ok", 60s));
+  REQUIRE(b.wait_out("push ok", 60s));
   // Each client's push reached both pods as a channel broadcast.
   for (int p = 1; p <= 2; ++p) {
     CHECK(pubsub(c, p, "wait_count(\"EWalletAPI.PubSub\", \"room:a\", 1, 10_000)") == "1");
@@ -220,8 +220,8 @@ TEST_CASE(
            std::string("broadcast(\"EWalletAPI.PubSub\", \"") + t +
                "\", %Phoenix.Socket.Broadcast{topic: \"" + t +
                "\", event: \"fence\", payload: %{}}, Phoenix.Channel.Server)");
-  REQUIRE(a.wait(20s).has_value());
-  REQUIRE(b.wait(20s).has_value());
+  REQUIRE(a.wait(60s).has_value());
+  REQUIRE(b.wait(60s).has_value());
   auto out_a = a.out(), out_b = b.out();
   auto count = [](const std::string& s, const std::string& needle) {
     int n = 0;
@@ -250,20 +250,20 @@ TEST_CASE("relay in the cluster: a restarted pod scope gets beamlink's membershi
       ++n;
     return n;
   };
-  REQUIRE(wait_until([&] { return beamlink_groups() == 3; }, 20s));
+  REQUIRE(wait_until([&] { return beamlink_groups() == 3; }, 60s));
   pubsub(c, 1, "restart_scope()");
   // The new scope knows nothing of a hidden node until beamlink announces
   // itself again (it does periodically).
-  CHECK(wait_until([&] { return beamlink_groups() == 3; }, 30s));
+  CHECK(wait_until([&] { return beamlink_groups() == 3; }, 120s));
   // And a broadcast from pod 1 reaches beamlink's subscriber again.
   Subprocess sub(relay.in_ns(
       {"node", source_path("tests/js/phoenix_client.js"), "ws://127.0.0.1:7070/socket", "room:r"}));
-  REQUIRE(sub.wait_out("joined room:r", 20s));
+  REQUIRE(sub.wait_out("joined room:r", 60s));
   pubsub(c, 1,
          "broadcast(\"EWalletAPI.PubSub\", \"room:r\", %Phoenix.Socket.Broadcast{topic: "
          "\"room:r\", event: \"fence\", payload: %{\"after\" => \"restart\"}}, "
          "Phoenix.Channel.Server)");
-  CHECK(sub.wait_out("msg room:r fence {\"after\":\"restart\"}", 10s));
+  CHECK(sub.wait_out("msg room:r fence {\"after\":\"restart\"}", 60s));
 }
 
 TEST_CASE(
@@ -302,7 +302,7 @@ TEST_CASE(
   Subprocess client(relay.in_ns({"/usr/bin/python3", "-c", py}));
   // Kill pod 3 once the stream is under way.
   REQUIRE(wait_until(
-      [&] { return std::stoi(pubsub(c, 1, "count(\"EWalletAPI.PubSub\", \"s\")")) >= 2000; }, 30s));
+      [&] { return std::stoi(pubsub(c, 1, "count(\"EWalletAPI.PubSub\", \"s\")")) >= 2000; }, 60s));
   REQUIRE(c.cmd({"kill-pod", "3"}).code == 0);
   REQUIRE(client.wait(120s) == 0);
   auto out = client.out();
