@@ -5,7 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/uv_util.hpp"
+#include "common/loop_owned.hpp"
 
 namespace beamlink::relay {
 
@@ -25,8 +25,8 @@ std::string_view vsn_param(std::string_view query) {
 }  // namespace
 
 // One client: its WebSocket and its protocol core. States: Open → Closed
-// (on_closed ran; freed on a later loop iteration, not inside the
-// WebSocket's callback).
+// (on_closed ran; retired from the server's LoopOwned set: freed on a later
+// loop iteration, not inside the WebSocket's callback).
 struct Client {
   std::unique_ptr<WebSocket> ws;
   std::unique_ptr<ChannelSession> session;
@@ -45,11 +45,10 @@ struct ChannelSocketServer::Impl {
   // its address from being reused).
   std::shared_ptr<const std::string> framed_text;
   SharedFrame frame;
-  std::unordered_map<Client*, std::unique_ptr<Client>> clients;
-  std::vector<std::unique_ptr<Client>> dead;
-  Liveness alive;
+  LoopOwned<Client> clients;
+  Liveness alive;  // what the upgrade handlers given to HttpServers watch
 
-  Impl(uv_loop_t* l, ChannelHub& h, ChannelOptions o) : loop(l), hub(h), options(o) {}
+  Impl(uv_loop_t* l, ChannelHub& h, ChannelOptions o) : loop(l), hub(h), options(o), clients(l) {}
 
   std::optional<Response> check(const Request& req) {
     std::optional<Response> refusal;
@@ -73,13 +72,9 @@ struct ChannelSocketServer::Impl {
     return refusal;
   }
 
-  void take(const Request& req, uv_tcp_t* tcp, std::string leftover) {
-    if (closing) {
-      close_and_delete(tcp);
-      return;
-    }
-    auto owned = std::make_unique<Client>();
-    Client* c = owned.get();
+  void take(const Request& req, UvHandle<uv_tcp_t> tcp, std::string leftover) {
+    if (closing) return;  // dropping tcp closes it
+    Client* c = clients.add(std::make_unique<Client>());
     WebSocket::Callbacks cb;
     cb.on_text = [this, c](std::string_view text) { on_text(c, text); };
     cb.on_binary = [this, c](std::string_view) {
@@ -89,10 +84,10 @@ struct ChannelSocketServer::Impl {
                    "binary messages are not supported (Phoenix V2 JSON only)");
     };
     cb.on_closed = [this, c](const WebSocket::Closed& info) { on_closed(c, info); };
-    c->ws = std::make_unique<WebSocket>(loop, tcp, options.websocket, std::move(cb), &stats.output);
+    c->ws = std::make_unique<WebSocket>(loop, std::move(tcp), options.websocket, std::move(cb),
+                                        &stats.output);
     c->session = std::make_unique<ChannelSession>(
         hub, options.limits, stats, [this, c](const ChannelBroadcast& b) { deliver(c, b); });
-    clients.emplace(c, std::move(owned));
     ++stats.sockets_open;
     ++stats.sockets_total;
     c->ws->start(websocket_handshake_response(req), std::move(leftover));
@@ -155,48 +150,36 @@ struct ChannelSocketServer::Impl {
                           code == CloseCode::invalid_payload)) {
       ++stats.protocol_errors;
     }
-    auto it = clients.find(c);
-    if (it == clients.end()) return;
-    bool first = dead.empty();
-    dead.push_back(std::move(it->second));
-    clients.erase(it);
     // Freed (and unsubscribed) on a later iteration: we are inside the
     // WebSocket's callback, maybe inside the hub's listener.
-    if (first) defer(loop, alive.watch(), [this] { dead.clear(); });
+    clients.retire(c);
   }
 
   void close_all() {
     closing = true;
-    for (auto& [p, c] : clients) {
+    for (auto* c : clients.live()) {
       if (!c->closed) c->ws->close(CloseCode::going_away, "server shutting down");
     }
   }
 };
 
 ChannelSocketServer::ChannelSocketServer(uv_loop_t* loop, ChannelHub& hub, ChannelOptions options)
-    : impl_(std::make_shared<Impl>(loop, hub, options)) {}
+    : impl_(std::make_unique<Impl>(loop, hub, options)) {}
 
-ChannelSocketServer::~ChannelSocketServer() {
-  impl_->alive.expire();  // the deferred clean-up no longer touches impl_
-  impl_->clients.clear();
-  impl_->dead.clear();
-}
+// Every client is destroyed with impl_ (its TCP connection closes then).
+ChannelSocketServer::~ChannelSocketServer() = default;
 
 void ChannelSocketServer::attach(HttpServer& http, std::string path) {
-  std::weak_ptr<Impl> weak = impl_;
+  Impl* impl = impl_.get();
   UpgradeHandler h;
-  h.check = [weak](const Request& req) -> std::optional<Response> {
-    auto impl = weak.lock();
-    if (!impl) return Response::error(503, "unavailable", "the WebSocket endpoint is gone");
+  h.check = [impl, alive = impl->alive.watch()](const Request& req) -> std::optional<Response> {
+    if (!alive) return Response::error(503, "unavailable", "the WebSocket endpoint is gone");
     return impl->check(req);
   };
-  h.take = [weak](Request req, uv_tcp_t* tcp, std::string leftover) {
-    auto impl = weak.lock();
-    if (!impl) {
-      close_and_delete(tcp);
-      return;
-    }
-    impl->take(req, tcp, std::move(leftover));
+  h.take = [impl, alive = impl->alive.watch()](Request req, UvHandle<uv_tcp_t> tcp,
+                                               std::string leftover) {
+    if (!alive) return;  // dropping tcp closes it
+    impl->take(req, std::move(tcp), std::move(leftover));
   };
   http.on_upgrade(std::move(path), std::move(h));
 }

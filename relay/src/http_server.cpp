@@ -8,7 +8,8 @@
 #include <optional>
 #include <unordered_map>
 
-#include "common/uv_util.hpp"
+#include "common/loop_owned.hpp"
+#include "common/uv_handle.hpp"
 #include "relay/sha1.hpp"
 
 namespace beamlink::relay {
@@ -87,17 +88,19 @@ bool authorized(const Request& req, const std::string& token, bool allow_query) 
 
 }  // namespace
 
-// One accepted socket. Owned by the server (shared_ptr so Responders and
-// write requests can hold a weak reference); states: Open (reading and
-// answering) → Draining (last response written, half-closed, discarding
-// input until EOF or linger) → Closed; or Open → Upgrading (an accepted
-// Upgrade waits for the responses before it) → Closed with the socket handed
-// to the UpgradeHandler (tcp_ null).
-class Connection : public std::enable_shared_from_this<Connection> {
+// One accepted socket, owned by the server's LoopOwned set (close() retires
+// it: destroyed on a later loop iteration, so it may close itself from its
+// own callbacks). Responders and write requests reach it through a
+// Liveness::Watch. States: Open (reading and answering) → Draining (last
+// response written, half-closed, discarding input until EOF or linger) →
+// Closed; or Open → Upgrading (an accepted Upgrade waits for the responses
+// before it) → Closed with the socket handed to the UpgradeHandler (tcp_
+// empty).
+class Connection {
  public:
   Connection(HttpServer::Impl* server, uv_loop_t* loop);
-  ~Connection();
-  uv_tcp_t* tcp() { return tcp_; }
+  uv_stream_t* stream() { return tcp_.stream(); }
+  Liveness::Watch watch() const { return alive_.watch(); }
   void start();
   void complete(std::uint64_t seq, Response r);
   void close();
@@ -128,8 +131,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   HttpServer::Impl* server_;
   uv_loop_t* loop_;
-  uv_tcp_t* tcp_;
-  uv_timer_t* linger_ = nullptr;
+  UvHandle<uv_tcp_t> tcp_;
+  UvHandle<uv_timer_t> linger_;
   RequestParser parser_;
   std::vector<Request> parsed_;
   std::deque<Slot> slots_;
@@ -145,25 +148,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string after_request_;        // bytes read after an upgrade request
   std::optional<Request> upgrade_req_;
   std::string upgrade_leftover_;
-  std::function<void(Request, uv_tcp_t*, std::string)> upgrade_take_;
+  std::function<void(Request, UvHandle<uv_tcp_t>, std::string)> upgrade_take_;
+  Liveness alive_;  // what Responders and write requests watch
 };
 
 struct Responder::State {
-  std::weak_ptr<Connection> conn;
+  Connection* conn = nullptr;
+  Liveness::Watch alive;  // conn is not destroyed
   std::uint64_t seq = 0;
   bool answered = false;
   ~State() {
-    if (answered) return;
-    if (auto c = conn.lock()) {
-      c->complete(seq, Response::error(500, "internal_error", "the handler did not answer"));
-    }
+    if (answered || !alive) return;
+    conn->complete(seq, Response::error(500, "internal_error", "the handler did not answer"));
   }
 };
 
 bool Responder::respond(Response r) const {
   if (!state_ || state_->answered) return false;
   state_->answered = true;
-  if (auto c = state_->conn.lock()) c->complete(state_->seq, std::move(r));
+  if (state_->alive) state_->conn->complete(state_->seq, std::move(r));
   return true;
 }
 
@@ -175,55 +178,42 @@ struct HttpServer::Impl {
   uv_loop_t* loop;
   ServerOptions options;
   Handler handler;
-  uv_tcp_t* listener = nullptr;
+  UvHandle<uv_tcp_t> listener;
   int port = 0;
-  std::unordered_map<Connection*, std::shared_ptr<Connection>> conns;
+  LoopOwned<Connection> conns;
   // One read buffer for every connection: each read is parsed (what is
   // kept, copied) before the loop reads another socket.
   std::vector<char> read_buf = std::vector<char>(64 * 1024);
   std::map<std::string, UpgradeHandler, std::less<>> upgrades;  // path → handler
-  std::vector<std::shared_ptr<Connection>> dead;                // freed on a later iteration
-  Liveness alive;
   // At max_connections: libuv holds the next accepted socket and stops
   // watching the listener until uv_accept takes it; later ones wait in the
   // kernel's backlog.
   bool accept_waiting = false;
   std::uint64_t waits = 0;
   std::uint64_t last_wait_warning = 0;  // uv_now; one warning per 10 s
-  uv_timer_t* sweeper = nullptr;        // the timeouts, for every connection
+  UvHandle<uv_timer_t> sweeper;         // the timeouts, for every connection
   std::uint64_t idle_closes = 0, request_timeouts = 0;
+
+  explicit Impl(uv_loop_t* l) : loop(l), conns(l) {}
 
   void sweep() {
     std::uint64_t now = uv_now(loop);
-    std::vector<std::shared_ptr<Connection>> all;  // a check may close (and remove) one
-    all.reserve(conns.size());
-    for (auto& [p, c] : conns) all.push_back(c);
-    for (auto& c : all) c->check_timeouts(now);
+    for (auto* c : conns.live()) c->check_timeouts(now);  // a check may close (retire) one
   }
 
   // Stops accepting: the listener (and the socket libuv may hold for us)
   // and the timeout sweep go.
   void stop_listening() {
-    if (listener) {
-      listener->data = nullptr;
-      close_and_delete(listener);
-      listener = nullptr;
-    }
+    listener.reset();
     accept_waiting = false;
-    if (sweeper) {
-      sweeper->data = nullptr;
-      close_and_delete(sweeper);
-      sweeper = nullptr;
-    }
+    sweeper.reset();
   }
 
+  // A closed connection: destroyed on a later iteration (we may be inside
+  // its callback); its place goes to a waiting one.
   void remove(Connection* c) {
-    auto it = conns.find(c);
-    if (it == conns.end()) return;
-    bool first = dead.empty();
-    dead.push_back(std::move(it->second));
-    conns.erase(it);
-    if (first) defer(loop, alive.watch(), [this] { dead.clear(); });
+    if (!conns.contains(c)) return;
+    conns.retire(c);
     if (accept_waiting && listener && conns.size() < options.max_connections) {
       accept_waiting = false;
       accept_one();
@@ -250,29 +240,19 @@ struct HttpServer::Impl {
   }
 
   void accept_one() {
-    auto c = std::make_shared<Connection>(this, loop);
-    if (uv_accept(reinterpret_cast<uv_stream_t*>(listener),
-                  reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
-      c->close();
-      return;
-    }
-    conns.emplace(c.get(), c);
-    c->start();
+    auto c = std::make_unique<Connection>(this, loop);
+    if (!c->stream() || uv_accept(listener.stream(), c->stream()) != 0) return;  // closes it
+    conns.add(std::move(c))->start();
   }
 };
 
 Connection::Connection(HttpServer::Impl* server, uv_loop_t* loop)
-    : server_(server), loop_(loop), tcp_(new uv_tcp_t), parser_(server->options.limits) {
-  uv_tcp_init(loop, tcp_);
-  tcp_->data = this;
-}
-
-Connection::~Connection() {
-  close();
+    : server_(server), loop_(loop), parser_(server->options.limits) {
+  (void)tcp_.init(loop, this, uv_tcp_init);  // fails only for an invalid loop
 }
 
 void Connection::start() {
-  uv_tcp_nodelay(tcp_, 1);
+  uv_tcp_nodelay(tcp_.get(), 1);
   last_read_ = uv_now(loop_);
   pause_or_resume();
 }
@@ -292,8 +272,7 @@ void Connection::check_timeouts(std::uint64_t now) {
   }
   // Idle: nothing read for idle_timeout, no request unanswered or unfinished,
   // nothing left to write.
-  if (request_since_ == 0 && slots_.empty() &&
-      uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(tcp_)) == 0 &&
+  if (request_since_ == 0 && slots_.empty() && uv_stream_get_write_queue_size(tcp_.stream()) == 0 &&
       now - last_read_ >= static_cast<std::uint64_t>(o.idle_timeout.count())) {
     ++server_->idle_closes;
     close();
@@ -311,7 +290,7 @@ void Connection::pause_or_resume() {
   bool want = draining_ || (!no_more_requests_ && slots_.size() < server_->options.max_pipeline);
   if (want && !reading_) {
     reading_ = uv_read_start(
-                   reinterpret_cast<uv_stream_t*>(tcp_),
+                   tcp_.stream(),
                    [](uv_handle_t* h, size_t, uv_buf_t* buf) {
                      auto& b = static_cast<Connection*>(h->data)->server_->read_buf;
                      *buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
@@ -321,16 +300,17 @@ void Connection::pause_or_resume() {
                      if (self) self->on_read(nread, buf);
                    }) == 0;
   } else if (!want && reading_) {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
+    uv_read_stop(tcp_.stream());
     reading_ = false;
   }
 }
 
+// A handler's answer may close this connection: it is then retired, still
+// valid until the callback returns, and every step checks closed_.
 void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
-  auto self = shared_from_this();  // a handler's answer may close us
   if (nread < 0) {
     eof_ = true;
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
+    uv_read_stop(tcp_.stream());
     reading_ = false;
     if (draining_ || nread != UV_EOF) {
       close();
@@ -406,7 +386,8 @@ void Connection::dispatch(Request& req) {
     return;
   }
   auto state = std::make_shared<Responder::State>();
-  state->conn = weak_from_this();
+  state->conn = this;
+  state->alive = alive_.watch();
   state->seq = seq;
   Responder responder(std::move(state));
   try {
@@ -452,18 +433,16 @@ void Connection::flush() {
 // The socket goes to the UpgradeHandler; this connection is closed without
 // closing it. Pending writes finish on the socket, before the new owner's.
 void Connection::hand_off() {
-  auto self = shared_from_this();
-  if (reading_) uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp_));
+  if (reading_) uv_read_stop(tcp_.stream());
   reading_ = false;
-  uv_tcp_t* tcp = tcp_;
-  tcp_->data = nullptr;
-  tcp_ = nullptr;
+  UvHandle<uv_tcp_t> tcp = std::move(tcp_);
+  tcp->data = nullptr;
   auto take = std::move(upgrade_take_);
   Request req = std::move(*upgrade_req_);
   upgrade_req_.reset();
   std::string leftover = std::move(upgrade_leftover_);
   close();
-  take(std::move(req), tcp, std::move(leftover));
+  take(std::move(req), std::move(tcp), std::move(leftover));
 }
 
 void Connection::write(std::string bytes) {
@@ -472,26 +451,24 @@ void Connection::write(std::string bytes) {
   // epoll_ctl per response). uv_try_write refuses while earlier writes are
   // queued, so the order holds.
   uv_buf_t now = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
-  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(tcp_), &now, 1);
+  int n = uv_try_write(tcp_.stream(), &now, 1);
   if (n == static_cast<int>(bytes.size())) return;
   if (n < 0 && n != UV_EAGAIN) return close();
   if (n > 0) bytes.erase(0, static_cast<std::size_t>(n));
-  // The write callback finds the connection through a weak reference, not
+  // The write callback finds the connection through a Liveness::Watch, not
   // the handle: after an upgrade the handle's data belongs to its new owner.
   struct WriteReq {
     uv_write_t req;
     std::string bytes;
-    std::weak_ptr<Connection> conn;
+    Connection* conn;
+    Liveness::Watch alive;
   };
-  auto* w = new WriteReq{{}, std::move(bytes), weak_from_this()};
+  auto* w = new WriteReq{{}, std::move(bytes), this, alive_.watch()};
   uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_), &b, 1,
-                    [](uv_write_t* req, int status) {
-                      auto* wr = reinterpret_cast<WriteReq*>(req);
-                      auto self = wr->conn.lock();
-                      delete wr;
-                      if (status < 0 && self) self->close();
-                    });
+  int rc = uv_write(&w->req, tcp_.stream(), &b, 1, [](uv_write_t* req, int status) {
+    std::unique_ptr<WriteReq> wr(reinterpret_cast<WriteReq*>(req));
+    if (status < 0 && wr->alive) wr->conn->close();
+  });
   if (rc != 0) {
     delete w;
     close();
@@ -504,7 +481,7 @@ void Connection::drain() {
   if (draining_ || closed_) return;
   draining_ = true;
   auto* req = new uv_shutdown_t;
-  if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(tcp_), [](uv_shutdown_t* r, int status) {
+  if (uv_shutdown(req, tcp_.stream(), [](uv_shutdown_t* r, int status) {
         auto* self = static_cast<Connection*>(r->handle->data);
         delete r;
         if (self && (status < 0 || self->eof_)) self->close();
@@ -513,11 +490,12 @@ void Connection::drain() {
     close();
     return;
   }
-  linger_ = new uv_timer_t;
-  uv_timer_init(loop_, linger_);
-  linger_->data = this;
+  (void)linger_.init(loop_, this, uv_timer_init);
   uv_timer_start(
-      linger_, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->close(); },
+      linger_.get(),
+      [](uv_timer_t* t) {
+        if (auto* self = static_cast<Connection*>(t->data)) self->close();
+      },
       static_cast<std::uint64_t>(server_->options.linger.count()), 0);
   pause_or_resume();
 }
@@ -532,15 +510,8 @@ void Connection::close_when_idle() {
 void Connection::close() {
   if (closed_) return;
   closed_ = true;
-  if (tcp_) {              // null once handed to an UpgradeHandler
-    tcp_->data = nullptr;  // pending write/shutdown callbacks see a closed connection
-    close_and_delete(tcp_);
-  }
-  if (linger_) {
-    uv_timer_stop(linger_);
-    close_and_delete(linger_);
-    linger_ = nullptr;
-  }
+  tcp_.reset();  // empty once handed to an UpgradeHandler; shutdown callbacks see data == nullptr
+  linger_.reset();
   slots_.clear();
   server_->remove(this);
 }
@@ -548,20 +519,13 @@ void Connection::close() {
 // HttpServer ----------------------------------------------------------------
 
 HttpServer::HttpServer(uv_loop_t* loop, ServerOptions options, Handler handler)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->loop = loop;
+    : impl_(std::make_unique<Impl>(loop)) {
   impl_->options = std::move(options);
   impl_->handler = std::move(handler);
 }
 
-HttpServer::~HttpServer() {
-  impl_->alive.expire();  // deferred clean-ups no longer touch impl_
-  impl_->stop_listening();
-  auto conns = std::move(impl_->conns);
-  impl_->conns.clear();
-  for (auto& [p, c] : conns) c->close();
-  impl_->dead.clear();
-}
+// Every connection is destroyed with impl_ (its handles close then).
+HttpServer::~HttpServer() = default;
 
 Result<void> HttpServer::listen() {
   auto& s = *impl_;
@@ -578,20 +542,17 @@ Result<void> HttpServer::listen() {
                           "\" is not an IP literal — use e.g. 127.0.0.1 or ::1",
                       rc);
   }
-  s.listener = new uv_tcp_t;
-  uv_tcp_init(s.loop, s.listener);
-  s.listener->data = impl_.get();
   std::string where = s.options.host + ":" + std::to_string(s.options.port);
-  rc = uv_tcp_bind(s.listener, reinterpret_cast<const sockaddr*>(&addr), 0);
+  rc = s.listener.init(s.loop, impl_.get(), uv_tcp_init);
+  if (rc == 0) rc = uv_tcp_bind(s.listener.get(), reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc == 0) {
-    rc = uv_listen(reinterpret_cast<uv_stream_t*>(s.listener), 511, [](uv_stream_t* l, int status) {
+    rc = uv_listen(s.listener.stream(), 511, [](uv_stream_t* l, int status) {
       auto* impl = static_cast<Impl*>(l->data);
       if (impl && status == 0) impl->on_connection();
     });
   }
   if (rc != 0) {
-    close_and_delete(s.listener);
-    s.listener = nullptr;
+    s.listener.reset();
     if (rc == UV_EADDRINUSE) {
       return make_error(
           Errc::already_exists,
@@ -602,21 +563,19 @@ Result<void> HttpServer::listen() {
   }
   sockaddr_storage bound{};
   int len = sizeof bound;
-  uv_tcp_getsockname(s.listener, reinterpret_cast<sockaddr*>(&bound), &len);
+  uv_tcp_getsockname(s.listener.get(), reinterpret_cast<sockaddr*>(&bound), &len);
   s.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   auto shorter = std::min(s.options.idle_timeout, s.options.request_timeout).count();
   auto every = static_cast<std::uint64_t>(std::clamp<std::int64_t>(shorter / 4, 10, 1000));
-  s.sweeper = new uv_timer_t;
-  uv_timer_init(s.loop, s.sweeper);
-  s.sweeper->data = &s;
+  (void)s.sweeper.init(s.loop, &s, uv_timer_init);
   uv_timer_start(
-      s.sweeper,
+      s.sweeper.get(),
       [](uv_timer_t* t) {
         if (auto* impl = static_cast<HttpServer::Impl*>(t->data)) impl->sweep();
       },
       every, every);
-  uv_unref(reinterpret_cast<uv_handle_t*>(s.sweeper));  // does not keep the loop alive
+  uv_unref(s.sweeper.handle());  // does not keep the loop alive
   return {};
 }
 
@@ -626,9 +585,7 @@ int HttpServer::port() const {
 
 void HttpServer::close() {
   impl_->stop_listening();
-  std::vector<std::shared_ptr<Connection>> all;
-  for (auto& [p, c] : impl_->conns) all.push_back(c);
-  for (auto& c : all) c->close_when_idle();
+  for (auto* c : impl_->conns.live()) c->close_when_idle();
 }
 
 void HttpServer::on_upgrade(std::string path, UpgradeHandler handler) {

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "relay/sha1.hpp"
 
@@ -143,8 +144,9 @@ std::string websocket_handshake_response(const Request& req) {
 }
 
 // States: Open → Closing (our close frame queued, or the client's received)
-// → Closed (TCP closed, handles closing). Every uv handle's data points here
-// until Closed or destruction, then is null: late callbacks see that.
+// → Closed (TCP closed, handles closing). Every uv handle is a UvHandle whose
+// data points here until Closed or destruction, then is null: late callbacks
+// (a write cancelled by the close) see that.
 //
 // Output: `queue` holds whole frames in wire order (shared broadcast frames,
 // owned replies, wslay's control frames); flush() hands all of it to one
@@ -152,9 +154,9 @@ std::string websocket_handshake_response(const Request& req) {
 // something is queued and no write is in flight.
 struct WebSocket::Impl {
   uv_loop_t* loop;
-  uv_tcp_t* tcp;
-  uv_timer_t* timer;
-  uv_idle_t* flusher;
+  UvHandle<uv_tcp_t> tcp;
+  UvHandle<uv_timer_t> timer;
+  UvHandle<uv_idle_t> flusher;
   WebSocketOptions options;
   Callbacks cb;
   WebSocketOutputStats* output;
@@ -181,39 +183,29 @@ struct WebSocket::Impl {
   std::uint64_t close_started = 0;  // uv_now when Closing began
   std::uint64_t last_progress = 0;  // uv_now at the last completed write
 
-  Impl(uv_loop_t* l, uv_tcp_t* t, WebSocketOptions o, Callbacks c, WebSocketOutputStats* out)
-      : loop(l),
-        tcp(t),
-        timer(new uv_timer_t),
-        flusher(new uv_idle_t),
-        options(o),
-        cb(std::move(c)),
-        output(out) {
+  Impl(uv_loop_t* l, UvHandle<uv_tcp_t> t, WebSocketOptions o, Callbacks c,
+       WebSocketOutputStats* out)
+      : loop(l), tcp(std::move(t)), options(o), cb(std::move(c)), output(out) {
     tcp->data = this;
-    uv_timer_init(loop, timer);
-    timer->data = this;
-    uv_idle_init(loop, flusher);
-    flusher->data = this;
+    // Timer and idle handles fail to initialise only on an invalid loop.
+    (void)timer.init(loop, this, uv_timer_init);
+    (void)flusher.init(loop, this, uv_idle_init);
     static const wslay_event_callbacks callbacks = {
         &Impl::recv_cb, &Impl::send_cb, nullptr, nullptr, nullptr, nullptr, &Impl::msg_cb};
     if (wslay_event_context_server_init(&ctx, &callbacks, this) != 0) ctx = nullptr;
     if (ctx) wslay_event_config_set_max_recv_msg_length(ctx, options.max_message);
   }
 
+  // The handles close with their UvHandles (after wslay's context is freed:
+  // nothing calls back into wslay from a close).
   ~Impl() {
-    if (!closed) release_handles();
     if (ctx) wslay_event_context_free(ctx);
   }
 
   void release_handles() {
-    tcp->data = nullptr;  // pending write callbacks see a closed socket
-    close_and_delete(tcp);
-    uv_timer_stop(timer);
-    timer->data = nullptr;
-    close_and_delete(timer);
-    uv_idle_stop(flusher);
-    flusher->data = nullptr;
-    close_and_delete(flusher);
+    tcp.reset();  // pending write callbacks see data == nullptr
+    timer.reset();
+    flusher.reset();
   }
 
   // wslay callbacks ----------------------------------------------------------
@@ -283,7 +275,7 @@ struct WebSocket::Impl {
   void schedule() {
     if (scheduled || writing || closed || queue.empty()) return;
     scheduled = true;
-    uv_idle_start(flusher, [](uv_idle_t* h) {
+    uv_idle_start(flusher.get(), [](uv_idle_t* h) {
       if (auto* self = static_cast<Impl*>(h->data)) self->flush();
     });
   }
@@ -292,7 +284,7 @@ struct WebSocket::Impl {
   void flush() {
     if (scheduled) {
       scheduled = false;
-      uv_idle_stop(flusher);
+      if (flusher) uv_idle_stop(flusher.get());  // empty once closed
     }
     if (closed || writing || queue.empty()) return;
     struct WriteReq {
@@ -314,8 +306,8 @@ struct WebSocket::Impl {
       output->buffers += bufs.size();
       output->bytes += in_flight;
     }
-    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp), bufs.data(),
-                      static_cast<unsigned>(bufs.size()), [](uv_write_t* req, int status) {
+    int rc = uv_write(&w->req, tcp.stream(), bufs.data(), static_cast<unsigned>(bufs.size()),
+                      [](uv_write_t* req, int status) {
                         auto* wr = reinterpret_cast<WriteReq*>(req);
                         auto* self = static_cast<Impl*>(req->handle->data);
                         delete wr;
@@ -382,7 +374,7 @@ struct WebSocket::Impl {
     if (!ctx) finish();  // wslay could not allocate
     if (closed) return;
     leftover = std::move(rest);
-    uv_tcp_nodelay(tcp, 1);
+    uv_tcp_nodelay(tcp.get(), 1);
     if (!leftover.empty()) {
       // Bytes the client sent after its upgrade request: fed from the
       // timer (due at once while they wait), outside the owner's call, and
@@ -395,7 +387,7 @@ struct WebSocket::Impl {
 
   void start_reading() {
     uv_read_start(
-        reinterpret_cast<uv_stream_t*>(tcp),
+        tcp.stream(),
         [](uv_handle_t*, size_t, uv_buf_t* buf) {
           // One buffer for every socket of the thread: wslay copies what it
           // keeps, and nothing reads another socket before feed() returns.
@@ -467,7 +459,10 @@ struct WebSocket::Impl {
       due = last_read + static_cast<std::uint64_t>(options.idle_timeout.count());
     }
     uv_timer_start(
-        timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_timer(); },
+        timer.get(),
+        [](uv_timer_t* t) {
+          if (auto* self = static_cast<Impl*>(t->data)) self->on_timer();
+        },
         due > now ? due - now : 0, 0);
   }
 
@@ -555,7 +550,6 @@ struct WebSocket::Impl {
     }
     queue.clear();
     queue_bytes = 0;
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(tcp));
     release_handles();
     if (!cb.on_closed) return;
     if (in_api > 0) {
@@ -573,9 +567,9 @@ struct WebSocket::Impl {
   };
 };
 
-WebSocket::WebSocket(uv_loop_t* loop, uv_tcp_t* tcp, WebSocketOptions options, Callbacks callbacks,
-                     WebSocketOutputStats* output)
-    : impl_(std::make_unique<Impl>(loop, tcp, options, std::move(callbacks), output)) {}
+WebSocket::WebSocket(uv_loop_t* loop, UvHandle<uv_tcp_t> tcp, WebSocketOptions options,
+                     Callbacks callbacks, WebSocketOutputStats* output)
+    : impl_(std::make_unique<Impl>(loop, std::move(tcp), options, std::move(callbacks), output)) {}
 
 WebSocket::~WebSocket() = default;
 

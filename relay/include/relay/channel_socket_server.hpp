@@ -87,7 +87,7 @@ class ChannelSocketServer {
   struct Impl;
 
  private:
-  std::shared_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace beamlink::relay

@@ -16,6 +16,9 @@
 //   their pending responses are written. The destructor closes everything at
 //   once; handles are freed in their close callbacks, so run the loop once
 //   more before uv_loop_close.
+// - Ownership: the server owns its connections (LoopOwned, loop_owned.hpp);
+//   a closed connection is destroyed on a later loop iteration, never inside
+//   its own callback. Every handle is a UvHandle.
 // - After a response that ends the connection (an error, Connection: close,
 //   HTTP/1.0 without keep-alive) the server half-closes and discards what
 //   the client still sends, up to `linger`, so the client reads the answer.
@@ -37,6 +40,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/uv_handle.hpp"
 #include "relay/http_message.hpp"
 
 namespace beamlink::relay {
@@ -71,13 +75,12 @@ struct UpgradeHandler {
   // connection (pipelining) has been queued for writing, from the loop (never
   // from inside on_upgrade). Ownership of `tcp` moves to the callee: it is
   // open, not reading, `tcp->data` is null, and the server never touches it
-  // again. The callee must close it with uv_close and free it with `delete`
-  // in the close callback (beamlink::close_and_delete does both). Earlier
-  // responses may still be in libuv's write queue: bytes the callee writes
-  // follow them in order. `leftover` holds the bytes the client sent after
-  // the request (they belong to the new protocol). The callee answers the
-  // upgrade itself (e.g. 101 Switching Protocols).
-  std::function<void(Request req, uv_tcp_t* tcp, std::string leftover)> take;
+  // again (dropping the UvHandle closes it). Earlier responses may still be
+  // in libuv's write queue: bytes the callee writes follow them in order.
+  // `leftover` holds the bytes the client sent after the request (they
+  // belong to the new protocol). The callee answers the upgrade itself
+  // (e.g. 101 Switching Protocols).
+  std::function<void(Request req, UvHandle<uv_tcp_t> tcp, std::string leftover)> take;
 };
 
 struct ServerOptions {

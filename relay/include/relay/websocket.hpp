@@ -56,6 +56,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/uv_handle.hpp"
 #include "relay/http_message.hpp"
 
 namespace beamlink::relay {
@@ -140,9 +141,10 @@ class WebSocket {
     std::function<void(const Closed&)> on_closed;
   };
 
-  // Takes ownership of `tcp` (see UpgradeHandler::take). Nothing happens
-  // until start(). `output`, when set, must outlive the WebSocket.
-  WebSocket(uv_loop_t* loop, uv_tcp_t* tcp, WebSocketOptions options, Callbacks callbacks,
+  // Takes ownership of `tcp` (see UpgradeHandler::take): open, `data`
+  // unused. Nothing happens until start(). `output`, when set, must outlive
+  // the WebSocket.
+  WebSocket(uv_loop_t* loop, UvHandle<uv_tcp_t> tcp, WebSocketOptions options, Callbacks callbacks,
             WebSocketOutputStats* output = nullptr);
   ~WebSocket();
   WebSocket(const WebSocket&) = delete;
