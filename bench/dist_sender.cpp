@@ -1,8 +1,9 @@
 // beamlink's side of `scripts/bench dist`: connects to the receiving node,
 // arms its counter over rpc, sends N messages {relay, <<"topic">>, <<100
 // bytes>>} to the registered `counter` as fast as the connection takes them
-// (waiting for room when the outbound queue is full), then asks for the
-// receiver's timing. Prints one line: "beamlink N us cpu_us".
+// (waiting for room when the outbound queue is full), waits until the last
+// one was written (its send completion), then asks for the receiver's timing. Prints one line:
+// "beamlink N us cpu_us".
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -43,8 +44,17 @@ struct Bench {
   }
 
   void pump() {
+    if (n <= 0) return collect();
     while (sent < n) {
-      auto r = node.reg_send(self, target, "counter", {msg.data(), msg.size()});
+      // The last send's completion says that everything was written (the
+      // connection writes in order).
+      SendDone done;
+      if (sent + 1 == n)
+        done = [this](Result<void> w) {
+          if (!w) return fail(w.error().message);
+          collect();
+        };
+      auto r = node.reg_send(self, target, "counter", {msg.data(), msg.size()}, std::move(done));
       if (!r) {
         if (r.error().code == Errc::queue_full) {
           node.when_writable(target, [this](Result<void> w) {
@@ -57,18 +67,10 @@ struct Bench {
       }
       ++sent;
     }
-    // All queued; wait until written, then collect the timing.
-    drain();
   }
 
-  void drain() {
-    if (node.queued_bytes(target) > 0) {
-      node.when_writable(target, [this](Result<void> w) {
-        if (!w) return fail(w.error().message);
-        drain();
-      });
-      return;
-    }
+  // Everything was written: the receiver's timing.
+  void collect() {
     cpu1 = cpu_us();
     TermWriter args;
     args.list(1).integer(120000).nil();

@@ -240,9 +240,11 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       }
       poller = std::move(made).value();
     }
-    node.on_node_up([&](const std::string& n) { say(spdlog::level::info, "up", n); });
+    Subscription up_said =
+        node.on_node_up([&](const std::string& n) { say(spdlog::level::info, "up", n); });
+    Subscription down_said;
     if (opts.watch)  // run logs the loss through the connection and the PeerManager
-      node.on_node_down([&](const std::string& n, const Error& why) {
+      down_said = node.on_node_down([&](const std::string& n, const Error& why) {
         if (why.code != Errc::shutting_down)
           say(spdlog::level::warn, "down", n + ": " + why.message);
       });

@@ -15,6 +15,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "connection.hpp"
 #include "dist/control.hpp"
@@ -25,10 +26,6 @@
 
 namespace beamlink::dist {
 namespace {
-
-// How long a closed connection's final counts stay answerable (far longer
-// than any consumer's settle interval).
-constexpr std::uint64_t kLastProgressKeepMs = 10 * 60 * 1000;
 
 std::string span_str(std::span<const char> s) {
   return std::string(s.data(), s.size());
@@ -48,42 +45,37 @@ Result<std::pair<std::string, std::string>> split_node_name(const std::string& n
 
 struct PendingRpc {
   std::function<void(Result<RpcReply>)> cb;
-  uv_timer_t* timer = nullptr;  // data: a RpcTimer
+  UvHandle<uv_timer_t> timer;  // data: this PendingRpc (stable in its map)
   std::string node;
   Error failure;  // what the timer reports when it fires
-};
-struct RpcTimer {
-  Node* node;
+  Node* owner = nullptr;
   term::Ref ref;
 };
 
-struct Node::Impl {
+struct Node::Impl final : ConnectionOwner {
+  explicit Impl(Node& n) : node(n) {}
+  Node& node;
   Liveness alive;
   ei_cnode ec{};
   int listen_fd = -1;
   std::unique_ptr<HandshakeAcceptor> acceptor;
-  uv_async_t* inbox_async = nullptr;
+  UvHandle<uv_async_t> inbox_async;
   std::mutex inbox_mutex;
   std::deque<HandshakeAcceptor::Accepted> inbox;
   std::unique_ptr<epmd_client::Client> epmd;
   std::unique_ptr<epmd_client::Registration> registration;
-  uv_timer_t* ticker = nullptr;
+  UvHandle<uv_timer_t> ticker;
   // Connections with frames to write: flushed once per loop turn, after the
   // turn's I/O callbacks (uv_check), so that the frames of many sends (e.g.
   // one relay broadcast per HTTP request read in this turn) leave in one
   // write per connection instead of one each.
-  uv_check_t* flusher = nullptr;
+  UvHandle<uv_check_t> flusher;
   std::vector<Connection*> dirty;
-  std::unordered_map<std::string, Connection*> connections;
-  // The last closed connection's progress per peer, for progress(node,
-  // connection) after the close. Forgotten kLastProgressKeepMs after the
-  // close once final, so peers that come and go (pods replaced under new
-  // addresses) do not accumulate.
-  struct Closed {
-    std::shared_ptr<const OutboundProgress> progress;
-    std::uint64_t closed_at = 0;  // uv_now
-  };
-  std::unordered_map<std::string, Closed> last_progress;
+  std::unordered_map<std::string, std::unique_ptr<Connection>> connections;
+  // Closed connections, destroyed on a later loop turn (a connection closes
+  // inside its own callbacks).
+  std::vector<std::unique_ptr<Connection>> closed;
+  bool reap_scheduled = false;
   std::map<std::string, std::vector<std::function<void(Result<void>)>>> connecting;
   std::map<std::string, std::uint64_t> last_accept_warning;  // message -> uv_now when warned
   term::Pid rpc_pid;
@@ -92,10 +84,27 @@ struct Node::Impl {
   bool ready = false;       // the ei identity exists: connects and rpcs may run
   bool destroying = false;  // ~Node: drop pending callbacks instead of calling them
   bool stopped = false;
+
+  // ConnectionOwner
+  void connection_closed(Connection& c, const Error& why) override {
+    node.connection_closed(c, why);
+  }
+  void dispatch(Connection& c, std::span<const char> control,
+                std::span<const char> message) override {
+    node.dispatch(c, control, message);
+  }
+  void frames_written(Connection& c) override { node.frames_written(c); }
+  void schedule_flush(Connection& c) override {
+    if (!flusher) return c.flush();  // not started or stopped: write now
+    dirty.push_back(&c);
+  }
+  NodeStats& stats() override { return node.stats_; }
+  const NodeConfig& config() const override { return node.config_; }
+  uv_loop_t* loop() const override { return node.loop_; }
 };
 
 Node::Node(uv_loop_t* loop, NodeConfig config)
-    : loop_(loop), config_(std::move(config)), table_(config_.name, 0), impl_(new Impl) {
+    : loop_(loop), config_(std::move(config)), table_(config_.name, 0), impl_(new Impl(*this)) {
   // ei's blocking writes on worker threads would otherwise kill the process
   // when a peer goes away mid-handshake.
   ::signal(SIGPIPE, SIG_IGN);
@@ -106,6 +115,13 @@ Node::~Node() {
   stop();
   impl_->registration.reset();
   impl_->epmd.reset();
+  // ~Node may run inside a connection's callback (a handler that destroys
+  // the node): closed connections go on a later loop turn.
+  if (!impl_->closed.empty()) {
+    auto closed =
+        std::make_shared<std::vector<std::unique_ptr<Connection>>>(std::move(impl_->closed));
+    defer(loop_, [closed] {});
+  }
 }
 
 Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
@@ -119,33 +135,34 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
 
   // The ticker: every ticktime/8, send ticks on idle connections and drop
   // silent ones (silent for a whole ticktime).
-  impl_->ticker = new uv_timer_t;
-  uv_timer_init(loop_, impl_->ticker);
-  impl_->ticker->data = this;
+  if (int rc = impl_->ticker.init(loop_, this, uv_timer_init); rc != 0)
+    return make_error(Errc::io_error,
+                      std::string("cannot create the tick timer: ") + uv_strerror(rc), rc);
   auto period = static_cast<std::uint64_t>(config_.ticktime.count() / 8);
   uv_timer_start(
-      impl_->ticker,
+      impl_->ticker.get(),
       [](uv_timer_t* t) {
         auto* self = static_cast<Node*>(t->data);
+        if (!self) return;
         auto now = uv_now(self->loop_);
         std::vector<Connection*> conns;
-        for (auto& [n, c] : self->impl_->connections) conns.push_back(c);
+        for (auto& [n, c] : self->impl_->connections) conns.push_back(c.get());
         for (auto* c : conns)
           c->on_tick_check(now, static_cast<std::uint64_t>(self->config_.ticktime.count()));
       },
       period, period);
-  uv_unref(reinterpret_cast<uv_handle_t*>(impl_->ticker));
-  impl_->flusher = new uv_check_t;
-  uv_check_init(loop_, impl_->flusher);
-  impl_->flusher->data = this;
-  uv_check_start(impl_->flusher, [](uv_check_t* h) {
+  uv_unref(impl_->ticker.handle());
+  if (int rc = impl_->flusher.init(loop_, this, uv_check_init); rc != 0)
+    return make_error(Errc::io_error,
+                      std::string("cannot create the write flusher: ") + uv_strerror(rc), rc);
+  uv_check_start(impl_->flusher.get(), [](uv_check_t* h) {
     auto* self = static_cast<Node*>(h->data);
-    if (self->impl_->dirty.empty()) return;
+    if (!self || self->impl_->dirty.empty()) return;
     auto list = std::move(self->impl_->dirty);
     self->impl_->dirty.clear();
     for (auto* c : list) c->flush();  // a closed one left the list in connection_closed
   });
-  uv_unref(reinterpret_cast<uv_handle_t*>(impl_->flusher));
+  uv_unref(impl_->flusher.handle());
 
   if (!config_.publish) {
     // A one-shot client: not listening, not registered; a random creation as
@@ -215,9 +232,9 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
             }
             install_builtins();
             impl_->ready = true;
-            impl_->inbox_async = new uv_async_t;
-            uv_async_init(loop_, impl_->inbox_async, [](uv_async_t* a) {
+            int rc = impl_->inbox_async.init(loop_, this, uv_async_init, [](uv_async_t* a) {
               auto* self = static_cast<Node*>(a->data);
+              if (!self) return;
               std::deque<HandshakeAcceptor::Accepted> items;
               {
                 std::lock_guard lock(self->impl_->inbox_mutex);
@@ -245,16 +262,17 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
                   continue;
                 }
                 ++self->stats_.accepts;
-                auto* c = new Connection(*self, item.fd, item.node, true);
-                if (auto r = c->open(); !r) {
+                if (auto r = self->adopt(item.fd, item.node, true); !r)
                   spdlog::warn("accepting {}: {}", item.node, r.error().message);
-                  c->close(r.error());
-                  continue;
-                }
-                self->connection_up(c);
               }
             });
-            impl_->inbox_async->data = this;
+            if (rc != 0) {
+              if (*ready)
+                std::exchange(*ready, nullptr)(make_error(
+                    Errc::io_error,
+                    std::string("cannot create the accept queue: ") + uv_strerror(rc), rc));
+              return;
+            }
             impl_->acceptor = std::make_unique<HandshakeAcceptor>(
                 impl_->ec, impl_->listen_fd, config_.acceptor_threads,
                 static_cast<unsigned>(config_.accept_timeout.count()),
@@ -263,7 +281,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
                     std::lock_guard lock(impl->inbox_mutex);
                     impl->inbox.push_back(std::move(a));
                   }
-                  uv_async_send(impl->inbox_async);
+                  uv_async_send(impl->inbox_async.get());
                 });
             impl_->acceptor->start();
             spdlog::info("{} registered with epmd at {}:{} (port {}, creation {})", config_.name,
@@ -313,18 +331,15 @@ void Node::stop() {
       if (item.fd >= 0) ::close(item.fd);
     impl_->inbox.clear();
   }
-  if (impl_->inbox_async) close_and_delete(impl_->inbox_async);
-  impl_->inbox_async = nullptr;
+  impl_->inbox_async.reset();
   // stop() may run inside a registration or epmd callback: stop them here,
   // destroy them with the node.
   if (impl_->registration) impl_->registration->stop();
   registered_ = false;
-  if (impl_->ticker) close_and_delete(impl_->ticker);
-  impl_->ticker = nullptr;
-  if (impl_->flusher) close_and_delete(impl_->flusher);
-  impl_->flusher = nullptr;
+  impl_->ticker.reset();
+  impl_->flusher.reset();
   std::vector<Connection*> conns;
-  for (auto& [n, c] : impl_->connections) conns.push_back(c);
+  for (auto& [n, c] : impl_->connections) conns.push_back(c.get());
   for (auto* c : conns) c->close(make_error(Errc::shutting_down, config_.name + " is stopping"));
   auto connecting = std::move(impl_->connecting);
   impl_->connecting.clear();
@@ -492,13 +507,7 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
                       return complete({});
                     }
                     ++self->stats_.connects;
-                    auto* c = new Connection(*self, fd, work->peer, false);
-                    if (auto r = c->open(); !r) {
-                      c->close(r.error());
-                      return complete(r.error());
-                    }
-                    self->connection_up(c);
-                    complete({});
+                    complete(self->adopt(fd, work->peer, false));
                   });
             });
       });
@@ -517,46 +526,54 @@ void Node::finish_connect(const std::string& node, Result<void> r) {
   for (auto& f : cbs) f(r);
 }
 
-void Node::connection_up(Connection* c) {
-  if (auto old = impl_->connections.find(c->peer()); old != impl_->connections.end()) {
+Result<void> Node::adopt(int fd, const std::string& peer, bool inbound) {
+  auto conn = std::make_unique<Connection>(*impl_, fd, peer, inbound, ++last_connection_id_);
+  if (auto r = conn->open(); !r) {
+    conn->close(r.error());  // never in the table: nobody hears of it
+    return r.error();
+  }
+  Connection& c = *conn;
+  if (auto old = impl_->connections.find(peer); old != impl_->connections.end()) {
     // The peer handshook again while we still hold a connection to it: it
     // restarted (or lost the old one first). ei has already told it "ok", so
     // the new connection is the live one; the old one goes, as erts does.
-    spdlog::info("{} connected again: replacing the previous connection", c->peer());
+    spdlog::info("{} connected again: replacing the previous connection", peer);
     old->second->close(
-        make_error(Errc::connection_closed, "replaced by a new connection from " + c->peer()));
+        make_error(Errc::connection_closed, "replaced by a new connection from " + peer));
   }
-  impl_->connections.emplace(c->peer(), c);
-  spdlog::info("connected to {} ({})", c->peer(), c->inbound() ? "inbound" : "outbound");
-  auto handlers = node_up_;  // a handler may add handlers
-  for (auto& f : handlers) f(c->peer());
+  impl_->connections.emplace(peer, std::move(conn));
+  spdlog::info("connected to {} ({})", c.peer(), c.inbound() ? "inbound" : "outbound");
+  node_up_.emit(c.peer());
+  return {};
 }
 
-void Node::connection_closed(Connection* c, const Error& why) {
-  std::erase(impl_->dirty, c);
-  auto it = impl_->connections.find(c->peer());
-  if (it == impl_->connections.end() || it->second != c) return;  // a duplicate that lost
+void Node::connection_closed(Connection& c, const Error& why) {
+  std::erase(impl_->dirty, &c);
+  auto it = impl_->connections.find(c.peer());
+  if (it == impl_->connections.end() || it->second.get() != &c) return;  // never adopted
+  impl_->closed.push_back(std::move(it->second));
   impl_->connections.erase(it);
-  std::uint64_t now = uv_now(loop_);
-  std::erase_if(impl_->last_progress, [now](const auto& e) {
-    return e.second.progress->final && now - e.second.closed_at > kLastProgressKeepMs;
-  });
-  impl_->last_progress[c->peer()] = Impl::Closed{c->progress(), now};
+  if (!impl_->reap_scheduled) {
+    impl_->reap_scheduled = true;
+    defer(loop_, impl_->alive.watch(), [this] {
+      impl_->reap_scheduled = false;
+      impl_->closed.clear();
+    });
+  }
   if (why.code == Errc::shutting_down)
-    spdlog::debug("closing connection to {}", c->peer());
+    spdlog::debug("closing connection to {}", c.peer());
   else
-    spdlog::warn("connection to {} closed: {}", c->peer(), why.message);
-  table_.node_down(c->peer());
+    spdlog::warn("connection to {} closed: {}", c.peer(), why.message);
+  table_.node_down(c.peer());
   // Fail pending rpcs to that node now rather than at their timeout.
   std::vector<term::Ref> lost;
   for (auto& [ref, pending] : impl_->rpcs)
-    if (pending.node == c->peer()) lost.push_back(ref);
+    if (pending.node == c.peer()) lost.push_back(ref);
   for (auto& ref : lost)
     finish_rpc(ref, make_error(Errc::not_connected,
-                               "connection to " + c->peer() + " lost during rpc: " + why.message));
+                               "connection to " + c.peer() + " lost during rpc: " + why.message));
   if (impl_->destroying) return;
-  auto handlers = node_down_;  // a handler may add handlers
-  for (auto& f : handlers) f(c->peer(), why);
+  node_down_.emit(c.peer(), why);
 }
 
 bool Node::is_connected(const std::string& node) const {
@@ -581,35 +598,15 @@ std::size_t Node::queued_bytes(const std::string& node) const {
   return it == impl_->connections.end() ? 0 : it->second->queued();
 }
 
-OutboundProgress Node::progress(const std::string& node) const {
-  if (auto it = impl_->connections.find(node); it != impl_->connections.end())
-    return *it->second->progress();
-  if (auto it = impl_->last_progress.find(node); it != impl_->last_progress.end())
-    return *it->second.progress;
-  return {};
+std::uint64_t Node::connection_id(const std::string& node) const {
+  auto it = impl_->connections.find(node);
+  return it == impl_->connections.end() ? 0 : it->second->id();
 }
 
-OutboundProgress Node::progress(const std::string& node, std::uint64_t connection) const {
-  if (auto it = impl_->connections.find(node);
-      it != impl_->connections.end() && it->second->id() == connection)
-    return *it->second->progress();
-  if (auto it = impl_->last_progress.find(node);
-      it != impl_->last_progress.end() && it->second.progress->connection == connection)
-    return *it->second.progress;
-  return {};
-}
-
-void Node::schedule_flush(Connection* c) {
-  if (!impl_->flusher) return c->flush();  // not started or stopped: write now
-  impl_->dirty.push_back(c);
-}
-
-void Node::frames_written(Connection* c) {
+void Node::frames_written(Connection& c) {
   if (written_.empty() || impl_->destroying) return;
-  std::string peer = c->peer();  // the connection may close in a callback
-  // By index: a handler may add handlers (they run from the next write on);
-  // none is ever removed. No copy of the vector per write.
-  for (std::size_t i = 0, n = written_.size(); i < n; ++i) written_[i](peer);
+  std::string peer = c.peer();  // the connection may close in a callback
+  written_.emit(peer);
 }
 
 void Node::when_writable(const std::string& node, std::function<void(Result<void>)> cb) {
@@ -631,17 +628,27 @@ void Node::when_writable(const std::string& node, std::function<void(Result<void
 
 // ------------------------------------------------------------- sending
 
-Result<void> Node::send(const term::Pid& to, std::span<const char> msg) {
+namespace {
+
+// A local delivery is written at once: its completion says so, later.
+void complete_local(uv_loop_t* loop, SendDone done) {
+  if (done) defer(loop, [done = std::move(done)] { done({}); });
+}
+
+}  // namespace
+
+Result<void> Node::send(const term::Pid& to, std::span<const char> msg, SendDone done) {
   if (to.node == config_.name) {
     Envelope e;
     e.term = msg;
     if (!table_.deliver(to, e)) ++stats_.dropped_messages;
+    complete_local(loop_, std::move(done));
     return {};
   }
   auto it = impl_->connections.find(to.node);
   if (it == impl_->connections.end())
     return make_error(Errc::not_connected, "not connected to " + to.node);
-  Connection* c = it->second;
+  Connection* c = it->second.get();
   if (c->queued() >= config_.max_outbound) {
     ++stats_.queue_full;
     return make_error(Errc::queue_full, "the queue to " + to.node + " is full (" +
@@ -649,38 +656,34 @@ Result<void> Node::send(const term::Pid& to, std::span<const char> msg) {
   }
   auto control = encode_send(to);
   if (auto s = control.status(); !s) return s;
-  c->send_frame(control.bytes(), msg);
+  c->send_frame(control.bytes(), msg, std::move(done));
   return {};
 }
 
 Result<void> Node::reg_send(const term::Pid& from, const std::string& node, const std::string& name,
-                            std::span<const char> msg) {
+                            std::span<const char> msg, SendDone done) {
   if (node == config_.name) {
     Envelope e;
     e.term = msg;
     e.from = &from;
     if (!table_.deliver(name, e)) ++stats_.dropped_messages;
+    complete_local(loop_, std::move(done));
     return {};
   }
   auto it = impl_->connections.find(node);
   if (it == impl_->connections.end())
     return make_error(Errc::not_connected, "not connected to " + node);
-  Connection* c = it->second;
+  Connection* c = it->second.get();
   if (c->queued() >= config_.max_outbound) {
     ++stats_.queue_full;
     return make_error(Errc::queue_full, "the queue to " + node + " is full (" +
                                             std::to_string(c->queued()) + " bytes)");
   }
   // The REG_SEND control for a (from, name) pair is encoded once and reused.
-  if (!c->regsend_valid || c->regsend_from != from || c->regsend_name != name) {
-    auto control = encode_reg_send(from, name);
-    if (auto s = control.status(); !s) return s;
-    c->regsend_control = span_str(control.bytes());
-    c->regsend_from = from;
-    c->regsend_name = name;
-    c->regsend_valid = true;
-  }
-  c->send_frame(c->regsend_control, msg);
+  Result<void> encoded;
+  auto control = c->reg_send_control(from, name, encoded);
+  if (!encoded) return encoded;
+  c->send_frame(control, msg, std::move(done));
   return {};
 }
 
@@ -726,28 +729,28 @@ std::variant<term::Pid, std::string> monitor_target(const Control& ctl) {
 
 }  // namespace
 
-void Node::dispatch(Connection* c, std::span<const char> control_bytes,
+void Node::dispatch(Connection& c, std::span<const char> control_bytes,
                     std::span<const char> message) {
   auto decoded = decode_control(control_bytes);
   if (!decoded) {
     if (decoded.error().code == Errc::not_found) {
       ++stats_.unknown_controls;
-      spdlog::debug("ignoring a control message from {}: {}", c->peer(), decoded.error().message);
+      spdlog::debug("ignoring a control message from {}: {}", c.peer(), decoded.error().message);
       return;
     }
     ++stats_.malformed_frames;
-    c->close(make_error(Errc::protocol_error, "malformed control message from " + c->peer() + ": " +
-                                                  decoded.error().message));
+    c.close(make_error(Errc::protocol_error, "malformed control message from " + c.peer() + ": " +
+                                                 decoded.error().message));
     return;
   }
   const Control& ctl = *decoded;
-  spdlog::trace("{} -> {}: {}", c->peer(), config_.name, control_tag_name(ctl.tag));
+  spdlog::trace("{} -> {}: {}", c.peer(), config_.name, control_tag_name(ctl.tag));
   if (ctl.expects_message == message.empty()) {
     ++stats_.malformed_frames;
-    c->close(make_error(Errc::protocol_error, "malformed control message from " + c->peer() + ": " +
-                                                  std::string(control_tag_name(ctl.tag)) +
-                                                  (ctl.expects_message ? " without its message"
-                                                                       : " with a stray message")));
+    c.close(make_error(Errc::protocol_error, "malformed control message from " + c.peer() + ": " +
+                                                 std::string(control_tag_name(ctl.tag)) +
+                                                 (ctl.expects_message ? " without its message"
+                                                                      : " with a stray message")));
     return;
   }
   // Reasons of the PAYLOAD_* variants travel as the message term.
@@ -771,7 +774,7 @@ void Node::dispatch(Connection* c, std::span<const char> control_bytes,
       e.from = &ctl.from;
       if (!table_.deliver(ctl.to_name, e)) {
         ++stats_.dropped_messages;
-        spdlog::debug("{} sent to unregistered name '{}' here: dropped", c->peer(), ctl.to_name);
+        spdlog::debug("{} sent to unregistered name '{}' here: dropped", c.peer(), ctl.to_name);
       }
       break;
     }
@@ -826,11 +829,11 @@ void Node::dispatch(Connection* c, std::span<const char> control_bytes,
     case ControlTag::alias_send_tt:
       // We never hand out aliases, so no message can be addressed to one.
       ++stats_.dropped_messages;
-      spdlog::debug("{} sent to an alias we do not have: dropped", c->peer());
+      spdlog::debug("{} sent to an alias we do not have: dropped", c.peer());
       break;
     default:
       ++stats_.unknown_controls;
-      spdlog::debug("ignoring control {} from {}", static_cast<int>(ctl.tag), c->peer());
+      spdlog::debug("ignoring control {} from {}", static_cast<int>(ctl.tag), c.peer());
       break;
   }
 }
@@ -954,8 +957,7 @@ void Node::finish_rpc(const term::Ref& ref, Result<RpcReply> result) {
   if (it == impl_->rpcs.end()) return;
   auto pending = std::move(it->second);
   impl_->rpcs.erase(it);
-  delete static_cast<RpcTimer*>(pending.timer->data);
-  close_and_delete(pending.timer);
+  pending.timer.reset();
   pending.cb(std::move(result));
 }
 
@@ -983,11 +985,20 @@ void Node::rpc(const std::string& node, const std::string& mod, const std::strin
     msg.nil();
   msg.pid(impl_->rpc_pid);
 
-  auto* timer = new uv_timer_t;
-  uv_timer_init(loop_, timer);
-  timer->data = new RpcTimer{this, ref};
-  impl_->rpcs.emplace(ref, PendingRpc{std::move(cb), timer, node, {}});
-  auto& pending = impl_->rpcs.at(ref);
+  auto& pending = impl_->rpcs[ref];
+  pending.cb = std::move(cb);
+  pending.node = node;
+  pending.owner = this;
+  pending.ref = ref;
+  if (int rc = pending.timer.init(loop_, &pending, uv_timer_init); rc != 0) {
+    auto failed = std::move(pending.cb);
+    impl_->rpcs.erase(ref);
+    defer(loop_, impl_->alive.watch(), [cb = std::move(failed), rc] {
+      cb(make_error(Errc::io_error, std::string("rpc: cannot create its timer: ") + uv_strerror(rc),
+                    rc));
+    });
+    return;
+  }
   auto sent = msg.status();
   if (sent) sent = reg_send(impl_->rpc_pid, node, "rex", msg.bytes());
   if (!sent) {
@@ -1001,11 +1012,12 @@ void Node::rpc(const std::string& node, const std::string& mod, const std::strin
   }
   // The node outlives the timer: stop() finishes and closes every pending rpc.
   uv_timer_start(
-      timer,
+      pending.timer.get(),
       [](uv_timer_t* t) {
-        auto* rt = static_cast<RpcTimer*>(t->data);
-        Node* self = rt->node;
-        term::Ref r = rt->ref;
+        auto* p = static_cast<PendingRpc*>(t->data);
+        if (!p) return;
+        Node* self = p->owner;
+        term::Ref r = p->ref;
         auto it = self->impl_->rpcs.find(r);
         if (it == self->impl_->rpcs.end()) return;
         Error why = it->second.failure;

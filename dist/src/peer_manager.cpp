@@ -4,39 +4,29 @@
 
 #include <algorithm>
 
-#include "common/uv_util.hpp"
+#include "common/uv_handle.hpp"
 
 namespace beamlink::dist {
-namespace {
-
-struct TimerCtx {
-  PeerManager* self;
-  std::string peer;
-};
-
-}  // namespace
-
 PeerManager::PeerManager(Node& node, Options options) : node_(node), options_(options) {
-  node_.on_node_down(
-      [this, alive = std::weak_ptr<int>(alive_)](const std::string& n, const Error& why) {
-        if (alive.expired() || stopped_) return;
-        auto it = peers_.find(n);
-        if (it == peers_.end()) return;
-        Peer& p = it->second;
-        if (!p.wanted) {
-          // It left DNS and now its connection went too: forget it.
-          close_timer(p);
-          peers_.erase(it);
-          return;
-        }
-        spdlog::warn("lost {}: {}; redialling", n, why.message);
-        p.state = PeerState::backoff;
-        p.failures = 0;
-        p.backoff = std::chrono::milliseconds(0);
-        schedule_retry(n);
-      });
-  node_.on_node_up([this, alive = std::weak_ptr<int>(alive_)](const std::string& n) {
-    if (alive.expired() || stopped_) return;
+  node_down_ = node_.on_node_down([this](const std::string& n, const Error& why) {
+    if (stopped_) return;
+    auto it = peers_.find(n);
+    if (it == peers_.end()) return;
+    Peer& p = it->second;
+    if (!p.wanted) {
+      // It left DNS and now its connection went too: forget it.
+      close_timer(p);
+      peers_.erase(it);
+      return;
+    }
+    spdlog::warn("lost {}: {}; redialling", n, why.message);
+    p.state = PeerState::backoff;
+    p.failures = 0;
+    p.backoff = std::chrono::milliseconds(0);
+    schedule_retry(n);
+  });
+  node_up_ = node_.on_node_up([this](const std::string& n) {
+    if (stopped_) return;
     auto it = peers_.find(n);
     if (it == peers_.end()) return;
     // An inbound connection from a peer we were waiting to redial.
@@ -53,14 +43,13 @@ void PeerManager::stop() {
   if (stopped_) return;
   stopped_ = true;
   for (auto& [n, p] : peers_) close_timer(p);
-  alive_.reset();
+  node_up_.reset();
+  node_down_.reset();
+  alive_.expire();
 }
 
 void PeerManager::close_timer(Peer& p) {
-  if (!p.timer) return;
-  delete static_cast<TimerCtx*>(p.timer->data);
-  close_and_delete(p.timer);
-  p.timer = nullptr;
+  p.timer.reset();
 }
 
 void PeerManager::add(const std::string& peer) {
@@ -111,8 +100,8 @@ void PeerManager::dial(const std::string& peer) {
   Peer& p = peers_[peer];
   p.state = PeerState::dialling;
   ++in_flight_;
-  node_.connect(peer, [this, peer, alive = std::weak_ptr<int>(alive_)](Result<void> r) {
-    if (alive.expired() || stopped_) return;
+  node_.connect(peer, [this, peer, alive = alive_.watch()](Result<void> r) {
+    if (!alive || stopped_) return;
     --in_flight_;
     auto it = peers_.find(peer);
     if (it != peers_.end()) {
@@ -142,21 +131,27 @@ void PeerManager::dial(const std::string& peer) {
 }
 
 void PeerManager::schedule_retry(const std::string& peer) {
-  Peer& p = peers_[peer];
+  auto entry = peers_.try_emplace(peer).first;
+  Peer& p = entry->second;
   if (p.timer) return;
   p.backoff = p.backoff.count() == 0 ? options_.initial_backoff
                                      : std::min(p.backoff * 2, options_.max_backoff);
   std::uniform_int_distribution<long> jitter(0, static_cast<long>(p.backoff.count() / 2));
   auto delay = static_cast<std::uint64_t>(p.backoff.count() + jitter(rng_));
-  p.timer = new uv_timer_t;
-  uv_timer_init(node_.loop(), p.timer);
-  p.timer->data = new TimerCtx{this, peer};
+  // The timer's data is the peer's map entry (stable until it is erased,
+  // which closes the timer first).
+  if (int rc = p.timer.init(node_.loop(), &*entry, uv_timer_init); rc != 0) {
+    spdlog::error("cannot schedule redialling {}: {}", peer, uv_strerror(rc));
+    return;
+  }
+  p.owner = this;
   uv_timer_start(
-      p.timer,
+      p.timer.get(),
       [](uv_timer_t* t) {
-        auto* ctx = static_cast<TimerCtx*>(t->data);
-        PeerManager* self = ctx->self;
-        std::string name = ctx->peer;
+        auto* e = static_cast<std::pair<const std::string, Peer>*>(t->data);
+        if (!e) return;
+        PeerManager* self = e->second.owner;
+        std::string name = e->first;
         auto it = self->peers_.find(name);
         if (it == self->peers_.end()) return;
         self->close_timer(it->second);

@@ -2,7 +2,7 @@
 // adapter on a Node.
 #include "pubsub/pg_scope.hpp"
 
-#include "common/uv_util.hpp"
+#include "common/uv_handle.hpp"
 
 #include <spdlog/spdlog.h>
 #include <uv.h>
@@ -336,6 +336,10 @@ std::vector<std::string> PgScopeCore::local_groups() const {
 // ---------------------------------------------------------------------------
 // The adapter.
 
+struct PgScope::Timer {
+  UvHandle<uv_timer_t> h;
+};
+
 Result<std::unique_ptr<PgScope>> PgScope::create(dist::Node& node, PgScopeOptions options) {
   if (options.scope.empty()) return make_error(Errc::invalid_argument, "pg: empty scope name");
   // Register first with a forwarding handler that finds the PgScope through
@@ -349,23 +353,26 @@ Result<std::unique_ptr<PgScope>> PgScope::create(dist::Node& node, PgScopeOption
                                                 "' in " + node.name() + ": " + pid.error().message);
   std::unique_ptr<PgScope> s(new PgScope(node, std::move(options), *pid));
   *cell = s.get();
-  s->alive_ = cell;
-  std::weak_ptr<PgScope*> weak = cell;
-  node.on_node_up([weak](const std::string& peer) {
-    if (auto c = weak.lock(); c && *c) (*c)->apply((*c)->core_.discover({peer}));
-  });
-  node.on_node_down([weak](const std::string& peer, const Error&) {
-    if (auto c = weak.lock(); c && *c) (*c)->apply((*c)->core_.node_down(peer));
-  });
+  s->handler_cell_ = cell;
+  PgScope* self = s.get();
+  s->node_up_ = node.on_node_up(
+      [self](const std::string& peer) { self->apply(self->core_.discover({peer})); });
+  s->node_down_ = node.on_node_down(
+      [self](const std::string& peer, const Error&) { self->apply(self->core_.node_down(peer)); });
   if (s->options_.rediscover.count() > 0) {
-    s->timer_ = new uv_timer_t;
-    uv_timer_init(node.loop(), s->timer_);
-    s->timer_->data = s.get();
+    s->timer_ = std::make_unique<Timer>();
+    if (int rc = s->timer_->h.init(node.loop(), self, uv_timer_init); rc != 0)
+      return make_error(Errc::io_error,
+                        std::string("pg: cannot create the rediscover timer: ") + uv_strerror(rc),
+                        rc);
     auto period = static_cast<std::uint64_t>(s->options_.rediscover.count());
     uv_timer_start(
-        s->timer_, [](uv_timer_t* t) { static_cast<PgScope*>(t->data)->refresh(); }, period,
-        period);
-    uv_unref(reinterpret_cast<uv_handle_t*>(s->timer_));
+        s->timer_->h.get(),
+        [](uv_timer_t* t) {
+          if (auto* scope = static_cast<PgScope*>(t->data)) scope->refresh();
+        },
+        period, period);
+    uv_unref(s->timer_->h.handle());
   }
   // Announce to whoever is already connected.
   s->apply(s->core_.discover(node.connected_nodes()));
@@ -376,11 +383,9 @@ PgScope::PgScope(dist::Node& node, PgScopeOptions options, term::Pid self)
     : node_(node), options_(std::move(options)), core_(options_.scope, std::move(self)) {}
 
 PgScope::~PgScope() {
-  if (alive_) *alive_ = nullptr;
-  if (timer_) {
-    uv_timer_stop(timer_);
-    close_and_delete(timer_);
-  }
+  alive_.expire();
+  if (handler_cell_) *handler_cell_ = nullptr;
+  timer_.reset();  // closes the handle (its data cleared first)
   node_.exit(core_.self(), "shutdown");
 }
 
@@ -430,12 +435,11 @@ void PgScope::apply(PgStep step) {
   }
   if (step.changed.empty() || on_change_.empty()) return;
   // Copy: a callback may add or remove callbacks, or join groups.
-  std::weak_ptr<PgScope*> weak = alive_;
+  auto alive = alive_.watch();
   auto callbacks = on_change_;
   for (auto& node : step.changed)
     for (auto& [id, cb] : callbacks) {
-      auto c = weak.lock();
-      if (!c || !*c) return;  // a callback destroyed us
+      if (!alive) return;  // a callback destroyed us
       if (on_change_.count(id)) cb(node);
     }
 }

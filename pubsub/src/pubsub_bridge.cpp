@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <charconv>
 
-#include "common/uv_util.hpp"
+#include "common/uv_handle.hpp"
 #include "dist/node.hpp"
 
 namespace beamlink::pubsub {
@@ -121,26 +121,37 @@ std::string_view to_string(PubSubOptions::Version v) {
 
 // ---------------------------------------------------------------------------
 
+// A reprobe timer: its data points to this, cleared when it is closed.
+struct PubSubBridge::ReprobeTimer {
+  PubSubBridge* owner = nullptr;
+  std::string peer;
+  UvHandle<uv_timer_t> h;
+};
+
 Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(dist::Node& node, PgScope& scope,
                                                            PubSubOptions options) {
   if (options.name.empty())
     return make_error(Errc::invalid_argument, "pubsub: empty name (expected e.g. MyApp.PubSub)");
   std::unique_ptr<PubSubBridge> b(new PubSubBridge(node, scope, std::move(options)));
-  b->alive_ = std::make_shared<PubSubBridge*>(b.get());
-  std::weak_ptr<PubSubBridge*> weak = b->alive_;
+  PubSubBridge* self_ptr = b.get();
   // plan()'s targets follow connections, the scope's groups and probes.
-  node.on_node_up([weak](const std::string&) {
-    if (auto c = weak.lock(); c && *c) (*c)->targets_dirty_ = true;
+  // Under automatic, a node that comes up is probed, one that goes down
+  // forgotten.
+  b->node_up_ = node.on_node_up([self_ptr](const std::string& peer) {
+    self_ptr->targets_dirty_ = true;
+    if (self_ptr->options_.version == PubSubOptions::Version::automatic) self_ptr->probe(peer);
   });
-  node.on_node_down([weak](const std::string&, const Error&) {
-    if (auto c = weak.lock(); c && *c) (*c)->targets_dirty_ = true;
+  b->node_down_ = node.on_node_down([self_ptr](const std::string& peer, const Error&) {
+    self_ptr->targets_dirty_ = true;
+    if (self_ptr->options_.version == PubSubOptions::Version::automatic) {
+      self_ptr->probed_.erase(peer);
+      self_ptr->cancel_reprobe(peer);
+    }
   });
   if (b->options_.version == PubSubOptions::Version::v1_1) return b;
   if (auto r = b->grow_to(1); !r) return r.error();
-  b->change_id_ = scope.on_change([weak](const std::string& peer) {
-    auto c = weak.lock();
-    if (!c || !*c) return;
-    PubSubBridge& self = **c;
+  b->change_id_ = scope.on_change([self_ptr](const std::string& peer) {
+    PubSubBridge& self = *self_ptr;
     self.targets_dirty_ = true;
     int n = pubsub_pool_size(self.options_.name, self.scope_.groups_of(peer));
     if (n > self.pool_size()) {
@@ -153,30 +164,18 @@ Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(dist::Node& node, PgS
   for (auto& peer : scope.nodes())
     n = std::max(n, pubsub_pool_size(b->options_.name, scope.groups_of(peer)));
   if (auto r = b->grow_to(n); !r) return r.error();
-  if (b->options_.version == PubSubOptions::Version::automatic) {
-    node.on_node_up([weak](const std::string& peer) {
-      if (auto c = weak.lock(); c && *c) (*c)->probe(peer);
-    });
-    node.on_node_down([weak](const std::string& peer, const Error&) {
-      if (auto c = weak.lock(); c && *c) {
-        (*c)->probed_.erase(peer);
-        (*c)->cancel_reprobe(peer);
-      }
-    });
+  if (b->options_.version == PubSubOptions::Version::automatic)
     for (auto& peer : node.connected_nodes()) b->probe(peer);
-  }
   return b;
 }
 
 void PubSubBridge::probe(const std::string& peer) {
   term::TermWriter args;
   args.nil();
-  std::weak_ptr<PubSubBridge*> weak = alive_;
   node_.rpc(peer, "erlang", "registered", args.bytes(), options_.probe_timeout,
-            [weak, peer](Result<dist::RpcReply> r) {
-              auto c = weak.lock();
-              if (!c || !*c) return;
-              PubSubBridge& self = **c;
+            [alive = alive_.watch(), this, peer](Result<dist::RpcReply> r) {
+              if (!alive) return;
+              PubSubBridge& self = *this;
               if (!r) {
                 if (r.error().code == Errc::shutting_down) return;
                 spdlog::warn(
@@ -224,28 +223,31 @@ void PubSubBridge::schedule_reprobe(const std::string& peer) {
   if (!node_.is_connected(peer) || reprobe_timers_.count(peer)) return;
   int attempt = ++reprobe_attempts_[peer];
   auto delay = std::min<std::uint64_t>(30000, 1000ull << std::min(attempt - 1, 5));
-  auto* t = new uv_timer_t;
-  uv_timer_init(node_.loop(), t);
-  t->data = this;
-  reprobe_timers_[peer] = t;
+  auto t = std::make_unique<ReprobeTimer>();
+  t->owner = this;
+  t->peer = peer;
+  if (int rc = t->h.init(node_.loop(), t.get(), uv_timer_init); rc != 0) {
+    spdlog::warn("pubsub {}: cannot schedule asking {} again: {}", atom_, peer, uv_strerror(rc));
+    return;
+  }
   uv_timer_start(
-      t,
+      t->h.get(),
       [](uv_timer_t* timer) {
-        auto* self = static_cast<PubSubBridge*>(timer->data);
-        std::string who;
-        for (auto& [p, tt] : self->reprobe_timers_)
-          if (tt == timer) who = p;
-        self->cancel_reprobe(who);
-        if (!who.empty() && self->node_.is_connected(who)) self->probe(who);
+        auto* rt = static_cast<ReprobeTimer*>(timer->data);
+        if (!rt) return;
+        PubSubBridge* self = rt->owner;
+        std::string who = rt->peer;
+        self->cancel_reprobe(who);  // destroys *rt
+        if (self->node_.is_connected(who)) self->probe(who);
       },
       delay, 0);
+  reprobe_timers_[peer] = std::move(t);
 }
 
 void PubSubBridge::cancel_reprobe(const std::string& peer) {
   auto it = reprobe_timers_.find(peer);
   if (it == reprobe_timers_.end()) return;
-  close_and_delete(it->second);
-  reprobe_timers_.erase(it);
+  reprobe_timers_.erase(it);  // closes the timer
 }
 
 bool PubSubBridge::knows(const std::string& peer) const {
@@ -291,8 +293,7 @@ PubSubBridge::PubSubBridge(dist::Node& node, PgScope& scope, PubSubOptions optio
       group1_(pubsub_group(options_.name, 1)) {}
 
 PubSubBridge::~PubSubBridge() {
-  *alive_ = nullptr;
-  for (auto& [peer, t] : reprobe_timers_) close_and_delete(t);
+  alive_.expire();
   reprobe_timers_.clear();
   if (change_id_) scope_.remove_on_change(change_id_);
   for (std::size_t i = 0; i < workers_.size(); ++i) {
@@ -305,10 +306,10 @@ Result<void> PubSubBridge::grow_to(int n) {
   while (pool_size() < n) {
     int index = pool_size() + 1;
     auto group = pubsub_group(options_.name, index);
-    std::weak_ptr<PubSubBridge*> weak = alive_;
-    auto pid = node_.register_name(group, [weak](const term::Pid&, const dist::Envelope& e) {
-      if (auto c = weak.lock(); c && *c) (*c)->on_worker_message(e);
-    });
+    auto pid = node_.register_name(
+        group, [alive = alive_.watch(), this](const term::Pid&, const dist::Envelope& e) {
+          if (alive) on_worker_message(e);
+        });
     if (!pid)
       return make_error(Errc::already_exists, "pubsub " + atom_ + ": cannot register the worker '" +
                                                   group + "': " + pid.error().message);

@@ -5,14 +5,24 @@
 
 #include <algorithm>
 
-#include "common/uv_util.hpp"
+#include "common/uv_handle.hpp"
 
 namespace beamlink::relay {
 
 DeliveryCore::DeliveryCore(Link& link, DeliveryOptions options)
-    : link_(link), options_(std::move(options)) {}
+    : link_(link), options_(std::move(options)), sink_(new Sink{this, 0}) {}
+
+DeliveryCore::~DeliveryCore() {
+  // Completions still pending (their connections end later) find the core
+  // gone; the last one frees the sink.
+  if (sink_->pending == 0)
+    delete sink_;
+  else
+    sink_->core = nullptr;
+}
 
 Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t now_ms) {
+  last_now_ = now_ms;
   if (batch.empty()) return make_error(Errc::invalid_argument, "delivery: nothing to send");
   // A batch may hold several messages for one node (one per pubsub). A
   // batch has a few nodes: a vector searched in order.
@@ -39,7 +49,10 @@ Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t no
   }
   for (auto& m : batch) {
     auto it = queues_.find(m.node());
-    if (it == queues_.end()) it = queues_.try_emplace(m.node()).first;
+    if (it == queues_.end()) {
+      it = queues_.try_emplace(m.node()).first;
+      it->second.node = m.node();
+    }
     it->second.waiting.push_back(Item{std::move(m), now_ms});
     ++stats_.accepted;
   }
@@ -48,46 +61,37 @@ Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t no
   return {};
 }
 
-void DeliveryCore::confirm(Queue& q, const dist::OutboundProgress& p) {
-  while (!q.in_flight.empty()) {
-    auto& front = q.in_flight.front();
-    if (front.connection != p.connection || front.seq > p.written) break;
-    q.in_flight.pop_front();
+void DeliveryCore::completed(Queue& q, const Result<void>& r) {
+  if (q.in_flight.empty()) return;  // not ours: cannot happen
+  Item item = std::move(q.in_flight.front());
+  q.in_flight.pop_front();
+  if (r) {
     ++stats_.delivered;
+  } else {
+    q.cancelled.push_back(std::move(item));
   }
+  // Settled once nothing of the cancelled ones' connection is in flight
+  // (its completions come in order): they go back to the front, in order.
+  if (q.cancelled.empty() ||
+      (!q.in_flight.empty() && q.in_flight.front().connection == q.cancelled.front().connection))
+    return;
+  std::size_t n = q.cancelled.size();
+  for (auto it = q.cancelled.rbegin(); it != q.cancelled.rend(); ++it) {
+    it->connection = 0;
+    q.waiting.push_front(std::move(*it));
+  }
+  q.cancelled.clear();
+  stats_.retried += n;
+  spdlog::warn(
+      "{} message(s) to {} were not written before its connection closed: they are sent again "
+      "when it is connected (at most {} ms after they were accepted)",
+      n, q.node, options_.ttl.count());
+  if (link_.connected(q.node)) pump(q.node, last_now_);
 }
 
-bool DeliveryCore::settle(const std::string& node, Queue& q) {
-  auto live = link_.progress(node);
-  while (!q.in_flight.empty()) {
-    std::uint64_t conn = q.in_flight.front().connection;
-    if (live.up && conn == live.connection) {
-      confirm(q, live);
-      return true;
-    }
-    auto p = link_.progress(node, conn);
-    if (p.connection == conn && !p.final) return false;  // its last writes may still complete
-    if (p.connection == conn) confirm(q, p);
-    // What is left of `conn` was not written (or, when the link forgot the
-    // connection, cannot be known to be): back to the front, in order.
-    std::vector<Item> back;
-    while (!q.in_flight.empty() && q.in_flight.front().connection == conn) {
-      back.push_back(std::move(q.in_flight.front()));
-      q.in_flight.pop_front();
-    }
-    if (back.empty()) continue;
-    for (auto r = back.rbegin(); r != back.rend(); ++r) {
-      r->connection = r->seq = 0;
-      q.waiting.push_front(std::move(*r));
-    }
-    stats_.retried += back.size();
-    spdlog::warn(
-        "{} message(s) to {} were not written before its connection closed{}: they are sent "
-        "again when it is connected (at most {} ms after they were accepted)",
-        back.size(), node, p.connection == conn ? "" : " (or cannot be known to have been)",
-        options_.ttl.count());
-  }
-  return true;
+bool DeliveryCore::settled(const Queue& q) const {
+  return q.cancelled.empty() &&
+         (q.in_flight.empty() || q.in_flight.front().connection == link_.connection(q.node));
 }
 
 std::size_t DeliveryCore::drop_expired(const std::string& node, Queue& q, std::uint64_t now_ms) {
@@ -109,28 +113,37 @@ std::size_t DeliveryCore::drop_expired(const std::string& node, Queue& q, std::u
 }
 
 void DeliveryCore::pump(const std::string& node, std::uint64_t now_ms) {
+  last_now_ = now_ms;
   auto it = queues_.find(node);
   if (it == queues_.end()) return;
   Queue& q = it->second;
-  bool settled = settle(node, q);
-  if (settled && link_.connected(node)) {
+  if (settled(q) && link_.connected(node)) {
     // Older than the TTL: dropped rather than sent late (e.g. after a
     // reconnect), as the sweep would have.
     drop_expired(node, q, now_ms);
+    std::uint64_t conn = link_.connection(node);
+    Queue* qp = &q;  // stable: a queue with messages in flight stays in the map
+    Sink* sink = sink_;
     while (!q.waiting.empty() && link_.queued_bytes(node) < options_.high_water) {
       // Out of the queue before the send: a send may close the connection,
       // and its handlers touch this queue.
       Item item = std::move(q.waiting.front());
       q.waiting.pop_front();
-      if (auto r = link_.send(item.msg); !r) {
+      auto r = link_.send(item.msg, [sink, qp](Result<void> done) {
+        --sink->pending;
+        if (sink->core)
+          sink->core->completed(*qp, done);
+        else if (sink->pending == 0)
+          delete sink;
+      });
+      if (!r) {
         // queue_full or gone: the next write completion or node up pumps again.
         spdlog::debug("delivery to {}: {}", node, r.error().message);
         q.waiting.push_front(std::move(item));
         break;
       }
-      auto after = link_.progress(node);
-      item.connection = after.connection;
-      item.seq = after.enqueued;
+      ++sink_->pending;
+      item.connection = conn;
       q.in_flight.push_back(std::move(item));
     }
   }
@@ -138,22 +151,20 @@ void DeliveryCore::pump(const std::string& node, std::uint64_t now_ms) {
   if (q.size() == 0 && !link_.connected(node)) queues_.erase(it);
 }
 
-void DeliveryCore::connection_lost(const std::string& node, std::uint64_t) {
-  auto it = queues_.find(node);
-  if (it == queues_.end()) return;
-  settle(node, it->second);  // if already released; else at the next pump or sweep
+void DeliveryCore::connection_lost(const std::string&, std::uint64_t now_ms) {
+  // What the connection did not write comes back through its completions.
+  last_now_ = now_ms;
 }
 
 std::map<std::string, std::size_t> DeliveryCore::expire(std::uint64_t now_ms) {
+  last_now_ = now_ms;
   std::map<std::string, std::size_t> dropped;
   std::vector<std::string> to_pump;
   for (auto it = queues_.begin(); it != queues_.end();) {
     auto& q = it->second;
-    bool settled = settle(it->first, q);
     if (auto n = drop_expired(it->first, q, now_ms); n != 0) dropped[it->first] = n;
-    // A settle may have put messages back while the node is connected (its
-    // connection was replaced): send them now.
-    if (settled && !q.waiting.empty() && link_.connected(it->first)) to_pump.push_back(it->first);
+    if (settled(q) && !q.waiting.empty() && link_.connected(it->first))
+      to_pump.push_back(it->first);
     if (q.size() == 0)
       it = queues_.erase(it);
     else
@@ -177,41 +188,35 @@ std::size_t DeliveryCore::depth(const std::string& node) const {
 
 // ---------------------------------------------------------------------------
 
-Result<void> Delivery::NodeLink::send(const Outbound& m) {
+Result<void> Delivery::NodeLink::send(const Outbound& m, dist::SendDone done) {
   return node_.reg_send(m.route->from, m.route->node, m.route->to,
-                        std::span<const char>(m.bytes->data(), m.bytes->size()));
+                        std::span<const char>(m.bytes->data(), m.bytes->size()), std::move(done));
 }
 
 Delivery::Delivery(dist::Node& node, DeliveryOptions options)
     : node_(node), link_(node), core_(link_, std::move(options)) {
-  alive_ = std::make_shared<Delivery*>(this);
-  std::weak_ptr<Delivery*> weak = alive_;
-  auto pump = [weak](const std::string& peer) {
-    if (auto c = weak.lock(); c && *c) (*c)->core_.pump(peer, (*c)->now());
-  };
-  node_.on_node_up(pump);
-  node_.on_written(pump);
-  node_.on_node_down([weak](const std::string& peer, const Error&) {
-    if (auto c = weak.lock(); c && *c) (*c)->core_.connection_lost(peer, (*c)->now());
-  });
-  timer_ = new uv_timer_t;
-  uv_timer_init(node_.loop(), timer_);
-  timer_->data = this;
+  auto pump = [this](const std::string& peer) { core_.pump(peer, now()); };
+  node_up_ = node_.on_node_up(pump);
+  written_ = node_.on_written(pump);
+  node_down_ = node_.on_node_down(
+      [this](const std::string& peer, const Error&) { core_.connection_lost(peer, now()); });
+  // Without its sweep timer (only on a failing loop) expiry waits for pumps.
+  if (int rc = timer_.init(node_.loop(), this, uv_timer_init); rc != 0) {
+    spdlog::error("delivery: cannot create the expiry timer: {}", uv_strerror(rc));
+    return;
+  }
   auto every = static_cast<std::uint64_t>(core_.options().sweep.count());
   uv_timer_start(
-      timer_,
+      timer_.get(),
       [](uv_timer_t* t) {
-        auto* self = static_cast<Delivery*>(t->data);
-        self->core_.expire(self->now());
+        if (auto* self = static_cast<Delivery*>(t->data)) self->core_.expire(self->now());
       },
       every, every);
-  uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
+  uv_unref(timer_.handle());
 }
 
 Delivery::~Delivery() {
-  *alive_ = nullptr;
-  close_and_delete(timer_);
-  timer_ = nullptr;
+  timer_.reset();
   auto left = core_.depths();
   std::size_t n = 0;
   for (auto& [node, d] : left) n += d;

@@ -325,3 +325,80 @@ TEST_CASE("stop returns at once even with an inbound handshake stalled") {
   CHECK(took < 1s);  // not accept_timeout (10 s)
   ::close(fd);
 }
+
+TEST_CASE("every accepted send completes once - written or cancelled by the close") {
+  Epmd epmd;
+  LoopThread lt;
+  auto cfg = test_node_config(epmd.port());
+  cfg.max_outbound = 1u << 20;
+  TestNode bl(lt, cfg);
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("register(sink, self())") == "true");
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+
+  term::TermWriter msg;
+  msg.tuple(2).atom("relay").binary(std::string(100, 'x'));
+  std::string bytes(msg.bytes().data(), msg.size());
+  auto from = bl.on_loop([&] { return bl->spawn([](const term::Pid&, const dist::Envelope&) {}); });
+  struct Counts {
+    std::atomic<int> ok{0}, closed{0}, other{0}, inside{0};
+  };
+  auto counts = std::make_shared<Counts>();
+  bool in_send = false;  // loop thread only
+  auto done = [counts, &in_send](Result<void> r) {
+    if (in_send) ++counts->inside;
+    if (r)
+      ++counts->ok;
+    else if (r.error().code == Errc::connection_closed &&
+             r.error().message.find("closed before the frame was written") != std::string::npos)
+      ++counts->closed;
+    else
+      ++counts->other;
+  };
+
+  // A reading peer: every send completes ok, once.
+  bl.on_loop([&] {
+    for (int i = 0; i < 100; ++i) {
+      in_send = true;
+      auto r = bl->reg_send(from, "t1@127.0.0.1", "sink", {bytes.data(), bytes.size()}, done);
+      in_send = false;
+      REQUIRE(r);
+    }
+  });
+  CHECK(wait_until([&] { return counts->ok.load() == 100; }, 10s));
+
+  // A peer that stops reading, then our side closes: what was written
+  // completes ok, the rest connection_closed; each exactly once.
+  t1.process().signal(SIGSTOP);
+  int sent = 0;
+  for (int round = 0; round < 50; ++round) {
+    bool full = bl.on_loop([&] {
+      for (;;) {
+        in_send = true;
+        auto r = bl->reg_send(from, "t1@127.0.0.1", "sink", {bytes.data(), bytes.size()}, done);
+        in_send = false;
+        if (!r) return r.error().code == Errc::queue_full;
+        ++sent;
+      }
+    });
+    REQUIRE(full);
+    if (!wait_until(
+            [&] {
+              return bl.on_loop([&] { return bl->queued_bytes("t1@127.0.0.1"); }) <
+                     cfg.max_outbound / 2;
+            },
+            1s))
+      break;  // no room comes: the kernel's buffers are full too
+  }
+  bl.on_loop([&] { bl->disconnect("t1@127.0.0.1"); });
+  CHECK(wait_until([&] { return counts->ok + counts->closed + counts->other == 100 + sent; }, 10s));
+  t1.process().signal(SIGCONT);
+  CHECK(counts->closed.load() > 0);
+  CHECK(counts->other.load() == 0);
+  CHECK(counts->inside.load() == 0);
+  MESSAGE(sent << " sent to a stopped peer: " << counts->ok - 100 << " written, " << counts->closed
+               << " cancelled by the close");
+  // Nothing completes twice, later either.
+  bl.on_loop([&] {});
+  CHECK(counts->ok + counts->closed + counts->other == 100 + sent);
+}

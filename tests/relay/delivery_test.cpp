@@ -3,6 +3,7 @@
 // is full, and holding back above the high-water mark.
 #include <doctest/doctest.h>
 
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,64 +16,94 @@ using namespace beamlink::relay;
 namespace {
 
 // Connections as counters: send() appends to the node's wire and counts the
-// frame as enqueued; write(n) marks the next n as written (also after a
-// disconnect, as libuv reports writes that completed before the close).
-// disconnect() closes the connection, release() makes its counts final (what
-// was not written is lost, as on a real socket); reconnect() opens a new one.
+// frame as enqueued, keeping its completion; write(n) marks the next n as
+// written and completes them ok (also after a disconnect, as libuv reports
+// writes that completed before the close). disconnect() closes the
+// connection; release() ends it: what was not written is lost, as on a real
+// socket, and its completions say so. reconnect() releases the old
+// connection and opens a new one.
 struct FakeLink : Link {
+  struct Progress {
+    std::uint64_t connection = 0;
+    std::uint64_t enqueued = 0;
+    std::uint64_t written = 0;
+    bool up = false;
+    bool final = false;
+  };
   struct Conn {
-    dist::OutboundProgress p;
-    std::vector<std::string> wire;  // every frame handed to this connection
+    Progress p;
+    std::vector<std::string> wire;           // every frame handed to this connection
+    std::deque<dist::SendDone> completions;  // of the frames not yet completed
   };
   std::map<std::string, Conn> conns;     // the current (or last) connection per node
-  std::map<std::uint64_t, Conn> closed;  // earlier connections, by id
+  std::map<std::uint64_t, Conn> closed;  // earlier connections, by id, not yet released
   std::map<std::string, std::vector<std::string>> written;  // what reached each node
   std::uint64_t next_id = 0;
   std::size_t bytes_per_frame = 10;
   bool refuse = false;
 
+  // Completes what `c` did not write as cancelled, in order.
+  static void end(Conn& c) {
+    c.p.up = false;
+    c.p.final = true;
+    auto left = std::move(c.completions);
+    c.completions.clear();
+    for (auto& d : left) d(make_error(Errc::connection_closed, "closed before written"));
+  }
   void reconnect(const std::string& n) {
-    if (auto it = conns.find(n); it != conns.end()) {
-      it->second.p.up = false;
-      it->second.p.final = true;
-      closed[it->second.p.connection] = it->second;
+    if (auto it = conns.find(n); it != conns.end() && !it->second.p.final) {
+      Conn old = std::move(it->second);
+      it->second = Conn{};
+      end(old);
     }
+    open(n);
+  }
+  // A new connection to n, leaving the old one (not released) in `closed`.
+  void replace(const std::string& n) {
+    auto& c = conns[n];
+    c.p.up = false;
+    closed[c.p.connection] = std::move(c);
+    open(n);
+  }
+  void open(const std::string& n) {
     auto& c = conns[n];
     c = Conn{};
     c.p.connection = ++next_id;
     c.p.up = true;
   }
   void disconnect(const std::string& n) { conns[n].p.up = false; }
-  void release(const std::string& n) { conns[n].p.final = true; }
+  void release(const std::string& n) { end(conns[n]); }
+  void release(std::uint64_t id) {
+    end(closed[id]);
+    closed.erase(id);
+  }
   void write(const std::string& n, std::size_t count) {
     auto& c = conns[n];
-    for (std::size_t i = 0; i < count && c.p.written < c.p.enqueued; ++i)
+    for (std::size_t i = 0; i < count && c.p.written < c.p.enqueued; ++i) {
       written[n].push_back(c.wire[c.p.written++]);
+      auto d = std::move(c.completions.front());
+      c.completions.pop_front();
+      d({});
+    }
   }
   bool connected(const std::string& n) const override {
     auto it = conns.find(n);
     return it != conns.end() && it->second.p.up;
+  }
+  std::uint64_t connection(const std::string& n) const override {
+    return connected(n) ? conns.at(n).p.connection : 0;
   }
   std::size_t queued_bytes(const std::string& n) const override {
     auto it = conns.find(n);
     if (it == conns.end()) return 0;
     return (it->second.p.enqueued - it->second.p.written) * bytes_per_frame;
   }
-  dist::OutboundProgress progress(const std::string& n) const override {
-    auto it = conns.find(n);
-    return it == conns.end() ? dist::OutboundProgress{} : it->second.p;
-  }
-  dist::OutboundProgress progress(const std::string& n, std::uint64_t id) const override {
-    if (auto it = conns.find(n); it != conns.end() && it->second.p.connection == id)
-      return it->second.p;
-    if (auto it = closed.find(id); it != closed.end()) return it->second.p;
-    return {};
-  }
-  Result<void> send(const Outbound& m) override {
+  Result<void> send(const Outbound& m, dist::SendDone done) override {
     if (!connected(m.node())) return make_error(Errc::not_connected, m.node());
     if (refuse) return make_error(Errc::queue_full, "connection queue full");
     auto& c = conns[m.node()];
     c.wire.push_back(*m.bytes);
+    c.completions.push_back(std::move(done));
     ++c.p.enqueued;
     return {};
   }
@@ -172,16 +203,12 @@ TEST_CASE("delivery: nothing newer is sent before a replaced connection is settl
   DeliveryCore core(link, opts());
   REQUIRE(core.enqueue(batch({"a@h"}, "m0"), 0));
   // Replaced before release: the old connection's fate is not known yet.
-  link.conns["a@h"].p.up = false;
-  auto old = link.conns["a@h"];
-  link.conns["a@h"] = FakeLink::Conn{};
-  link.conns["a@h"].p.connection = ++link.next_id;
-  link.conns["a@h"].p.up = true;
-  link.closed[old.p.connection] = old;  // not final
+  std::uint64_t old = link.conns["a@h"].p.connection;
+  link.replace("a@h");
   REQUIRE(core.enqueue(batch({"a@h"}, "m1"), 1));
   CHECK(link.conns["a@h"].p.enqueued == 0);  // m1 held back behind m0
-  link.closed[old.p.connection].p.final = true;
-  core.expire(2);  // the sweep settles it and sends
+  link.release(old);                         // its completion settles it: m0 goes again, then m1
+  core.expire(2);
   link.write("a@h", 10);
   core.pump("a@h", 3);
   CHECK(link.written["a@h"] == std::vector<std::string>{"m0", "m1"});

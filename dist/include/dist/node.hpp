@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/signal.hpp"
 #include "dist/process_table.hpp"
 #include "term/term.hpp"
 
@@ -57,19 +58,16 @@ struct NodeStats {
   std::uint64_t epmd_reregistrations = 0;
 };
 
-// Data frames sent towards a node on one connection (ticks excluded):
-// handed to the connection, and written to the socket. Writes that had
-// completed when the connection closed still count (their callbacks run
-// after the close); once the connection is released (`final`) the counts no
-// longer change, and a frame counted in `enqueued` but not in `written` never
-// left this host.
-struct OutboundProgress {
-  std::uint64_t connection = 0;  // 0: unknown (never connected, or forgotten)
-  std::uint64_t enqueued = 0;
-  std::uint64_t written = 0;
-  bool up = false;     // the connection is open
-  bool final = false;  // closed and released: the counts are final
-};
+// The completion of one accepted send: called exactly once, later, never
+// from inside the send. Ok once the frame's bytes were written to the socket
+// (the uv_write callback with status 0, also when it runs after the
+// connection closed); Errc::connection_closed when the connection closed
+// before the frame was written (cancelled in flight or still queued). The
+// completions of one connection run in the order of the sends. They may run
+// after the Node is destroyed (its connections' writes end later): a
+// completion guards whatever it touches. A send that fails (not_connected,
+// queue_full, ...) never calls it.
+using SendDone = std::function<void(Result<void>)>;
 
 // The outcome of an rpc: the reply term (with version byte). {badrpc,
 // Reason} is not a reply: it comes back as Errc::badrpc with the reason's
@@ -122,8 +120,16 @@ class Node {
   std::vector<std::string> connected_nodes() const;
   void disconnect(const std::string& node);
 
-  void on_node_up(NodeEvent cb) { node_up_.push_back(std::move(cb)); }
-  void on_node_down(NodeDownEvent cb) { node_down_.push_back(std::move(cb)); }
+  // Node events. Each returns the Subscription that keeps the callback: keep
+  // it as a member of the object the callback uses; destroying it (before or
+  // after the Node) unsubscribes. Callbacks run on the loop, never from
+  // inside the call that subscribes; they may send, connect, close
+  // connections, subscribe and unsubscribe. Node-down callbacks do not run
+  // while the Node is being destroyed.
+  [[nodiscard]] Subscription on_node_up(NodeEvent cb) { return node_up_.subscribe(std::move(cb)); }
+  [[nodiscard]] Subscription on_node_down(NodeDownEvent cb) {
+    return node_down_.subscribe(std::move(cb));
+  }
 
   // Local processes.
   term::Pid spawn(Handler h) { return table_.spawn(std::move(h)); }
@@ -138,23 +144,25 @@ class Node {
   // that is not connected fails with not_connected; one whose peer queue is
   // full fails with queue_full (wait with when_writable). A send to a local
   // pid or name is delivered synchronously.
-  Result<void> send(const term::Pid& to, std::span<const char> msg);
+  // `done` (optional): see SendDone; a local delivery completes ok.
+  Result<void> send(const term::Pid& to, std::span<const char> msg, SendDone done = {});
   Result<void> reg_send(const term::Pid& from, const std::string& node, const std::string& name,
-                        std::span<const char> msg);
-  // Calls cb once the node's outbound queue has room again (or the
-  // connection went down: then with an error).
+                        std::span<const char> msg, SendDone done = {});
+  // Calls cb once, later, when the node's outbound queue has room (below half
+  // of max_outbound): on the next loop turn when it has room now, else from
+  // the write completion that makes room; with not_connected when the
+  // connection is down or goes down first. Room is not "written": to know
+  // that a frame left, give its send a SendDone.
   void when_writable(const std::string& node, std::function<void(Result<void>)> cb);
   // Bytes queued towards `node` (0 when not connected).
   std::size_t queued_bytes(const std::string& node) const;
-  // The frames of the current connection to `node`, or of the last one once
-  // it closed (it stays readable in and after the node-down callbacks).
-  OutboundProgress progress(const std::string& node) const;
-  // The frames of connection `connection` to `node` (the current or the last
-  // closed one); connection == 0 in the answer when it is neither.
-  OutboundProgress progress(const std::string& node, std::uint64_t connection) const;
-  // Called after a write towards `node` completed (progress().written grew).
-  // The callback may send and may close connections.
-  void on_written(NodeEvent cb) { written_.push_back(std::move(cb)); }
+  // Which connection to `node` is up now: an id unique within this Node
+  // (a reconnect gets a new one), 0 when not connected.
+  std::uint64_t connection_id(const std::string& node) const;
+  // Called after a write with data frames towards `node` completed (after
+  // that write's completions). The callback may send and may close
+  // connections.
+  [[nodiscard]] Subscription on_written(NodeEvent cb) { return written_.subscribe(std::move(cb)); }
 
   // rpc:call(Node, Mod, Fun, Args) through rex, matched by a unique reference.
   // args: an encoded list with version byte.
@@ -162,20 +170,16 @@ class Node {
            std::span<const char> args, std::chrono::milliseconds timeout,
            std::function<void(Result<RpcReply>)> cb);
 
-  // Internal: used by Connection.
-  void connection_up(Connection* c);
-  void connection_closed(Connection* c, const Error& why);
-  void dispatch(Connection* c, std::span<const char> control, std::span<const char> message);
-  NodeStats& mutable_stats() { return stats_; }
-  std::uint64_t next_connection_id() { return ++last_connection_id_; }
-  void frames_written(Connection* c);
-  // The connection has frames to write: it is flushed at the end of this
-  // loop turn (Connection::flush), once however many frames it gets.
-  void schedule_flush(Connection* c);
   uv_loop_t* loop() const { return loop_; }
 
  private:
-  struct Impl;
+  struct Impl;  // also the ConnectionOwner of every Connection
+  // Adopts a connected, handshaken socket as the connection to `peer`.
+  Result<void> adopt(int fd, const std::string& peer, bool inbound);
+  void connection_up(Connection& c);
+  void connection_closed(Connection& c, const Error& why);
+  void dispatch(Connection& c, std::span<const char> control, std::span<const char> message);
+  void frames_written(Connection& c);
   void finish_rpc(const term::Ref& ref, Result<RpcReply> result);
   // Calls every waiter of an outbound connect to `node` once, then forgets them.
   void finish_connect(const std::string& node, Result<void> r);
@@ -187,9 +191,9 @@ class Node {
   ProcessTable table_;
   NodeStats stats_;
   std::uint16_t listen_port_ = 0;
-  std::vector<NodeEvent> node_up_;
-  std::vector<NodeDownEvent> node_down_;
-  std::deque<NodeEvent> written_;  // a deque: adding one keeps the others in place
+  Signal<const std::string&> node_up_;
+  Signal<const std::string&, const Error&> node_down_;
+  Signal<const std::string&> written_;
   std::uint64_t last_connection_id_ = 0;
   std::map<std::string, std::uint64_t> connect_failure_reasons_;
   std::map<std::string, std::uint64_t> accept_failure_reasons_;

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "common/signal.hpp"
+#include "common/uv_handle.hpp"
 #include "dist/node.hpp"
 
 namespace beamlink::dist {
@@ -61,7 +63,8 @@ class PeerManager {
     std::chrono::milliseconds backoff{0};
     std::string last_error;
     bool wanted = true;
-    uv_timer_t* timer = nullptr;
+    UvHandle<uv_timer_t> timer;  // data: this peer's entry in peers_
+    PeerManager* owner = nullptr;
   };
   void pump();
   void dial(const std::string& peer);
@@ -75,7 +78,9 @@ class PeerManager {
   std::size_t in_flight_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   bool stopped_ = false;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  Subscription node_up_;
+  Subscription node_down_;
+  Liveness alive_;  // connect callbacks watch it
 };
 
 }  // namespace beamlink::dist

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/signal.hpp"
 #include "dist/process_table.hpp"
 #include "term/term.hpp"
 
@@ -188,8 +189,16 @@ class PgScope {
   dist::Node& node_;
   PgScopeOptions options_;
   PgScopeCore core_;
-  uv_timer_s* timer_ = nullptr;
-  std::shared_ptr<PgScope*> alive_;  // node callbacks hold a weak_ptr to it
+  // The rediscover timer, in a struct defined with the adapter so that this
+  // header (the core's) does not include uv.h.
+  struct Timer;
+  std::unique_ptr<Timer> timer_;
+  // The scope process's handler (registered before this object existed)
+  // finds it through this cell; cleared by the destructor.
+  std::shared_ptr<PgScope*> handler_cell_;
+  Subscription node_up_;
+  Subscription node_down_;
+  Liveness alive_;  // on_change callbacks may destroy this object
   std::map<int, ChangeEvent> on_change_;
   int next_id_ = 1;
   std::uint64_t ignored_ = 0;

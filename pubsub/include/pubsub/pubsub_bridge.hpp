@@ -40,10 +40,9 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/signal.hpp"
 #include "pubsub/pg_scope.hpp"
 #include "term/term.hpp"
-
-struct uv_timer_s;
 
 namespace beamlink::dist {
 class Node;
@@ -199,10 +198,13 @@ class PubSubBridge {
   std::map<std::string, std::vector<int>, std::less<>> by_topic_;  // ids in subscription order
   int next_id_ = 1;
   int change_id_ = 0;
-  std::shared_ptr<PubSubBridge*> alive_;
+  Subscription node_up_;
+  Subscription node_down_;
+  Liveness alive_;                      // rpc callbacks and worker handlers watch it
   std::map<std::string, bool> probed_;  // automatic: node -> speaks 1.1 (false: not, or 2.x)
   std::map<std::string, int> reprobe_attempts_;
-  std::map<std::string, uv_timer_s*> reprobe_timers_;
+  struct ReprobeTimer;  // a timer and its peer, defined with the adapter
+  std::map<std::string, std::unique_ptr<ReprobeTimer>> reprobe_timers_;
   std::uint64_t received_ = 0;
   std::uint64_t ignored_ = 0;
 };

@@ -7,12 +7,13 @@
 //   waiting   in our queue, not yet handed to the connection;
 //   in flight handed to the connection (Node::reg_send), not yet written;
 //   done      the connection wrote it to the socket (counted delivered).
-// The connection's own counters (Node::progress) tell which in-flight frames
-// were written. Once a closed connection is released (its counts final:
-// writes that completed before the close still count), what it had not
-// written goes back to the front of the waiting queue, in order, and is sent
-// again once the node reconnects; nothing newer is sent to the node before
-// that is settled. A waiting message older than the TTL is dropped, counted
+// Each send carries a completion (dist::SendDone) that the connection calls
+// exactly once: written (done), or cancelled because the connection closed
+// first (writes that completed before the close still count as written).
+// Once every in-flight message of a closed connection is completed, the
+// cancelled ones go back to the front of the waiting queue, in order, and
+// are sent again once the node is connected; nothing newer is sent to the
+// node before that is settled. A waiting message older than the TTL is dropped, counted
 // as expired and logged (one line per node per sweep), also when its node is
 // back (checked before each send). A node's queue holds at
 // most max_queue messages; a publish that would overflow any of its target
@@ -40,11 +41,11 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/signal.hpp"
+#include "common/uv_handle.hpp"
 #include "dist/node.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 #include "term/term.hpp"
-
-struct uv_timer_s;
 
 namespace beamlink::relay {
 
@@ -77,13 +78,14 @@ class Link {
  public:
   virtual ~Link() = default;
   virtual bool connected(const std::string& node) const = 0;
+  // Which connection to `node` is up (unique per link; 0: none).
+  virtual std::uint64_t connection(const std::string& node) const = 0;
   virtual std::size_t queued_bytes(const std::string& node) const = 0;
-  virtual dist::OutboundProgress progress(const std::string& node) const = 0;
-  // The counts of one (current or last closed) connection; connection 0 in
-  // the answer when the link no longer knows it.
-  virtual dist::OutboundProgress progress(const std::string& node,
-                                          std::uint64_t connection) const = 0;
-  virtual Result<void> send(const Outbound& m) = 0;
+  // Hands `m` to the node's connection. When it succeeds, `done` is called
+  // exactly once, later, never from inside send: ok once written, an error
+  // once the connection closed without writing it; the completions of one
+  // connection in the order of the sends. When it fails, never.
+  virtual Result<void> send(const Outbound& m, dist::SendDone done) = 0;
 };
 
 class DeliveryCore {
@@ -95,16 +97,20 @@ class DeliveryCore {
   // full, with invalid_argument for an empty batch. Sends what it can now.
   Result<void> enqueue(std::vector<Outbound> batch, std::uint64_t now_ms);
 
-  // Sends a node's waiting messages while its connection has room, after
-  // counting what it wrote. Call when it connects and after its writes.
+  // Sends a node's waiting messages while its connection has room. Call
+  // when it connects and after its writes. (A completion that settles a
+  // closed connection pumps by itself.)
   void pump(const std::string& node, std::uint64_t now_ms);
-  // The node's connection closed: what it did not write waits again, once
-  // the connection is released (here if it already is, else at the next
-  // pump or sweep).
+  // The node's connection closed: what it did not write waits again once
+  // its completions have all come (they say which were written).
   void connection_lost(const std::string& node, std::uint64_t now_ms);
-  // Settles released connections, drops waiting messages older than the TTL
-  // and pumps connected nodes. Returns, per node, how many it dropped.
+  // Drops waiting messages older than the TTL and pumps connected nodes.
+  // Returns, per node, how many it dropped.
   std::map<std::string, std::size_t> expire(std::uint64_t now_ms);
+
+  ~DeliveryCore();
+  DeliveryCore(const DeliveryCore&) = delete;
+  DeliveryCore& operator=(const DeliveryCore&) = delete;
 
   const DeliveryStats& stats() const { return stats_; }
   // Messages waiting or in flight, per node (nodes with none are left out).
@@ -116,28 +122,37 @@ class DeliveryCore {
   struct Item {
     Outbound msg;
     std::uint64_t accepted_ms = 0;
-    std::uint64_t connection = 0;  // in flight: the connection and its frame number
-    std::uint64_t seq = 0;
+    std::uint64_t connection = 0;  // in flight: the connection it was handed to
   };
   struct Queue {
-    std::deque<Item> in_flight;  // oldest first
-    std::deque<Item> waiting;    // oldest first
-    std::size_t size() const { return in_flight.size() + waiting.size(); }
+    std::string node;
+    std::deque<Item> in_flight;   // oldest first; completed in this order
+    std::deque<Item> waiting;     // oldest first
+    std::vector<Item> cancelled;  // completed unwritten, until their connection is settled
+    std::size_t size() const { return in_flight.size() + waiting.size() + cancelled.size(); }
   };
-  void confirm(Queue& q, const dist::OutboundProgress& p);
-  // Resolves in-flight messages of closed connections. False while one of
-  // them is not released yet (nothing may be sent before it is).
-  bool settle(const std::string& node, Queue& q);
+  // What the completions capture: 16 bytes, so a std::function holds them
+  // without allocating. Outlives the core while completions are pending
+  // (then `core` is null and the last completion frees it).
+  struct Sink {
+    DeliveryCore* core = nullptr;
+    std::size_t pending = 0;
+  };
+  void completed(Queue& q, const Result<void>& r);
+  // Nothing of an earlier connection is in flight: new sends may go.
+  bool settled(const Queue& q) const;
   std::size_t drop_expired(const std::string& node, Queue& q, std::uint64_t now_ms);
 
   Link& link_;
   DeliveryOptions options_;
   std::map<std::string, Queue, std::less<>> queues_;
   DeliveryStats stats_;
+  Sink* sink_;
+  std::uint64_t last_now_ = 0;  // the time of the last call, for pumps from completions
 };
 
 // The adapter: DeliveryCore over a Node, pumping on node up and after each
-// write, requeueing on node down, expiring on a timer. The Node must outlive
+// write, expiring on a timer. The Node must outlive
 // it; destroy it before the loop closes (the timer is freed in its close
 // callback).
 class Delivery {
@@ -158,17 +173,13 @@ class Delivery {
    public:
     explicit NodeLink(dist::Node& n) : node_(n) {}
     bool connected(const std::string& node) const override { return node_.is_connected(node); }
+    std::uint64_t connection(const std::string& node) const override {
+      return node_.connection_id(node);
+    }
     std::size_t queued_bytes(const std::string& node) const override {
       return node_.queued_bytes(node);
     }
-    dist::OutboundProgress progress(const std::string& node) const override {
-      return node_.progress(node);
-    }
-    dist::OutboundProgress progress(const std::string& node,
-                                    std::uint64_t connection) const override {
-      return node_.progress(node, connection);
-    }
-    Result<void> send(const Outbound& m) override;
+    Result<void> send(const Outbound& m, dist::SendDone done) override;
 
    private:
     dist::Node& node_;
@@ -178,8 +189,10 @@ class Delivery {
   dist::Node& node_;
   NodeLink link_;
   DeliveryCore core_;
-  uv_timer_s* timer_ = nullptr;
-  std::shared_ptr<Delivery*> alive_;  // node callbacks hold a weak_ptr to it
+  UvHandle<uv_timer_t> timer_;  // the expiry sweep
+  Subscription node_up_;
+  Subscription node_down_;
+  Subscription written_;
 };
 
 }  // namespace beamlink::relay
