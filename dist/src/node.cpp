@@ -1,37 +1,25 @@
 #include "dist/node.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <deque>
 #include <map>
-#include <mutex>
 #include <random>
 #include <unordered_map>
 
 #include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "connection.hpp"
+#include "dialer.hpp"
 #include "dist/control.hpp"
-#include "dist/framer.hpp"
 #include "epmd_client/client.hpp"
 #include "handshake.hpp"
-#include "term/term_text.hpp"
+#include "listener.hpp"
+#include "net_kernel.hpp"
+#include "rpc_client.hpp"
 
 namespace beamlink::dist {
-namespace {
-
-std::string span_str(std::span<const char> s) {
-  return std::string(s.data(), s.size());
-}
-
-}  // namespace
 
 Result<std::pair<std::string, std::string>> split_node_name(const std::string& node) {
   auto at = node.find('@');
@@ -43,27 +31,16 @@ Result<std::pair<std::string, std::string>> split_node_name(const std::string& n
   return std::make_pair(node.substr(0, at), node.substr(at + 1));
 }
 
-struct PendingRpc {
-  std::function<void(Result<RpcReply>)> cb;
-  UvHandle<uv_timer_t> timer;  // data: this PendingRpc (stable in its map)
-  std::string node;
-  Error failure;  // what the timer reports when it fires
-  Node* owner = nullptr;
-  term::Ref ref;
-};
-
 struct Node::Impl final : ConnectionOwner {
-  explicit Impl(Node& n) : node(n) {}
+  explicit Impl(Node& n) : node(n), listener(n.loop_), rpc(n, n.stats_.late_rpc_replies) {}
   Node& node;
   Liveness alive;
   ei_cnode ec{};
-  int listen_fd = -1;
-  std::unique_ptr<HandshakeAcceptor> acceptor;
-  UvHandle<uv_async_t> inbox_async;
-  std::mutex inbox_mutex;
-  std::deque<HandshakeAcceptor::Accepted> inbox;
+  int listen_fd = -1;  // until the listener takes it
+  Listener listener;
   std::unique_ptr<epmd_client::Client> epmd;
   std::unique_ptr<epmd_client::Registration> registration;
+  std::function<void(Result<void>)> on_ready;  // start()'s callback, until called
   UvHandle<uv_timer_t> ticker;
   // Connections with frames to write: flushed once per loop turn, after the
   // turn's I/O callbacks (uv_check), so that the frames of many sends (e.g.
@@ -76,14 +53,26 @@ struct Node::Impl final : ConnectionOwner {
   // inside its own callbacks).
   std::vector<std::unique_ptr<Connection>> closed;
   bool reap_scheduled = false;
+  // Outbound connects under way, and who waits for each.
+  std::map<std::string, std::unique_ptr<Dialer>> dialers;
   std::map<std::string, std::vector<std::function<void(Result<void>)>>> connecting;
   std::map<std::string, std::uint64_t> last_accept_warning;  // message -> uv_now when warned
-  term::Pid rpc_pid;
-  std::map<term::Ref, PendingRpc> rpcs;
+  RpcClient rpc;
   bool started = false;
   bool ready = false;       // the ei identity exists: connects and rpcs may run
   bool destroying = false;  // ~Node: drop pending callbacks instead of calling them
   bool stopped = false;
+
+  Result<void> start_loop_handles();
+  void tick();
+  void flush_dirty();
+  void on_registration(const epmd_client::Registration::Event& ev);
+  Result<void> registered(std::uint32_t creation);
+  void accepted(HandshakeAcceptor::Accepted item);
+  void dialed(const std::string& peer, Result<int> fd);
+  void report_ready(Result<void> r) {
+    if (on_ready) std::exchange(on_ready, nullptr)(std::move(r));
+  }
 
   // ConnectionOwner
   void connection_closed(Connection& c, const Error& why) override {
@@ -132,37 +121,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
     return make_error(Errc::invalid_argument, "net_ticktime must be at least 1 s");
   impl_->started = true;
   impl_->epmd = std::make_unique<epmd_client::Client>(loop_);
-
-  // The ticker: every ticktime/8, send ticks on idle connections and drop
-  // silent ones (silent for a whole ticktime).
-  if (int rc = impl_->ticker.init(loop_, this, uv_timer_init); rc != 0)
-    return make_error(Errc::io_error,
-                      std::string("cannot create the tick timer: ") + uv_strerror(rc), rc);
-  auto period = static_cast<std::uint64_t>(config_.ticktime.count() / 8);
-  uv_timer_start(
-      impl_->ticker.get(),
-      [](uv_timer_t* t) {
-        auto* self = static_cast<Node*>(t->data);
-        if (!self) return;
-        auto now = uv_now(self->loop_);
-        std::vector<Connection*> conns;
-        for (auto& [n, c] : self->impl_->connections) conns.push_back(c.get());
-        for (auto* c : conns)
-          c->on_tick_check(now, static_cast<std::uint64_t>(self->config_.ticktime.count()));
-      },
-      period, period);
-  uv_unref(impl_->ticker.handle());
-  if (int rc = impl_->flusher.init(loop_, this, uv_check_init); rc != 0)
-    return make_error(Errc::io_error,
-                      std::string("cannot create the write flusher: ") + uv_strerror(rc), rc);
-  uv_check_start(impl_->flusher.get(), [](uv_check_t* h) {
-    auto* self = static_cast<Node*>(h->data);
-    if (!self || self->impl_->dirty.empty()) return;
-    auto list = std::move(self->impl_->dirty);
-    self->impl_->dirty.clear();
-    for (auto* c : list) c->flush();  // a closed one left the list in connection_closed
-  });
-  uv_unref(impl_->flusher.handle());
+  if (auto r = impl_->start_loop_handles(); !r) return r;
 
   if (!config_.publish) {
     // A one-shot client: not listening, not registered; a random creation as
@@ -178,160 +137,141 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
     return {};
   }
 
-  // Listen on the first free port of the range, as inet_dist_listen_min/max.
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return make_error(Errc::io_error, std::string("socket: ") + std::strerror(errno), errno);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  int bound_port = -1;
-  int last_errno = 0;
-  for (int port = config_.port_min; port <= config_.port_max; ++port) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_ANY);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-      bound_port = port;
-      break;
-    }
-    last_errno = errno;
-  }
-  if (bound_port < 0 || ::listen(fd, 128) != 0) {
-    ::close(fd);
-    return make_error(Errc::already_exists,
-                      "no free distribution port in " + std::to_string(config_.port_min) + "-" +
-                          std::to_string(config_.port_max) + " (" + std::strerror(last_errno) +
-                          ") — widen DIST_PORT_MIN/MAX or stop what uses them",
-                      last_errno);
-  }
-  impl_->listen_fd = fd;
-  // Port 0 in the range means "any": read back what the kernel chose.
-  sockaddr_in bound{};
-  socklen_t bound_len = sizeof bound;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len) == 0)
-    bound_port = ntohs(bound.sin_port);
-  listen_port_ = static_cast<std::uint16_t>(bound_port);
-
+  // Listen first (epmd needs the port), then register; the acceptors start
+  // once the creation is known (Impl::registered).
+  auto listening = listen_in_range(config_.port_min, config_.port_max);
+  if (!listening) return listening.error();
+  impl_->listen_fd = listening->first;
+  listen_port_ = listening->second;
+  impl_->on_ready = std::move(on_ready);
   epmd_client::Registration::Options ro;
   ro.epmd.host = config_.epmd_host;
   ro.epmd.port = config_.epmd_port;
   ro.alive = parts->first;
   ro.port = listen_port_;
-  auto ready = std::make_shared<std::function<void(Result<void>)>>(std::move(on_ready));
   impl_->registration = std::make_unique<epmd_client::Registration>(
-      loop_, ro, [this, ready](const epmd_client::Registration::Event& ev) {
-        using Kind = epmd_client::Registration::Event::Kind;
-        switch (ev.kind) {
-          case Kind::registered: {
-            table_.set_creation(ev.creation);
-            if (auto r = init_ei_identity(&impl_->ec, config_.name, config_.cookie, ev.creation);
-                !r) {
-              if (*ready) std::exchange(*ready, nullptr)(r.error());
-              return;
-            }
-            install_builtins();
-            impl_->ready = true;
-            int rc = impl_->inbox_async.init(loop_, this, uv_async_init, [](uv_async_t* a) {
-              auto* self = static_cast<Node*>(a->data);
-              if (!self) return;
-              std::deque<HandshakeAcceptor::Accepted> items;
-              {
-                std::lock_guard lock(self->impl_->inbox_mutex);
-                items.swap(self->impl_->inbox);
-              }
-              for (auto& item : items) {
-                if (self->impl_->stopped) {
-                  if (item.fd >= 0) ::close(item.fd);
-                  continue;
-                }
-                if (item.fd < 0) {
-                  ++self->stats_.accept_failures;
-                  ++self->accept_failure_reasons_[std::string(errc_name(item.error.code))];
-                  // The same failure (e.g. a pod with another cookie
-                  // redialling every few seconds) is a warning once a minute.
-                  auto now = uv_now(self->loop_);
-                  auto [at, fresh] =
-                      self->impl_->last_accept_warning.try_emplace(item.error.message, now);
-                  if (fresh || now - at->second >= 60000) {
-                    at->second = now;
-                    spdlog::warn("{}", item.error.message);
-                  } else {
-                    spdlog::debug("{}", item.error.message);
-                  }
-                  continue;
-                }
-                ++self->stats_.accepts;
-                if (auto r = self->adopt(item.fd, item.node, true); !r)
-                  spdlog::warn("accepting {}: {}", item.node, r.error().message);
-              }
-            });
-            if (rc != 0) {
-              if (*ready)
-                std::exchange(*ready, nullptr)(make_error(
-                    Errc::io_error,
-                    std::string("cannot create the accept queue: ") + uv_strerror(rc), rc));
-              return;
-            }
-            impl_->acceptor = std::make_unique<HandshakeAcceptor>(
-                impl_->ec, impl_->listen_fd, config_.acceptor_threads,
-                static_cast<unsigned>(config_.accept_timeout.count()),
-                [impl = impl_.get()](HandshakeAcceptor::Accepted a) {
-                  {
-                    std::lock_guard lock(impl->inbox_mutex);
-                    impl->inbox.push_back(std::move(a));
-                  }
-                  uv_async_send(impl->inbox_async.get());
-                });
-            impl_->acceptor->start();
-            spdlog::info("{} registered with epmd at {}:{} (port {}, creation {})", config_.name,
-                         config_.epmd_host, config_.epmd_port, listen_port_, ev.creation);
-            registered_ = true;
-            if (*ready) std::exchange(*ready, nullptr)({});
-            break;
-          }
-          case Kind::failed:
-            if (*ready) {
-              std::exchange(*ready, nullptr)(ev.error);
-            } else {
-              spdlog::warn("epmd: {}", ev.error.message);
-            }
-            break;
-          case Kind::lost:
-            registered_ = false;
-            spdlog::warn(
-                "lost the registration with epmd at {}:{} ({}); re-registering — "
-                "connections stay up",
-                config_.epmd_host, config_.epmd_port, ev.error.message);
-            break;
-          case Kind::reregistered:
-            registered_ = true;
-            ++stats_.epmd_reregistrations;
-            spdlog::info("re-registered {} with epmd at {}:{} (port {})", config_.name,
-                         config_.epmd_host, config_.epmd_port, listen_port_);
-            break;
-        }
-      });
+      loop_, ro, [impl = impl_.get()](const auto& ev) { impl->on_registration(ev); });
   impl_->registration->start();
   return {};
+}
+
+// The ticker: every ticktime/8, send ticks on idle connections and drop
+// silent ones (silent for a whole ticktime). The flusher: see `flusher`.
+Result<void> Node::Impl::start_loop_handles() {
+  if (int rc = ticker.init(node.loop_, this, uv_timer_init); rc != 0)
+    return make_error(Errc::io_error,
+                      std::string("cannot create the tick timer: ") + uv_strerror(rc), rc);
+  auto period = static_cast<std::uint64_t>(node.config_.ticktime.count() / 8);
+  uv_timer_start(
+      ticker.get(),
+      [](uv_timer_t* t) {
+        if (auto* self = static_cast<Impl*>(t->data)) self->tick();
+      },
+      period, period);
+  uv_unref(ticker.handle());
+  if (int rc = flusher.init(node.loop_, this, uv_check_init); rc != 0)
+    return make_error(Errc::io_error,
+                      std::string("cannot create the write flusher: ") + uv_strerror(rc), rc);
+  uv_check_start(flusher.get(), [](uv_check_t* h) {
+    if (auto* self = static_cast<Impl*>(h->data)) self->flush_dirty();
+  });
+  uv_unref(flusher.handle());
+  return {};
+}
+
+void Node::Impl::tick() {
+  auto now = uv_now(node.loop_);
+  std::vector<Connection*> conns;
+  for (auto& [n, c] : connections) conns.push_back(c.get());
+  for (auto* c : conns)
+    c->on_tick_check(now, static_cast<std::uint64_t>(node.config_.ticktime.count()));
+}
+
+void Node::Impl::flush_dirty() {
+  if (dirty.empty()) return;
+  auto list = std::move(dirty);
+  dirty.clear();
+  for (auto* c : list) c->flush();  // a closed one left the list in connection_closed
+}
+
+void Node::Impl::on_registration(const epmd_client::Registration::Event& ev) {
+  using Kind = epmd_client::Registration::Event::Kind;
+  const auto& cfg = node.config_;
+  switch (ev.kind) {
+    case Kind::registered:
+      if (auto r = registered(ev.creation); !r) return report_ready(r.error());
+      spdlog::info("{} registered with epmd at {}:{} (port {}, creation {})", cfg.name,
+                   cfg.epmd_host, cfg.epmd_port, node.listen_port_, ev.creation);
+      node.registered_ = true;
+      report_ready({});
+      break;
+    case Kind::failed:
+      if (on_ready)
+        report_ready(ev.error);
+      else
+        spdlog::warn("epmd: {}", ev.error.message);
+      break;
+    case Kind::lost:
+      node.registered_ = false;
+      spdlog::warn(
+          "lost the registration with epmd at {}:{} ({}); re-registering — connections stay up",
+          cfg.epmd_host, cfg.epmd_port, ev.error.message);
+      break;
+    case Kind::reregistered:
+      node.registered_ = true;
+      ++node.stats_.epmd_reregistrations;
+      spdlog::info("re-registered {} with epmd at {}:{} (port {})", cfg.name, cfg.epmd_host,
+                   cfg.epmd_port, node.listen_port_);
+      break;
+  }
+}
+
+// The creation is known: the ei identity, the built-in processes, then the
+// acceptors on the listen socket.
+Result<void> Node::Impl::registered(std::uint32_t creation) {
+  const auto& cfg = node.config_;
+  node.table_.set_creation(creation);
+  if (auto r = init_ei_identity(&ec, cfg.name, cfg.cookie, creation); !r) return r;
+  node.install_builtins();
+  ready = true;
+  int fd = std::exchange(listen_fd, -1);
+  return listener.start(ec, fd, cfg.acceptor_threads,
+                        static_cast<unsigned>(cfg.accept_timeout.count()),
+                        [this](HandshakeAcceptor::Accepted a) { accepted(std::move(a)); });
+}
+
+// An inbound handshake ended: adopt the connection, or count and log the
+// failure (the same one, e.g. a pod with another cookie redialling every
+// few seconds, is a warning once a minute).
+void Node::Impl::accepted(HandshakeAcceptor::Accepted item) {
+  if (stopped) {
+    if (item.fd >= 0) ::close(item.fd);
+    return;
+  }
+  if (item.fd < 0) {
+    ++node.stats_.accept_failures;
+    ++node.accept_failure_reasons_[std::string(errc_name(item.error.code))];
+    auto now = uv_now(node.loop_);
+    auto [at, fresh] = last_accept_warning.try_emplace(item.error.message, now);
+    if (fresh || now - at->second >= 60000) {
+      at->second = now;
+      spdlog::warn("{}", item.error.message);
+    } else {
+      spdlog::debug("{}", item.error.message);
+    }
+    return;
+  }
+  ++node.stats_.accepts;
+  if (auto r = node.adopt(item.fd, item.node, true); !r)
+    spdlog::warn("accepting {}: {}", item.node, r.error().message);
 }
 
 void Node::stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
-  if (impl_->acceptor) {
-    impl_->acceptor->stop();  // it owns the listen socket from start() on
-  } else if (impl_->listen_fd >= 0) {
-    ::close(impl_->listen_fd);
-  }
+  impl_->listener.stop();  // it owns the listen socket once started
+  if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
   impl_->listen_fd = -1;
-  {
-    std::lock_guard lock(impl_->inbox_mutex);
-    for (auto& item : impl_->inbox)
-      if (item.fd >= 0) ::close(item.fd);
-    impl_->inbox.clear();
-  }
-  impl_->inbox_async.reset();
   // stop() may run inside a registration or epmd callback: stop them here,
   // destroy them with the node.
   if (impl_->registration) impl_->registration->stop();
@@ -341,81 +281,18 @@ void Node::stop() {
   std::vector<Connection*> conns;
   for (auto& [n, c] : impl_->connections) conns.push_back(c.get());
   for (auto* c : conns) c->close(make_error(Errc::shutting_down, config_.name + " is stopping"));
+  impl_->dialers.clear();  // their callbacks are dropped: the waiters hear it here
   auto connecting = std::move(impl_->connecting);
   impl_->connecting.clear();
   if (!impl_->destroying)
     for (auto& [n, cbs] : connecting)
       for (auto& cb : cbs) cb(make_error(Errc::shutting_down, config_.name + " is stopping"));
-  std::vector<term::Ref> pending_rpcs;
-  for (auto& [ref, p] : impl_->rpcs) pending_rpcs.push_back(ref);
-  for (auto& ref : pending_rpcs) {
-    if (impl_->destroying) impl_->rpcs.at(ref).cb = [](Result<RpcReply>) {};
-    finish_rpc(ref, make_error(Errc::shutting_down, config_.name + " is stopping"));
-  }
+  impl_->rpc.stop(make_error(Errc::shutting_down, config_.name + " is stopping"),
+                  impl_->destroying);
   impl_->alive.expire();
 }
 
 // ------------------------------------------------------------- connections
-
-namespace {
-
-struct ConnectWork {
-  uv_work_t req;
-  Liveness::Watch alive;
-  Node* node;
-  ei_cnode ec;
-  std::string peer;
-  in_addr addr;
-  std::uint16_t port;
-  unsigned timeout_ms;
-  Result<int> result = make_error(Errc::io_error, "not run");
-};
-
-struct ResolveWork {
-  uv_getaddrinfo_t req;
-  Liveness::Watch alive;
-  std::function<void(Result<in_addr>)> cb;
-};
-
-// Resolves the host part of a node name to an IPv4 address (ei is
-// IPv4-only): a literal at once (reported later), a name on libuv's pool.
-void resolve_host(uv_loop_t* loop, Liveness::Watch alive, const std::string& host,
-                  std::function<void(Result<in_addr>)> cb) {
-  in_addr a{};
-  if (inet_pton(AF_INET, host.c_str(), &a) == 1) {
-    defer(loop, std::move(alive), [cb = std::move(cb), a] { cb(a); });
-    return;
-  }
-  auto* w = new ResolveWork{{}, alive, std::move(cb)};
-  w->req.data = w;
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(
-      loop, &w->req,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        std::unique_ptr<ResolveWork> work(static_cast<ResolveWork*>(req->data));
-        if (work->alive) {
-          if (status != 0 || !res)
-            work->cb(make_error(Errc::not_found,
-                                std::string("cannot resolve the host part to an IPv4 address: ") +
-                                    uv_strerror(status) + " — use the node's IP address or fix DNS",
-                                status));
-          else
-            work->cb(reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
-        }
-        if (res) uv_freeaddrinfo(res);
-      },
-      host.c_str(), nullptr, &hints);
-  if (rc != 0) {
-    std::unique_ptr<ResolveWork> work(w);
-    defer(loop, std::move(alive), [cb = std::move(work->cb), rc, host] {
-      cb(make_error(Errc::io_error, "cannot start resolving " + host + ": " + uv_strerror(rc), rc));
-    });
-  }
-}
-
-}  // namespace
 
 void Node::connect(const std::string& node, std::function<void(Result<void>)> cb) {
   auto later = [this](std::function<void(Result<void>)> f, Result<void> r) {
@@ -436,81 +313,25 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
   auto& waiters = impl_->connecting[node];
   waiters.push_back(std::move(cb));
   if (waiters.size() > 1) return;  // already under way
+  auto dialer = std::make_unique<Dialer>(
+      loop_, *impl_->epmd, impl_->ec, config_, node,
+      [impl = impl_.get(), node](Result<int> fd) { impl->dialed(node, std::move(fd)); });
+  Dialer& d = *dialer;
+  impl_->dialers[node] = std::move(dialer);
+  d.start();
+}
 
-  auto finish = [this, node](Result<void> r) { finish_connect(node, std::move(r)); };
-
-  std::string alive_name = parts->first;
-  std::string host = parts->second;
-  resolve_host(
-      loop_, impl_->alive.watch(), host,
-      [this, node, alive_name, host, finish](Result<in_addr> addr) {
-        if (!addr) {
-          finish(make_error(addr.error().code, node + ": " + addr.error().message,
-                            addr.error().source));
-          return;
-        }
-        if (impl_->stopped) return finish(make_error(Errc::shutting_down, "the node is stopping"));
-        char ip[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &*addr, ip, sizeof ip);
-        epmd_client::Endpoint ep;
-        ep.host = ip;
-        ep.port = config_.epmd_port;
-        in_addr a = *addr;
-        impl_->epmd->port_please(
-            ep, alive_name, config_.connect_timeout,
-            [this, node, a, finish](Result<epmd_client::NodeInfo> info) {
-              if (!info) {
-                finish(make_error(info.error().code,
-                                  "connecting to " + node + ": " + info.error().message,
-                                  info.error().source));
-                return;
-              }
-              if (info->highest_version < 6) {
-                finish(make_error(Errc::handshake_failed,
-                                  node + " speaks distribution version " +
-                                      std::to_string(info->highest_version) +
-                                      " only; beamlink needs OTP 23 or newer (version 6)"));
-                return;
-              }
-              auto* w = new ConnectWork{};
-              w->req.data = w;
-              w->alive = impl_->alive.watch();
-              w->node = this;
-              w->ec = impl_->ec;
-              w->peer = node;
-              w->addr = a;
-              w->port = info->port;
-              w->timeout_ms = static_cast<unsigned>(config_.connect_timeout.count());
-              uv_queue_work(
-                  loop_, &w->req,
-                  [](uv_work_t* req) {
-                    auto* work = static_cast<ConnectWork*>(req->data);
-                    work->result = handshake_initiate(work->ec, work->peer, work->addr, work->port,
-                                                      work->timeout_ms);
-                  },
-                  [](uv_work_t* req, int) {
-                    auto* work = static_cast<ConnectWork*>(req->data);
-                    std::unique_ptr<ConnectWork> owned(work);
-                    if (!work->alive) {
-                      if (work->result) ::close(*work->result);
-                      return;
-                    }
-                    Node* self = work->node;
-                    auto complete = [&](Result<void> r) {
-                      self->finish_connect(work->peer, std::move(r));
-                    };
-                    if (!work->result) return complete(std::move(work->result).error());
-                    int fd = *work->result;
-                    if (self->impl_->connections.count(work->peer)) {
-                      // An inbound connection from the same node won the race.
-                      ::close(fd);
-                      return complete({});
-                    }
-                    ++self->stats_.connects;
-                    complete(self->adopt(fd, work->peer, false));
-                  });
-            });
-      });
+// The dialer for `peer` finished (it touches nothing after calling this).
+void Node::Impl::dialed(const std::string& peer, Result<int> fd) {
+  dialers.erase(peer);
+  if (!fd) return node.finish_connect(peer, std::move(fd).error());
+  if (connections.count(peer)) {
+    // An inbound connection from the same node won the race.
+    ::close(*fd);
+    return node.finish_connect(peer, {});
+  }
+  ++node.stats_.connects;
+  node.finish_connect(peer, node.adopt(*fd, peer, false));
 }
 
 void Node::finish_connect(const std::string& node, Result<void> r) {
@@ -566,12 +387,7 @@ void Node::connection_closed(Connection& c, const Error& why) {
     spdlog::warn("connection to {} closed: {}", c.peer(), why.message);
   table_.node_down(c.peer());
   // Fail pending rpcs to that node now rather than at their timeout.
-  std::vector<term::Ref> lost;
-  for (auto& [ref, pending] : impl_->rpcs)
-    if (pending.node == c.peer()) lost.push_back(ref);
-  for (auto& ref : lost)
-    finish_rpc(ref, make_error(Errc::not_connected,
-                               "connection to " + c.peer() + " lost during rpc: " + why.message));
+  impl_->rpc.node_down(c.peer(), why);
   if (impl_->destroying) return;
   node_down_.emit(c.peer(), why);
 }
@@ -843,122 +659,10 @@ void Node::dispatch(Connection& c, std::span<const char> control_bytes,
 void Node::install_builtins() {
   // Called once, when the creation is known (epmd's, or ours for a client),
   // so these pids carry it.
-  // net_kernel: net_adm:ping sends {'$gen_call', {From, Tag}, {is_auth, Node}}
-  // and waits for {Tag, yes}; Tag is copied as received ([alias | Ref] on
-  // OTP 24+).
-  (void)table_.register_name("net_kernel", [this](const term::Pid&, const Envelope& e) {
-    if (e.kind != Envelope::Kind::message) return;
-    auto r = term::TermReader::from_external(e.term);
-    if (!r) return;
-    term::TermReader& in = *r;
-    auto arity = in.read_tuple_header();
-    if (!arity || *arity != 3 || !in.expect_atom("$gen_call")) return;
-    auto from_arity = in.read_tuple_header();
-    if (!from_arity || *from_arity != 2) return;
-    auto from = in.read_pid();
-    auto tag = in.read_raw();
-    if (!from || !tag) return;
-    term::TermReader req = in;
-    std::string request = "unknown";
-    if (auto ra = req.read_tuple_header(); ra && *ra >= 1)
-      if (auto a = req.read_atom()) request = *a;
-    term::TermWriter reply;
-    reply.tuple(2).raw(*tag);
-    if (request == "is_auth") {
-      reply.atom("yes");
-    } else {
-      spdlog::debug("net_kernel: unsupported call '{}' from {}", request, to_string(*from));
-      reply.tuple(2).atom("error").atom("not_supported");
-    }
-    if (reply.ok()) (void)send(*from, reply.bytes());
-  });
-
-  // The rpc client: replies {Ref, Reply} from rex, and io requests from the
-  // code it runs (we are its group leader).
-  auto rpc = table_.register_name("$rpc", [this](const term::Pid&, const Envelope& e) {
-    if (e.kind != Envelope::Kind::message) return;
-    auto r = term::TermReader::from_external(e.term);
-    if (!r) return;
-    term::TermReader in = *r;
-    auto arity = in.read_tuple_header();
-    if (!arity) return;
-    if (*arity == 2) {
-      term::TermReader probe = in;
-      auto t = probe.peek();
-      if (t && (t->tag == ERL_NEWER_REFERENCE_EXT || t->tag == ERL_NEW_REFERENCE_EXT)) {
-        auto ref = in.read_ref();
-        auto reply = in.read_raw();
-        if (!ref || !reply) return;
-        if (!impl_->rpcs.count(*ref)) {
-          ++stats_.late_rpc_replies;
-          spdlog::debug("an rpc reply arrived after its call timed out: dropped");
-          return;
-        }
-        RpcReply out;
-        term::TermWriter w;
-        w.raw(*reply);
-        out.term = span_str(w.bytes());
-        // {badrpc, Reason} is the remote side's error.
-        term::TermReader br(*reply);
-        if (auto ba = br.read_tuple_header(); ba && *ba == 2 && br.next_is_atom()) {
-          term::TermReader br2 = br;
-          if (auto a = br2.read_atom(); a && *a == "badrpc") {
-            auto reason = br2.read_raw();
-            std::string text = "?";
-            if (reason) {
-              term::TermReader rr(*reason);
-              if (auto f = term::format_term(rr)) text = *f;
-            }
-            finish_rpc(*ref, make_error(Errc::badrpc, "badrpc: " + text));
-            return;
-          }
-        }
-        finish_rpc(*ref, std::move(out));
-        return;
-      }
-    }
-    if (*arity == 4 && in.next_is_atom()) {
-      // {io_request, From, ReplyAs, Request}: print output, answer ok.
-      term::TermReader io = in;
-      if (auto a = io.read_atom(); !a || *a != "io_request") return;
-      auto from = io.read_pid();
-      auto reply_as = io.read_raw();
-      if (!from || !reply_as) return;
-      term::TermReader req = io;
-      bool put_chars = false;
-      if (auto ra = req.read_tuple_header(); ra && *ra >= 2)
-        if (auto a = req.read_atom(); a && *a == "put_chars") {
-          put_chars = true;
-          // {put_chars, Encoding, Chars} or {put_chars, Encoding, M, F, A}
-          if (*ra == 3) {
-            (void)req.skip();
-            auto chars = req.peek();
-            if (chars && chars->tag == ERL_BINARY_EXT) {
-              if (auto b = req.read_binary()) spdlog::info("rpc output: {}", *b);
-            } else if (auto s = req.read_string()) {
-              spdlog::info("rpc output: {}", *s);
-            }
-          }
-        }
-      term::TermWriter reply;
-      reply.tuple(3).atom("io_reply").raw(*reply_as);
-      if (put_chars)
-        reply.atom("ok");
-      else
-        reply.tuple(2).atom("error").atom("enotsup");
-      if (reply.ok()) (void)send(*from, reply.bytes());
-    }
-  });
-  if (rpc) impl_->rpc_pid = *rpc;
-}
-
-void Node::finish_rpc(const term::Ref& ref, Result<RpcReply> result) {
-  auto it = impl_->rpcs.find(ref);
-  if (it == impl_->rpcs.end()) return;
-  auto pending = std::move(it->second);
-  impl_->rpcs.erase(it);
-  pending.timer.reset();
-  pending.cb(std::move(result));
+  if (auto r = register_net_kernel(*this); !r)
+    spdlog::error("cannot register net_kernel: {}", r.error().message);
+  if (auto r = impl_->rpc.install(); !r)
+    spdlog::error("cannot register the rpc client: {}", r.error().message);
 }
 
 void Node::rpc(const std::string& node, const std::string& mod, const std::string& fun,
@@ -971,59 +675,7 @@ void Node::rpc(const std::string& node, const std::string& mod, const std::strin
     });
     return;
   }
-  // The gen_call form of rex's protocol: {'$gen_call', {Self, Ref}, {call,
-  // M, F, Args, GroupLeader}}; the reply {Ref, Reply} is matched by Ref, so
-  // ticks and unrelated messages are never mistaken for it (unlike ei_rpc).
-  // We are the call's group leader: its output comes to us.
-  term::Ref ref = table_.make_ref();
-  term::TermWriter msg;
-  msg.tuple(3).atom("$gen_call").tuple(2).pid(impl_->rpc_pid).ref(ref);
-  msg.tuple(5).atom("call").atom(mod).atom(fun);
-  if (args.size() > 1 && static_cast<unsigned char>(args[0]) == 131)
-    msg.raw(args.subspan(1));
-  else
-    msg.nil();
-  msg.pid(impl_->rpc_pid);
-
-  auto& pending = impl_->rpcs[ref];
-  pending.cb = std::move(cb);
-  pending.node = node;
-  pending.owner = this;
-  pending.ref = ref;
-  if (int rc = pending.timer.init(loop_, &pending, uv_timer_init); rc != 0) {
-    auto failed = std::move(pending.cb);
-    impl_->rpcs.erase(ref);
-    defer(loop_, impl_->alive.watch(), [cb = std::move(failed), rc] {
-      cb(make_error(Errc::io_error, std::string("rpc: cannot create its timer: ") + uv_strerror(rc),
-                    rc));
-    });
-    return;
-  }
-  auto sent = msg.status();
-  if (sent) sent = reg_send(impl_->rpc_pid, node, "rex", msg.bytes());
-  if (!sent) {
-    pending.failure = std::move(sent).error();
-    timeout = std::chrono::milliseconds(0);  // report it on the next loop iteration
-  } else {
-    pending.failure =
-        make_error(Errc::timeout, "rpc " + mod + ":" + fun + " on " + node +
-                                      " got no reply within " + std::to_string(timeout.count()) +
-                                      " ms — the call may still be running there");
-  }
-  // The node outlives the timer: stop() finishes and closes every pending rpc.
-  uv_timer_start(
-      pending.timer.get(),
-      [](uv_timer_t* t) {
-        auto* p = static_cast<PendingRpc*>(t->data);
-        if (!p) return;
-        Node* self = p->owner;
-        term::Ref r = p->ref;
-        auto it = self->impl_->rpcs.find(r);
-        if (it == self->impl_->rpcs.end()) return;
-        Error why = it->second.failure;
-        self->finish_rpc(r, std::move(why));
-      },
-      static_cast<std::uint64_t>(timeout.count()), 0);
+  impl_->rpc.call(node, mod, fun, args, timeout, std::move(cb));
 }
 
 }  // namespace beamlink::dist

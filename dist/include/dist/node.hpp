@@ -176,11 +176,9 @@ class Node {
   struct Impl;  // also the ConnectionOwner of every Connection
   // Adopts a connected, handshaken socket as the connection to `peer`.
   Result<void> adopt(int fd, const std::string& peer, bool inbound);
-  void connection_up(Connection& c);
   void connection_closed(Connection& c, const Error& why);
   void dispatch(Connection& c, std::span<const char> control, std::span<const char> message);
   void frames_written(Connection& c);
-  void finish_rpc(const term::Ref& ref, Result<RpcReply> result);
   // Calls every waiter of an outbound connect to `node` once, then forgets them.
   void finish_connect(const std::string& node, Result<void> r);
   void send_outgoing(const std::vector<struct Outgoing>& out);
