@@ -78,7 +78,17 @@ void Connection::on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
 
 void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* self = static_cast<Connection*>(s->data);
-  if (!self || nread == 0 || self->state_ != State::up) return;
+  if (!self || nread == 0 || self->state_ == State::closed) return;
+  if (self->state_ == State::finishing) {
+    // Read only so that the close sends FIN, not RST: the bytes are dropped.
+    if (nread < 0) return self->close(self->finish_why_);
+    self->framer_.commit(static_cast<std::size_t>(nread));
+    for (;;) {
+      auto frame = self->framer_.next();
+      if (!frame || !*frame) break;  // a malformed stream is as good as EOF now
+    }
+    return;
+  }
   if (nread < 0) {
     Error why = nread == UV_EOF
                     ? make_error(Errc::connection_closed, self->peer_ + " closed the connection")
@@ -116,7 +126,16 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 
 void Connection::send_frame(std::span<const char> control, std::span<const char> message,
                             SendDone done) {
-  if (state_ != State::up) return;
+  if (state_ != State::up) {
+    // Finishing: the node is stopping and takes no more sends; the frame
+    // is reported unwritten, as when the connection closes.
+    if (done && state_ == State::finishing)
+      defer(owner_.loop(), [done = std::move(done), peer = peer_] {
+        done(closed_before_written("the connection to " + peer +
+                                   " is closing (the node is stopping): the frame was not sent"));
+      });
+    return;
+  }
   append_frame(pending_, control, message);
   if (done) pending_done_.push_back(std::move(done));
   ++owner_.stats().frames_out;
@@ -139,7 +158,7 @@ void Connection::send_tick() {
 }
 
 void Connection::start_write() {
-  if (pending_.empty() || state_ != State::up) return;
+  if (pending_.empty() || state_ == State::closed) return;
   std::unique_ptr<Write> w = spare_ ? std::move(spare_) : std::make_unique<Write>();
   w->bytes.swap(pending_);
   pending_.clear();
@@ -200,6 +219,13 @@ void Connection::on_write(uv_write_t* req, int status) {
   w->done.clear();
   self->spare_ = std::move(w);
   complete_all(done, {});
+  if (self->state_ == State::finishing) {
+    if (!self->pending_.empty())
+      self->start_write();
+    else
+      self->shut_write_side();
+    return;
+  }
   if (self->state_ != State::up) return;
   if (!self->pending_.empty()) self->start_write();
   if (self->state_ != State::up) return;
@@ -250,9 +276,47 @@ void Connection::on_tick_check(std::uint64_t now_ms, std::uint64_t ticktime_ms) 
   if (!inflight_ && pending_.empty() && now_ms - last_write_ms_ >= ticktime_ms / 4) send_tick();
 }
 
-void Connection::close(const Error& why) {
+void Connection::finish(const Error& why, std::uint64_t linger_ms) {
   if (state_ != State::up) return;
+  state_ = State::finishing;
+  finish_why_ = why;
+  if (linger_.init(owner_.loop(), this, uv_timer_init) == 0)
+    uv_timer_start(
+        linger_.get(),
+        [](uv_timer_t* t) {
+          auto* self = static_cast<Connection*>(t->data);
+          self->close(self->finish_why_);
+        },
+        linger_ms, 0);
+  if (!inflight_) {
+    if (!pending_.empty())
+      start_write();
+    else
+      shut_write_side();
+  }
+}
+
+void Connection::shut_write_side() {
+  if (shut_ || state_ != State::finishing) return;
+  shut_ = true;
+  // The request outlives this connection if it closes first (libuv then
+  // completes it with UV_ECANCELED and the handle's data is cleared).
+  auto* req = new uv_shutdown_t;
+  int rc = uv_shutdown(req, tcp_.stream(), [](uv_shutdown_t* r, int status) {
+    auto* self = static_cast<Connection*>(r->handle->data);
+    delete r;
+    if (self && status != 0) self->close(self->finish_why_);
+  });
+  if (rc != 0) {
+    delete req;
+    close(finish_why_);
+  }
+}
+
+void Connection::close(const Error& why) {
+  if (state_ == State::closed) return;
   state_ = State::closed;
+  linger_.reset();
   // Frames not yet written will never be: their completions report it after
   // those of the write in flight (whose callback runs after this close), or
   // on the next loop turn when none is in flight.

@@ -7,9 +7,15 @@
 // that still run for it (reads never; write requests cancelled by the close
 // complete with UV_ECANCELED) touch nothing but their own request.
 //
-// State machine: Up -> Closed. close() moves to Closed once, tells the owner
-// (connection_closed) synchronously and closes the handle; the owner destroys
-// the object on a later loop turn, never inside a callback of its own.
+// State machine: Up -> (Finishing ->) Closed. close() moves to Closed once,
+// tells the owner (connection_closed) synchronously and closes the handle;
+// the owner destroys the object on a later loop turn, never inside a
+// callback of its own. finish() is the orderly way out when the node stops:
+// Finishing writes what is pending, shuts our side (FIN) and reads, dropping
+// what arrives, until the peer closes or the linger time passes, then
+// close()s. Closing a socket that holds unread bytes makes the kernel send
+// RST, and a RST makes the peer drop what it had not read yet: frames
+// already reported written would be lost.
 //
 // Write completions: a frame sent with a SendDone is completed exactly once,
 // later: ok from the callback of the uv_write that carried it (status 0,
@@ -39,7 +45,7 @@ namespace beamlink::dist {
 
 class Connection {
  public:
-  enum class State { up, closed };
+  enum class State { up, finishing, closed };
 
   // Takes ownership of `fd` (a connected, handshaken socket).
   Connection(ConnectionOwner& owner, int fd, std::string peer, bool inbound, std::uint64_t id);
@@ -72,6 +78,10 @@ class Connection {
   void on_tick_check(std::uint64_t now_ms, std::uint64_t ticktime_ms);
 
   void close(const Error& why);
+  // The orderly close described above; `why` is what close() reports at the
+  // end. Frames sent meanwhile are dropped (the node is stopping). Does
+  // nothing unless Up.
+  void finish(const Error& why, std::uint64_t linger_ms);
 
   // Waiters for room in the outbound queue (below half of max_outbound):
   // called from a later write completion, or with an error when the
@@ -91,6 +101,8 @@ class Connection {
   static void on_write(uv_write_t* req, int status);
   void start_write();
   void notify_writable(const Result<void>& r);
+  // Finishing, nothing left to write: shut our side and wait for the peer.
+  void shut_write_side();
 
   ConnectionOwner& owner_;
   UvHandle<uv_tcp_t> tcp_;
@@ -112,6 +124,9 @@ class Connection {
   term::Pid regsend_from_;
   std::string regsend_name_;
   std::string regsend_control_;  // empty: none cached
+  Error finish_why_;             // Finishing: what close() will report
+  UvHandle<uv_timer_t> linger_;  // Finishing: the longest wait for the peer's close
+  bool shut_ = false;            // Finishing: shutdown requested
 };
 
 }  // namespace beamlink::dist

@@ -21,6 +21,13 @@
 
 namespace beamlink::dist {
 
+namespace {
+// How long a stopping node waits for a peer to close after our FIN (see
+// Connection::finish): a live BEAM closes at once; a stopped or partitioned
+// one would otherwise hold the exit forever.
+constexpr std::uint64_t kFinishLingerMs = 5000;
+}  // namespace
+
 Result<std::pair<std::string, std::string>> split_node_name(const std::string& node) {
   auto at = node.find('@');
   if (at == std::string::npos || at == 0 || at + 1 == node.size() ||
@@ -267,7 +274,14 @@ void Node::Impl::accepted(HandshakeAcceptor::Accepted item) {
 }
 
 void Node::stop() {
-  if (!impl_ || impl_->stopped) return;
+  if (!impl_) return;
+  if (impl_->stopped) {
+    // Again: connections still finishing close now.
+    std::vector<Connection*> finishing;
+    for (auto& [n, c] : impl_->connections) finishing.push_back(c.get());
+    for (auto* c : finishing) c->close(make_error(Errc::shutting_down, config_.name + " stopped"));
+    return;
+  }
   impl_->stopped = true;
   impl_->listener.stop();  // it owns the listen socket once started
   if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
@@ -280,7 +294,9 @@ void Node::stop() {
   impl_->flusher.reset();
   std::vector<Connection*> conns;
   for (auto& [n, c] : impl_->connections) conns.push_back(c.get());
-  for (auto* c : conns) c->close(make_error(Errc::shutting_down, config_.name + " is stopping"));
+  // Orderly: what was written reaches the peer (see Connection::finish).
+  for (auto* c : conns)
+    c->finish(make_error(Errc::shutting_down, config_.name + " is stopping"), kFinishLingerMs);
   impl_->dialers.clear();  // their callbacks are dropped: the waiters hear it here
   auto connecting = std::move(impl_->connecting);
   impl_->connecting.clear();

@@ -91,8 +91,12 @@ class Node {
   // Listens and registers with epmd (when publish), then calls on_ready with
   // the outcome. Fails now (and never calls on_ready) for a bad config.
   Result<void> start(std::function<void(Result<void>)> on_ready);
-  // Closes every connection, unregisters, stops the acceptors. Idempotent.
-  // After stop() the loop runs to completion once its handles close.
+  // Unregisters, stops the acceptors and closes every connection in order:
+  // what is queued is written, our side is shut, and each connection closes
+  // when its peer does (at most 5 s later), so nothing already reported
+  // written is lost to a reset. Their node-down events come then. A second
+  // stop() closes those still finishing at once. After stop() the loop runs
+  // to completion once its handles close.
   void stop();
 
   const std::string& name() const { return config_.name; }
