@@ -41,9 +41,9 @@ Result<void> Connection::open() {
   }
   last_read_ms_ = last_write_ms_ = uv_now(node_.loop());
   if (rc != 0)
-    return make_error(Errc::io_error,
-                      "cannot put the connection to " + peer_ + " on the loop: " + uv_strerror(rc),
-                      rc);
+    return uv_error(Errc::io_error,
+                    "cannot put the connection to " + peer_ + " on the loop: " + uv_strerror(rc),
+                    rc);
   return {};
 }
 
@@ -57,12 +57,12 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* self = static_cast<Connection*>(s->data);
   if (nread == 0 || self->state_ != State::up) return;
   if (nread < 0) {
-    Error why = nread == UV_EOF
-                    ? make_error(Errc::connection_closed, self->peer_ + " closed the connection")
-                    : make_error(Errc::io_error,
-                                 "reading from " + self->peer_ + ": " +
-                                     uv_strerror(static_cast<int>(nread)),
-                                 static_cast<int>(nread));
+    Error why =
+        nread == UV_EOF
+            ? make_error(Errc::connection_closed, self->peer_ + " closed the connection")
+            : uv_error(Errc::io_error,
+                       "reading from " + self->peer_ + ": " + uv_strerror(static_cast<int>(nread)),
+                       static_cast<int>(nread));
     self->close(why);
     return;
   }
@@ -125,8 +125,8 @@ void Connection::start_write() {
   int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write);
   if (rc != 0) {
     writing_ = false;
-    close(make_error(Errc::io_error, std::string("writing to ") + peer_ + ": " + uv_strerror(rc),
-                     rc));
+    close(
+        uv_error(Errc::io_error, std::string("writing to ") + peer_ + ": " + uv_strerror(rc), rc));
     return;
   }
   last_write_ms_ = uv_now(node_.loop());
@@ -147,9 +147,9 @@ void Connection::on_write(uv_write_t* req, int status) {
     return;
   }
   if (status != 0) {
-    self->close(make_error(Errc::io_error,
-                           std::string("writing to ") + self->peer_ + ": " + uv_strerror(status),
-                           status));
+    self->close(uv_error(Errc::io_error,
+                         std::string("writing to ") + self->peer_ + ": " + uv_strerror(status),
+                         status));
     return;
   }
   self->node_.mutable_stats().bytes_out += written;

@@ -164,7 +164,7 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
   // Listen on the first free port of the range, as inet_dist_listen_min/max.
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return make_error(Errc::io_error, std::string("socket: ") + std::strerror(errno), errno);
+    return posix_error(Errc::io_error, std::string("socket: ") + std::strerror(errno), errno);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   int bound_port = -1;
@@ -182,11 +182,11 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
   }
   if (bound_port < 0 || ::listen(fd, 128) != 0) {
     ::close(fd);
-    return make_error(Errc::already_exists,
-                      "no free distribution port in " + std::to_string(config_.port_min) + "-" +
-                          std::to_string(config_.port_max) + " (" + std::strerror(last_errno) +
-                          ") — widen DIST_PORT_MIN/MAX or stop what uses them",
-                      last_errno);
+    return posix_error(Errc::already_exists,
+                       "no free distribution port in " + std::to_string(config_.port_min) + "-" +
+                           std::to_string(config_.port_max) + " (" + std::strerror(last_errno) +
+                           ") — widen DIST_PORT_MIN/MAX or stop what uses them",
+                       last_errno);
   }
   impl_->listen_fd = fd;
   // Port 0 in the range means "any": read back what the kernel chose.
@@ -382,10 +382,10 @@ void resolve_host(uv_loop_t* loop, std::weak_ptr<int> alive, const std::string& 
         std::unique_ptr<ResolveWork> work(static_cast<ResolveWork*>(req->data));
         if (!work->alive.expired()) {
           if (status != 0 || !res)
-            work->cb(make_error(Errc::not_found,
-                                std::string("cannot resolve the host part to an IPv4 address: ") +
-                                    uv_strerror(status) + " — use the node's IP address or fix DNS",
-                                status));
+            work->cb(uv_error(Errc::not_found,
+                              std::string("cannot resolve the host part to an IPv4 address: ") +
+                                  uv_strerror(status) + " — use the node's IP address or fix DNS",
+                              status));
           else
             work->cb(reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
         }
@@ -395,7 +395,7 @@ void resolve_host(uv_loop_t* loop, std::weak_ptr<int> alive, const std::string& 
   if (rc != 0) {
     std::unique_ptr<ResolveWork> work(w);
     defer(loop, std::move(alive), [cb = std::move(work->cb), rc, host] {
-      cb(make_error(Errc::io_error, "cannot start resolving " + host + ": " + uv_strerror(rc), rc));
+      cb(uv_error(Errc::io_error, "cannot start resolving " + host + ": " + uv_strerror(rc), rc));
     });
   }
 }
@@ -429,7 +429,7 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
       loop_, impl_->alive, host, [this, node, alive_name, host, finish](Result<in_addr> addr) {
         if (!addr) {
           finish(make_error(addr.error().code, node + ": " + addr.error().message,
-                            addr.error().source));
+                            addr.error().domain, addr.error().source));
           return;
         }
         if (impl_->stopped) return finish(make_error(Errc::shutting_down, "the node is stopping"));
@@ -445,7 +445,7 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
               if (!info) {
                 finish(make_error(info.error().code,
                                   "connecting to " + node + ": " + info.error().message,
-                                  info.error().source));
+                                  info.error().domain, info.error().source));
                 return;
               }
               if (info->highest_version < 6) {
@@ -728,7 +728,7 @@ void Node::dispatch(Connection* c, std::span<const char> control_bytes,
                     std::span<const char> message) {
   auto decoded = decode_control(control_bytes);
   if (!decoded) {
-    if (decoded.error().code == Errc::not_found) {
+    if (decoded.error().code == Errc::unexpected_message) {
       ++stats_.unknown_controls;
       spdlog::debug("ignoring a control message from {}: {}", c->peer(), decoded.error().message);
       return;

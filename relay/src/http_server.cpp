@@ -8,8 +8,8 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/digest.hpp"
 #include "common/uv_util.hpp"
-#include "relay/sha1.hpp"
 
 namespace beamlink::relay {
 
@@ -573,10 +573,10 @@ Result<void> HttpServer::listen() {
               : uv_ip4_addr(s.options.host.c_str(), s.options.port,
                             reinterpret_cast<sockaddr_in*>(&addr));
   if (rc != 0) {
-    return make_error(Errc::invalid_argument,
-                      "relay listen address \"" + s.options.host +
-                          "\" is not an IP literal — use e.g. 127.0.0.1 or ::1",
-                      rc);
+    return uv_error(Errc::invalid_argument,
+                    "relay listen address \"" + s.options.host +
+                        "\" is not an IP literal — use e.g. 127.0.0.1 or ::1",
+                    rc);
   }
   s.listener = new uv_tcp_t;
   uv_tcp_init(s.loop, s.listener);
@@ -593,12 +593,11 @@ Result<void> HttpServer::listen() {
     close_and_delete(s.listener);
     s.listener = nullptr;
     if (rc == UV_EADDRINUSE) {
-      return make_error(
+      return uv_error(
           Errc::already_exists,
           "relay cannot listen on " + where + ": address in use — choose another RELAY_LISTEN", rc);
     }
-    return make_error(Errc::io_error, "relay cannot listen on " + where + ": " + uv_strerror(rc),
-                      rc);
+    return uv_error(Errc::io_error, "relay cannot listen on " + where + ": " + uv_strerror(rc), rc);
   }
   sockaddr_storage bound{};
   int len = sizeof bound;

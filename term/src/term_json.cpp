@@ -1,5 +1,6 @@
 #include "term/term_json.hpp"
 
+#include "common/base64.hpp"
 #include "common/bytes.hpp"
 
 #include <ei.h>
@@ -25,32 +26,6 @@ bool printable(std::int64_t c) {
   return c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\b' || c == '\f' || c == 27 ||
          (c >= 32 && c <= 126) || (c >= 0xA0 && c < 0xD800) || (c > 0xDFFF && c < 0xFFFE) ||
          (c > 0xFFFF && c <= 0x10FFFF);
-}
-
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    std::uint32_t v = (std::uint32_t{static_cast<unsigned char>(in[i])} << 16) |
-                      (std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8) |
-                      static_cast<unsigned char>(in[i + 2]);
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-    out.push_back(kAlphabet[v & 63]);
-  }
-  if (std::size_t rest = in.size() - i; rest > 0) {
-    std::uint32_t v = std::uint32_t{static_cast<unsigned char>(in[i])} << 16;
-    if (rest == 2) v |= std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
 }
 
 // Walks a term that term_extent() has validated (see Printer in
@@ -313,7 +288,7 @@ class JsonWriter {
         if (is_valid_utf8(bytes)) {
           out_ += json_quote(bytes);
         } else {
-          out_ += "{\"$binary\":\"" + base64(bytes) + "\"}";
+          out_ += "{\"$binary\":\"" + base64_encode(bytes) + "\"}";
         }
         at_ += 5 + n;
         return {};
