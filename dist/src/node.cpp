@@ -1012,4 +1012,34 @@ void Node::rpc(const std::string& node, const std::string& mod, const std::strin
       static_cast<std::uint64_t>(timeout.count()), 0);
 }
 
+void Node::write_metrics(MetricsWriter& m) const {
+  using T = MetricsWriter::Type;
+  const auto& s = stats_;
+  auto peers = connected_nodes();
+  m.gauge("beamlink_epmd_registered", "1 while registered with epmd.", registered() ? 1 : 0);
+  m.gauge("beamlink_peers", "Connected BEAM nodes.", static_cast<double>(peers.size()));
+  m.family("beamlink_peer_up", T::gauge, "1 for each connected BEAM node.");
+  for (auto& p : peers) m.sample("beamlink_peer_up", std::uint64_t{1}, {{"node", p}});
+  m.counter("beamlink_connects_total", "Outbound connections established.", s.connects);
+  m.family("beamlink_connect_failures_total", T::counter, "Outbound connects that failed.");
+  for (auto& [why, n] : connect_failure_reasons_)
+    m.sample("beamlink_connect_failures_total", n, {{"reason", why}});
+  m.counter("beamlink_accepts_total", "Inbound connections accepted.", s.accepts);
+  m.family("beamlink_accept_failures_total", T::counter, "Inbound handshakes that failed.");
+  for (auto& [why, n] : accept_failure_reasons_)
+    m.sample("beamlink_accept_failures_total", n, {{"reason", why}});
+  m.counter("beamlink_frames_in_total", "Distribution frames received (ticks excluded).",
+            s.frames_in);
+  m.counter("beamlink_frames_out_total", "Distribution frames sent (ticks excluded).",
+            s.frames_out);
+  m.counter("beamlink_bytes_in_total", "Distribution bytes received.", s.bytes_in);
+  m.counter("beamlink_bytes_out_total", "Distribution bytes sent.", s.bytes_out);
+  m.counter("beamlink_malformed_frames_total", "Frames that could not be decoded.",
+            s.malformed_frames);
+  m.counter("beamlink_dropped_messages_total",
+            "Messages to a name or pid that does not exist here.", s.dropped_messages);
+  m.counter("beamlink_tick_timeouts_total", "Connections closed for missing ticks.",
+            s.tick_timeouts);
+}
+
 }  // namespace beamlink::dist

@@ -176,4 +176,27 @@ void ClusterHub::dispatch_local(const std::string& topic, std::string_view event
   }
 }
 
+void ClusterHub::write_metrics(MetricsWriter& m) const {
+  using T = MetricsWriter::Type;
+  const auto& h = stats_;
+  m.family("beamlink_relay_broadcasts_total", T::counter,
+           "Broadcasts offered to the relay (HTTP and WebSocket), by outcome.");
+  m.sample("beamlink_relay_broadcasts_total", h.published, {{"outcome", "accepted"}});
+  m.sample("beamlink_relay_broadcasts_total", h.refused_not_connected,
+           {{"outcome", "refused_not_connected"}});
+  m.sample("beamlink_relay_broadcasts_total", h.refused_queue_full,
+           {{"outcome", "refused_queue_full"}});
+  m.sample("beamlink_relay_broadcasts_total", h.refused_other, {{"outcome", "refused_other"}});
+  m.counter("beamlink_relay_cluster_broadcasts_total",
+            "Phoenix.Socket.Broadcast messages received from the cluster.", h.received);
+  m.family("beamlink_relay_cluster_messages_ignored_total", T::counter,
+           "Messages on subscribed topics that no client could read, by reason.");
+  m.sample("beamlink_relay_cluster_messages_ignored_total", h.not_broadcast,
+           {{"reason", "not_broadcast"}});
+  m.sample("beamlink_relay_cluster_messages_ignored_total", h.undecodable,
+           {{"reason", "undecodable"}});
+  m.gauge("beamlink_relay_subscribed_topics", "Topics with local subscribers.",
+          static_cast<double>(topics()));
+}
+
 }  // namespace beamlink::relay

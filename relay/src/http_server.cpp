@@ -677,4 +677,18 @@ void Router::operator()(const Request& req, Responder res) const {
   m->second(req, std::move(res));
 }
 
+void HttpServer::write_metrics(MetricsWriter& m) const {
+  m.gauge("beamlink_relay_http_connections", "Open HTTP connections.",
+          static_cast<double>(connection_count()));
+  m.counter("beamlink_relay_http_connection_waits_total",
+            "Times new HTTP connections waited in the listen backlog because the most allowed "
+            "were open (--relay-max-connections).",
+            connection_waits());
+  m.family("beamlink_relay_http_timeouts_total", MetricsWriter::Type::counter,
+           "HTTP connections closed after idling, and requests answered 408 for taking too "
+           "long.");
+  m.sample("beamlink_relay_http_timeouts_total", idle_closes(), {{"kind", "idle"}});
+  m.sample("beamlink_relay_http_timeouts_total", request_timeouts(), {{"kind", "request"}});
+}
+
 }  // namespace beamlink::relay

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "dist/node.hpp"
 
 namespace beamlink::dist {
@@ -53,6 +54,8 @@ class PeerManager {
 
   std::vector<PeerInfo> peers() const;
   std::size_t dialling() const { return in_flight_; }
+  // The peers kept connected, by state.
+  void write_metrics(MetricsWriter& m) const;
 
  private:
   struct Peer {

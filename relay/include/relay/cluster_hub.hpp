@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 #include "relay/broadcast_api.hpp"
 #include "relay/channel_hub.hpp"
@@ -87,6 +88,9 @@ class ClusterHub : public Publisher, public ChannelHub {
 
   const HubStats& stats() const { return stats_; }
   std::size_t topics() const { return topics_.size(); }
+  // Broadcasts offered by outcome, broadcasts received from the cluster,
+  // messages ignored by reason, subscribed topics.
+  void write_metrics(MetricsWriter& m) const;
 
  private:
   struct Topic {

@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "dist/node.hpp"
 #include "pubsub/pubsub_bridge.hpp"
@@ -152,6 +153,9 @@ class Delivery {
   const DeliveryStats& stats() const { return core_.stats(); }
   std::map<std::string, std::size_t> depths() const { return core_.depths(); }
   const DeliveryOptions& options() const { return core_.options(); }
+  // The queue depth of every connected node and any node with a queue, and
+  // the messages queued, delivered, retried and dropped.
+  void write_metrics(MetricsWriter& m) const;
 
  private:
   class NodeLink : public Link {

@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "relay/http_message.hpp"
 
@@ -127,6 +128,8 @@ class HttpServer {
   // Connections closed for idling, and requests answered 408.
   std::uint64_t idle_closes() const;
   std::uint64_t request_timeouts() const;
+  // Open connections, backlog waits, timeouts by kind.
+  void write_metrics(MetricsWriter& m) const;
 
   struct Impl;
 
