@@ -201,7 +201,8 @@ struct Broadcast {
     auto r = hub->publish(opts.topic, opts.event, opts.payload);
     if (!r) {
       std::fprintf(stderr, "beamlink: %s\n", r.error().message.c_str());
-      return finish(r.error().code == Errc::invalid_argument ? 2 : 1);
+      auto why = r.error().code;
+      return finish(why == Errc::invalid_argument || why == Errc::bad_json ? 2 : 1);
     }
     phase = Phase::writing;
     deadline = uv_now(loop) + static_cast<std::uint64_t>(opts.timeout_ms);

@@ -32,6 +32,9 @@ struct RunOptions {
   int relay_ttl_ms = 30000;
   std::size_t relay_max_connections = 1024;  // open HTTP connections
   std::size_t relay_max_websockets = 16384;  // open WebSocket clients
+  // run: a listener of its own serving GET /metrics ("off" for none), so
+  // there are metrics with the relay off too.
+  std::string metrics_listen = "off";
 };
 int cmd_run(const Config& cfg, const RunOptions& opts);
 

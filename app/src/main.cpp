@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
                   "open WebSocket clients; more are answered 503")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();
+  run->add_option("--metrics-listen", run_opts.metrics_listen,
+                  "a listener IP:PORT of its own serving GET /metrics (no token), or off")
+      ->envname("METRICS_LISTEN")
+      ->capture_default_str();
 
   RunOptions watch_opts;
   watch_opts.watch = true;

@@ -7,14 +7,17 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 
 #include "commands.hpp"
+#include "common/metrics.hpp"
 #include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
 #include "dist/peer_manager.hpp"
 #include "pubsub/pg_scope.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 #include "relay/gateway.hpp"
+#include "relay/http_server.hpp"
 #include "term/term_json.hpp"
 
 namespace beamlink::app {
@@ -26,6 +29,7 @@ struct StopCtx {
   discovery::DnsPoller* poller;
   uv_signal_t* sigs[2];
   relay::Gateway* gateway = nullptr;
+  relay::HttpServer* metrics = nullptr;  // METRICS_LISTEN's listener
   std::chrono::milliseconds drain_limit{5000};
   uv_timer_t* drain = nullptr;
   std::uint64_t drain_deadline = 0;
@@ -42,6 +46,7 @@ std::size_t queued_messages(const StopCtx* ctx) {
 // Closes every connection and handle: the loop then ends.
 void stop_now(StopCtx* ctx) {
   if (ctx->gateway) ctx->gateway->close();
+  if (ctx->metrics) ctx->metrics->close();
   if (ctx->poller) ctx->poller->stop();
   ctx->peers->stop();
   if (ctx->drain) {
@@ -102,6 +107,16 @@ Result<std::string> read_token_file(const std::string& path) {
   return token;
 }
 
+// Why METRICS_LISTEN's listener could not listen, naming the setting.
+std::string metrics_listen_error(const relay::ListenAddress& a, const Error& e) {
+  std::string where = a.host + ":" + std::to_string(a.port);
+  if (e.code == Errc::already_exists)
+    return "metrics cannot listen on " + where + ": address in use — choose another METRICS_LISTEN";
+  if (e.domain == ErrorDomain::uv)
+    return "metrics cannot listen on " + where + ": " + uv_strerror(e.source);
+  return "metrics cannot listen on " + where + ": " + e.message;
+}
+
 }  // namespace
 
 int cmd_run(const Config& cfg, const RunOptions& opts) {
@@ -152,6 +167,16 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       return 2;
     }
   }
+  // GET /metrics on a listener of its own: run only, like the relay.
+  std::optional<relay::ListenAddress> metrics_at;
+  if (!opts.watch && !subscribing && opts.metrics_listen != "off") {
+    auto addr = relay::parse_listen_address(opts.metrics_listen);
+    if (!addr) {
+      std::fprintf(stderr, "beamlink: METRICS_LISTEN: %s\n", addr.error().message.c_str());
+      return 2;
+    }
+    metrics_at = *addr;
+  }
   uv_loop_t loop;
   uv_loop_init(&loop);
   int code = 0;
@@ -164,6 +189,8 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     std::vector<std::unique_ptr<pubsub::PubSubBridge>> bridges;
     // The relay, destroyed before the bridges it uses.
     std::unique_ptr<relay::Gateway> gateway;
+    // METRICS_LISTEN's listener, destroyed before everything it reports on.
+    std::unique_ptr<relay::HttpServer> metrics;
     std::map<std::string, std::uint64_t> dns_polls;  // by result, for /metrics
     std::string dns_last;                            // the last poll's outcome, for /healthz
     // An event: a log line for run, a timestamped stdout line for watch.
@@ -249,6 +276,17 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
           say(spdlog::level::warn, "down", n + ": " + why.message);
       });
 
+    // What `run` itself reports besides the node and the relay.
+    auto run_metrics = [&](MetricsWriter& m) {
+      m.family("beamlink_dns_polls_total", MetricsWriter::Type::counter,
+               "NODE_DNS polls by result.");
+      for (auto& [result, n] : dns_polls)
+        m.sample("beamlink_dns_polls_total", n, {{"result", result}});
+      peers.write_metrics(m);
+      m.gauge("beamlink_pubsub_bridges", "Phoenix.PubSub bridges.",
+              static_cast<double>(bridges.size()));
+    };
+
     if (relaying) {
       gateway = std::make_unique<relay::Gateway>(&loop, node, go);
       gateway->hub().expect_bridges(pubsubs.size());
@@ -257,21 +295,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         if (cfg.dns.empty() && opts.connect.empty()) return "set NODE_DNS or --connect";
         return {};
       });
-      gateway->add_metrics([&](relay::MetricsWriter& m) {
-        using T = relay::MetricsWriter::Type;
-        m.family("beamlink_dns_polls_total", T::counter, "NODE_DNS polls by result.");
-        for (auto& [result, n] : dns_polls)
-          m.sample("beamlink_dns_polls_total", n, {{"result", result}});
-        std::map<std::string, std::uint64_t> states;
-        for (auto& p : peers.peers()) {
-          static constexpr const char* names[] = {"waiting", "dialling", "connected", "backoff"};
-          ++states[names[static_cast<int>(p.state)]];
-        }
-        m.family("beamlink_known_peers", T::gauge, "Peers beamlink keeps connected, by state.");
-        for (auto& [state, n] : states) m.sample("beamlink_known_peers", n, {{"state", state}});
-        m.gauge("beamlink_pubsub_bridges", "Phoenix.PubSub bridges.",
-                static_cast<double>(bridges.size()));
-      });
+      gateway->add_metrics(run_metrics);
       if (auto r = gateway->start(); !r) {
         // Nothing has started yet: free what was made and end.
         std::fprintf(stderr, "beamlink: relay: %s\n", r.error().message.c_str());
@@ -284,11 +308,46 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
             go.listen.host, gateway->port(), go.token.empty() ? "" : ", token required");
       }
     }
+    if (code == 0 && metrics_at) {
+      // The same text as the relay's GET /metrics when the relay runs.
+      relay::Router router;
+      router.add("GET", "/metrics", [&](const relay::Request&, relay::Responder res) {
+        relay::Response r;
+        r.content_type = std::string(MetricsWriter::content_type);
+        if (gateway) {
+          r.body = gateway->metrics_text();
+        } else {
+          MetricsWriter m;
+          node.write_metrics(m);
+          run_metrics(m);
+          r.body = m.take();
+        }
+        res.respond(std::move(r));
+      });
+      relay::ServerOptions so;
+      so.host = metrics_at->host;
+      so.port = metrics_at->port;
+      metrics = std::make_unique<relay::HttpServer>(
+          &loop, so, [router = std::move(router)](const relay::Request& req, relay::Responder res) {
+            router(req, res);
+          });
+      if (auto r = metrics->listen(); !r) {
+        std::fprintf(stderr, "beamlink: %s\n",
+                     metrics_listen_error(*metrics_at, r.error()).c_str());
+        metrics.reset();
+        gateway.reset();
+        poller.reset();
+        code = 2;
+      } else {
+        spdlog::info("metrics on http://{}:{}/metrics", metrics_at->host, metrics->port());
+      }
+    }
     if (code == 0) {  // else the relay could not listen: nothing else starts
       uv_signal_t sigint, sigterm;
       uv_signal_init(&loop, &sigint);
       uv_signal_init(&loop, &sigterm);
-      StopCtx stop_ctx{&node, &peers, poller.get(), {&sigint, &sigterm}, gateway.get()};
+      StopCtx stop_ctx{&node,         &peers,       poller.get(), {&sigint, &sigterm},
+                       gateway.get(), metrics.get()};
       stop_ctx.drain_limit = std::min(std::chrono::milliseconds(5000), go.delivery.ttl);
       sigint.data = sigterm.data = &stop_ctx;
       auto on_signal = [](uv_signal_t* s, int signum) {

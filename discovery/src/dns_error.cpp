@@ -21,12 +21,12 @@ Error dns_error(int status, const QueryContext& ctx) {
   const std::string records = ctx.type == QueryType::srv ? "SRV" : "A or AAAA";
   switch (status) {
     case ARES_ENOTFOUND:
-      return make_error(
+      return ares_error(
           Errc::not_found,
           what + " " + name + " does not exist (NXDOMAIN) — check the Service name and namespace",
           status);
     case ARES_ENODATA:
-      return make_error(
+      return ares_error(
           Errc::not_found,
           what + " " + name + " exists but has no " + records + " records — " +
               (ctx.type == QueryType::srv
@@ -34,49 +34,49 @@ Error dns_error(int status, const QueryContext& ctx) {
                    : "is it a headless Service (clusterIP: None) with ready pods?"),
           status);
     case ARES_ETIMEOUT:
-      return make_error(Errc::timeout,
+      return ares_error(Errc::timeout,
                         "no DNS server answered within " + std::to_string(ctx.elapsed.count()) +
                             " ms (asked " + at + " for " + name +
                             ") — is the DNS server reachable from here?",
                         status);
     case ARES_ECONNREFUSED:
-      return make_error(Errc::connection_refused,
+      return ares_error(Errc::connection_refused,
                         "no DNS server at " + at + " (connection refused while asking for " + name +
                             ") — is the DNS server running?",
                         status);
     case ARES_ESERVFAIL:
-      return make_error(Errc::io_error,
+      return ares_error(Errc::io_error,
                         "the DNS server (" + at + ") failed to answer for " + name +
                             " (SERVFAIL) — it could not reach its upstream or the zone is "
                             "broken; check the cluster DNS (CoreDNS/kube-dns)",
                         status);
     case ARES_EREFUSED:
-      return make_error(Errc::io_error,
+      return ares_error(Errc::io_error,
                         "the DNS server (" + at + ") refused to answer for " + name +
                             " (REFUSED) — it does not serve that domain; use the cluster's DNS "
                             "server",
                         status);
     case ARES_EBADNAME:
-      return make_error(Errc::invalid_argument, what + " '" + name + "' is not a valid DNS name",
+      return ares_error(Errc::invalid_argument, what + " '" + name + "' is not a valid DNS name",
                         status);
     case ARES_EFORMERR:
     case ARES_EBADRESP:
     case ARES_ENOTIMP:
     case ARES_EBADQUERY:
-      return make_error(Errc::protocol_error,
+      return ares_error(Errc::protocol_error,
                         "the DNS server (" + at + ") sent a bad or unusable answer for " + name +
                             " (" + ares_strerror(status) + ")",
                         status);
     case ARES_EOF:
-      return make_error(Errc::connection_closed,
+      return ares_error(Errc::connection_closed,
                         "the DNS server (" + at + ") closed the connection while asked for " + name,
                         status);
     case ARES_ECANCELLED:
     case ARES_EDESTRUCTION:
-      return make_error(Errc::shutting_down, "the DNS query for " + name + " was cancelled",
+      return ares_error(Errc::shutting_down, "the DNS query for " + name + " was cancelled",
                         status);
     default:
-      return make_error(
+      return ares_error(
           Errc::io_error,
           "the DNS query for " + name + " (asked " + at + ") failed: " + ares_strerror(status),
           status);

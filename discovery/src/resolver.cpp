@@ -86,7 +86,7 @@ Result<std::unique_ptr<Resolver>> Resolver::create(uv_loop_t* loop, Options opts
   static int init_status = ARES_SUCCESS;
   std::call_once(once, [] { init_status = ares_library_init(ARES_LIB_INIT_ALL); });
   if (init_status != ARES_SUCCESS)
-    return make_error(Errc::io_error,
+    return ares_error(Errc::io_error,
                       std::string("could not initialise c-ares: ") + ares_strerror(init_status),
                       init_status);
 
@@ -118,7 +118,7 @@ Result<std::unique_ptr<Resolver>> Resolver::create(uv_loop_t* loop, Options opts
   }
   ares_channel channel = nullptr;
   if (int st = ares_init_options(&channel, &o, mask); st != ARES_SUCCESS)
-    return make_error(Errc::io_error,
+    return ares_error(Errc::io_error,
                       std::string("could not initialise the DNS resolver (c-ares): ") +
                           ares_strerror(st) + " — check /etc/resolv.conf",
                       st);
@@ -128,7 +128,7 @@ Result<std::unique_ptr<Resolver>> Resolver::create(uv_loop_t* loop, Options opts
     std::string csv;
     for (const auto& s : opts.servers) csv += (csv.empty() ? "" : ",") + s;
     if (int st = ares_set_servers_ports_csv(channel, csv.c_str()); st != ARES_SUCCESS)
-      return make_error(
+      return ares_error(
           Errc::invalid_argument,
           "bad DNS server list '" + csv + "': expected IP or IP:PORT entries separated by commas",
           st);

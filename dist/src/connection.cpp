@@ -64,9 +64,9 @@ Result<void> Connection::open() {
   }
   last_read_ms_ = last_write_ms_ = uv_now(owner_.loop());
   if (rc != 0)
-    return make_error(Errc::io_error,
-                      "cannot put the connection to " + peer_ + " on the loop: " + uv_strerror(rc),
-                      rc);
+    return uv_error(Errc::io_error,
+                    "cannot put the connection to " + peer_ + " on the loop: " + uv_strerror(rc),
+                    rc);
   return {};
 }
 
@@ -90,12 +90,12 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     return;
   }
   if (nread < 0) {
-    Error why = nread == UV_EOF
-                    ? make_error(Errc::connection_closed, self->peer_ + " closed the connection")
-                    : make_error(Errc::io_error,
-                                 "reading from " + self->peer_ + ": " +
-                                     uv_strerror(static_cast<int>(nread)),
-                                 static_cast<int>(nread));
+    Error why =
+        nread == UV_EOF
+            ? make_error(Errc::connection_closed, self->peer_ + " closed the connection")
+            : uv_error(Errc::io_error,
+                       "reading from " + self->peer_ + ": " + uv_strerror(static_cast<int>(nread)),
+                       static_cast<int>(nread));
     self->close(why);
     return;
   }
@@ -171,8 +171,8 @@ void Connection::start_write() {
     // Not written: its frames go back to the pending buffer's completions,
     // which close() cancels.
     for (auto& d : w->done) pending_done_.push_back(std::move(d));
-    close(make_error(Errc::io_error, std::string("writing to ") + peer_ + ": " + uv_strerror(rc),
-                     rc));
+    close(
+        uv_error(Errc::io_error, std::string("writing to ") + peer_ + ": " + uv_strerror(rc), rc));
     return;
   }
   inflight_bytes_ = w->bytes.size();
@@ -204,8 +204,8 @@ void Connection::on_write(uv_write_t* req, int status) {
   bool had_frames = !w->done.empty();
   if (status != 0) {
     Error why =
-        make_error(Errc::io_error,
-                   std::string("writing to ") + self->peer_ + ": " + uv_strerror(status), status);
+        uv_error(Errc::io_error,
+                 std::string("writing to ") + self->peer_ + ": " + uv_strerror(status), status);
     complete_all(w->done, make_error(Errc::connection_closed,
                                      "the connection to " + self->peer_ +
                                          " closed before the frame was written: " + why.message));

@@ -411,9 +411,9 @@ Result<Control> decode_control(std::span<const char> bytes) {
   auto op = r.read_int();
   if (!op) return malformed(op.error().message);
   if (!is_known_control_tag(*op)) {
-    return make_error(Errc::not_found, "unknown control tag " + std::to_string(*op) +
-                                           " (a tuple of " + std::to_string(*arity) +
-                                           "); ignoring the frame");
+    return make_error(Errc::unexpected_message, "unknown control tag " + std::to_string(*op) +
+                                                    " (a tuple of " + std::to_string(*arity) +
+                                                    "); ignoring the frame");
   }
 
   Control c;

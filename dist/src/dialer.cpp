@@ -54,8 +54,8 @@ void Dialer::resolve() {
   step_ = Step::resolve;
   auto resolved = [this](Result<in_addr> addr) {
     if (!addr)
-      return fail(
-          make_error(addr.error().code, peer_ + ": " + addr.error().message, addr.error().source));
+      return fail(make_error(addr.error().code, peer_ + ": " + addr.error().message,
+                             addr.error().domain, addr.error().source));
     port_please(*addr);
   };
   in_addr a{};
@@ -74,10 +74,10 @@ void Dialer::resolve() {
         std::unique_ptr<ResolveWork> work(static_cast<ResolveWork*>(req->data));
         if (work->alive) {
           if (status != 0 || !res)
-            work->cb(make_error(Errc::not_found,
-                                std::string("cannot resolve the host part to an IPv4 address: ") +
-                                    uv_strerror(status) + " — use the node's IP address or fix DNS",
-                                status));
+            work->cb(uv_error(Errc::not_found,
+                              std::string("cannot resolve the host part to an IPv4 address: ") +
+                                  uv_strerror(status) + " — use the node's IP address or fix DNS",
+                              status));
           else
             work->cb(reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
         }
@@ -87,7 +87,7 @@ void Dialer::resolve() {
   if (rc != 0) {
     std::unique_ptr<ResolveWork> work(w);
     defer(loop_, alive_.watch(), [cb = std::move(work->cb), rc, host = host_] {
-      cb(make_error(Errc::io_error, "cannot start resolving " + host + ": " + uv_strerror(rc), rc));
+      cb(uv_error(Errc::io_error, "cannot start resolving " + host + ": " + uv_strerror(rc), rc));
     });
   }
 }
@@ -107,7 +107,7 @@ void Dialer::port_please(in_addr addr) {
         if (!info)
           return fail(make_error(info.error().code,
                                  "connecting to " + peer_ + ": " + info.error().message,
-                                 info.error().source));
+                                 info.error().domain, info.error().source));
         if (info->highest_version < 6)
           return fail(make_error(Errc::handshake_failed,
                                  peer_ + " speaks distribution version " +
@@ -150,9 +150,9 @@ void Dialer::handshake(in_addr addr, std::uint16_t port) {
   if (rc != 0) {
     delete w;
     defer(loop_, alive_.watch(), [this, rc] {
-      fail(make_error(Errc::io_error,
-                      "connecting to " + peer_ + ": cannot start the handshake: " + uv_strerror(rc),
-                      rc));
+      fail(uv_error(Errc::io_error,
+                    "connecting to " + peer_ + ": cannot start the handshake: " + uv_strerror(rc),
+                    rc));
     });
   }
 }

@@ -87,12 +87,12 @@ void HandshakeAcceptor::run(const std::shared_ptr<Shared>& shared) {
       (void)shared->deliver(
           Accepted{-1,
                    {},
-                   make_error(Errc::handshake_failed,
-                              std::string("inbound handshake from ") + ip +
-                                  " failed: the peer sent a wrong challenge reply (its cookie "
-                                  "differs), spoke an unsupported version, closed early, or is "
-                                  "not an Erlang node",
-                              eerr)});
+                   ei_error(Errc::handshake_failed,
+                            std::string("inbound handshake from ") + ip +
+                                " failed: the peer sent a wrong challenge reply (its cookie "
+                                "differs), spoke an unsupported version, closed early, or is "
+                                "not an Erlang node",
+                            eerr)});
       continue;
     }
     // accept() itself failed (out of descriptors or memory, ...): back off
@@ -101,10 +101,10 @@ void HandshakeAcceptor::run(const std::shared_ptr<Shared>& shared) {
     (void)shared->deliver(
         Accepted{-1,
                  {},
-                 make_error(Errc::io_error,
-                            std::string("accepting a distribution connection failed: ") +
-                                std::strerror(why) + " (retrying)",
-                            why)});
+                 posix_error(Errc::io_error,
+                             std::string("accepting a distribution connection failed: ") +
+                                 std::strerror(why) + " (retrying)",
+                             why)});
     backoff = std::min(std::max(backoff * 2, std::chrono::milliseconds(50)),
                        std::chrono::milliseconds(2000));
     std::this_thread::sleep_for(backoff);  // a worker thread's retry pause, not a test sync

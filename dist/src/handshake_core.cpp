@@ -4,9 +4,8 @@
 
 #include <cstring>
 #include <random>
+#include <string>
 #include <utility>
-
-#include "dist/md5.hpp"
 
 namespace beamlink::dist {
 
@@ -86,6 +85,12 @@ std::uint32_t random_challenge() {
 
 }  // namespace
 
+Md5Digest handshake_digest(std::uint32_t challenge, std::string_view cookie) {
+  std::string text(cookie);
+  text += std::to_string(challenge);
+  return md5(text);
+}
+
 std::vector<std::string> dflag_names(std::uint64_t flags) {
   std::vector<std::string> out;
   std::uint64_t known = 0;
@@ -159,11 +164,11 @@ HandshakeInitiatorCore::HandshakeInitiatorCore(std::string our_name, std::string
       creation_(creation),
       our_challenge_(our_challenge ? *our_challenge : random_challenge()) {}
 
-void HandshakeInitiatorCore::fail(Errc code, std::string message, int source) {
+void HandshakeInitiatorCore::fail(Errc code, std::string message, ErrorDomain domain, int source) {
   if (stage_ == HandshakeStage::failed) return;  // the first finding stands
   failed_at_ = stage_;
   stage_ = HandshakeStage::failed;
-  error_ = make_error(code, std::move(message), source);
+  error_ = make_error(code, std::move(message), domain, source);
 }
 
 std::string HandshakeInitiatorCore::start() {
@@ -432,7 +437,8 @@ void HandshakeInitiatorCore::on_timeout(std::chrono::milliseconds waited) {
 void HandshakeInitiatorCore::on_io_error(int err) {
   if (stage_ == HandshakeStage::done || stage_ == HandshakeStage::failed) return;
   fail(Errc::io_error,
-       "socket error at stage " + std::string(stage_name(stage_)) + ": " + std::strerror(err), err);
+       "socket error at stage " + std::string(stage_name(stage_)) + ": " + std::strerror(err),
+       ErrorDomain::posix, err);
 }
 
 }  // namespace beamlink::dist

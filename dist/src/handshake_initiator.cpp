@@ -17,7 +17,7 @@ Result<void> init_ei_identity(ei_cnode* ec, const std::string& node_name, const 
   static std::once_flag once;
   static int init_rc = 0;
   std::call_once(once, [] { init_rc = ei_init(); });
-  if (init_rc != 0) return make_error(Errc::io_error, "ei_init failed", init_rc);
+  if (init_rc != 0) return ei_error(Errc::io_error, "ei_init failed", init_rc);
 
   auto at = node_name.find('@');
   if (at == std::string::npos || at == 0 || at + 1 == node_name.size())
@@ -34,10 +34,10 @@ Result<void> init_ei_identity(ei_cnode* ec, const std::string& node_name, const 
   in_addr unused{};
   if (ei_connect_xinit(ec, host.c_str(), alive.c_str(), node_name.c_str(), &unused, cookie.c_str(),
                        creation) < 0)
-    return make_error(Errc::invalid_argument,
-                      "ei rejected the node identity '" + node_name + "' (erl_errno " +
-                          std::to_string(erl_errno) + ")",
-                      erl_errno);
+    return ei_error(Errc::invalid_argument,
+                    "ei rejected the node identity '" + node_name + "' (erl_errno " +
+                        std::to_string(erl_errno) + ")",
+                    erl_errno);
   return {};
 }
 
@@ -53,24 +53,24 @@ Result<int> handshake_initiate(const ei_cnode& ec, const std::string& peer, in_a
   inet_ntop(AF_INET, &addr, ip, sizeof ip);
   std::string where = peer + " at " + ip + ":" + std::to_string(port);
   if (eerr == ETIMEDOUT || sys == ETIMEDOUT)
-    return make_error(Errc::timeout,
-                      "connecting to " + where + " timed out after " + std::to_string(timeout_ms) +
-                          " ms (TCP connect or handshake) — is a firewall dropping "
-                          "the port, or is the node overloaded?",
-                      ETIMEDOUT);
+    return posix_error(Errc::timeout,
+                       "connecting to " + where + " timed out after " + std::to_string(timeout_ms) +
+                           " ms (TCP connect or handshake) — is a firewall dropping "
+                           "the port, or is the node overloaded?",
+                       ETIMEDOUT);
   if (sys == ECONNREFUSED || eerr == ECONNREFUSED)
-    return make_error(Errc::connection_refused,
-                      "nothing listens at " + std::string(ip) + ":" + std::to_string(port) +
-                          " for " + peer + " — the node is down or epmd's entry is stale",
-                      ECONNREFUSED);
+    return posix_error(Errc::connection_refused,
+                       "nothing listens at " + std::string(ip) + ":" + std::to_string(port) +
+                           " for " + peer + " — the node is down or epmd's entry is stale",
+                       ECONNREFUSED);
   if (sys == EHOSTUNREACH || sys == ENETUNREACH)
-    return make_error(Errc::io_error, "cannot reach " + where + ": " + std::strerror(sys), sys);
-  return make_error(Errc::handshake_failed,
-                    "handshake with " + where +
-                        " failed: the peer closed the connection — most often the cookies "
-                        "differ (the peer logs 'Connection attempt ... rejected'), or it refused "
-                        "our name; `beamlink doctor` shows which step fails",
-                    eerr);
+    return posix_error(Errc::io_error, "cannot reach " + where + ": " + std::strerror(sys), sys);
+  return ei_error(Errc::handshake_failed,
+                  "handshake with " + where +
+                      " failed: the peer closed the connection — most often the cookies "
+                      "differ (the peer logs 'Connection attempt ... rejected'), or it refused "
+                      "our name; `beamlink doctor` shows which step fails",
+                  eerr);
 }
 
 }  // namespace beamlink::dist

@@ -97,7 +97,7 @@ HandshakeReport probe_handshake(const std::string& peer_node_expected, in_addr i
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.get() < 0)
     return finish(
-        make_error(Errc::io_error, std::string("socket: ") + std::strerror(errno), errno));
+        posix_error(Errc::io_error, std::string("socket: ") + std::strerror(errno), errno));
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr = ip;
@@ -107,11 +107,11 @@ HandshakeReport probe_handshake(const std::string& peer_node_expected, in_addr i
   if (err == EINPROGRESS) {
     int w = wait_for(fd.get(), POLLOUT, deadline);
     if (w == 0)
-      return finish(make_error(Errc::timeout,
-                               "the TCP connect to " + addr + " did not complete within " +
-                                   std::to_string(timeout.count()) +
-                                   " ms — a firewall drops the port, or the address is wrong",
-                               ETIMEDOUT));
+      return finish(posix_error(Errc::timeout,
+                                "the TCP connect to " + addr + " did not complete within " +
+                                    std::to_string(timeout.count()) +
+                                    " ms — a firewall drops the port, or the address is wrong",
+                                ETIMEDOUT));
     socklen_t len = sizeof err;
     if (w < 0)
       err = errno;
@@ -119,12 +119,12 @@ HandshakeReport probe_handshake(const std::string& peer_node_expected, in_addr i
       err = errno;
   }
   if (err == ECONNREFUSED)
-    return finish(make_error(
+    return finish(posix_error(
         Errc::connection_refused,
         "nothing listens at " + addr + " — the node is down or epmd's entry for it is stale", err));
   if (err != 0)
     return finish(
-        make_error(Errc::io_error, "cannot connect to " + addr + ": " + std::strerror(err), err));
+        posix_error(Errc::io_error, "cannot connect to " + addr + ": " + std::strerror(err), err));
   report.tcp_connected = true;
   int one = 1;
   (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

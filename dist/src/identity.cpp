@@ -26,11 +26,11 @@ Result<Cookie> load_cookie(const std::string& env_value, const std::string& file
   std::string path = file.empty() ? default_cookie_file() : file;
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
-    return make_error(Errc::not_found,
-                      "no cookie: ERLANG_COOKIE is not set and " + path + " cannot be read (" +
-                          std::strerror(errno) +
-                          ") — set ERLANG_COOKIE or pass --cookie-file with the cluster's cookie",
-                      errno);
+    return posix_error(Errc::not_found,
+                       "no cookie: ERLANG_COOKIE is not set and " + path + " cannot be read (" +
+                           std::strerror(errno) +
+                           ") — set ERLANG_COOKIE or pass --cookie-file with the cluster's cookie",
+                       errno);
   std::string warning;
   if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
     char mode[8];
@@ -41,8 +41,8 @@ Result<Cookie> load_cookie(const std::string& env_value, const std::string& file
   }
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    return make_error(Errc::io_error,
-                      "cannot open cookie file " + path + ": " + std::strerror(errno), errno);
+    return posix_error(Errc::io_error,
+                       "cannot open cookie file " + path + ": " + std::strerror(errno), errno);
   std::stringstream ss;
   ss << in.rdbuf();
   std::string value = ss.str();

@@ -15,7 +15,7 @@ Result<std::pair<int, std::uint16_t>> listen_in_range(std::uint16_t port_min,
                                                       std::uint16_t port_max) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return make_error(Errc::io_error, std::string("socket: ") + std::strerror(errno), errno);
+    return posix_error(Errc::io_error, std::string("socket: ") + std::strerror(errno), errno);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   int bound_port = -1;
@@ -33,11 +33,11 @@ Result<std::pair<int, std::uint16_t>> listen_in_range(std::uint16_t port_min,
   }
   if (bound_port < 0 || ::listen(fd, 128) != 0) {
     ::close(fd);
-    return make_error(Errc::already_exists,
-                      "no free distribution port in " + std::to_string(port_min) + "-" +
-                          std::to_string(port_max) + " (" + std::strerror(last_errno) +
-                          ") — widen DIST_PORT_MIN/MAX or stop what uses them",
-                      last_errno);
+    return posix_error(Errc::already_exists,
+                       "no free distribution port in " + std::to_string(port_min) + "-" +
+                           std::to_string(port_max) + " (" + std::strerror(last_errno) +
+                           ") — widen DIST_PORT_MIN/MAX or stop what uses them",
+                       last_errno);
   }
   // Port 0 in the range means "any": read back what the kernel chose.
   sockaddr_in bound{};
@@ -68,8 +68,8 @@ Result<void> Listener::start(const ei_cnode& ec, int listen_fd, int threads, uns
   });
   if (rc != 0) {
     ::close(listen_fd);
-    return make_error(Errc::io_error,
-                      std::string("cannot create the accept queue: ") + uv_strerror(rc), rc);
+    return uv_error(Errc::io_error,
+                    std::string("cannot create the accept queue: ") + uv_strerror(rc), rc);
   }
   // The threads reach the inbox and the async handle only until stop(),
   // which returns once no callback can run any more.

@@ -166,8 +166,8 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
 // silent ones (silent for a whole ticktime). The flusher: see `flusher`.
 Result<void> Node::Impl::start_loop_handles() {
   if (int rc = ticker.init(node.loop_, this, uv_timer_init); rc != 0)
-    return make_error(Errc::io_error,
-                      std::string("cannot create the tick timer: ") + uv_strerror(rc), rc);
+    return uv_error(Errc::io_error, std::string("cannot create the tick timer: ") + uv_strerror(rc),
+                    rc);
   auto period = static_cast<std::uint64_t>(node.config_.ticktime.count() / 8);
   uv_timer_start(
       ticker.get(),
@@ -177,8 +177,8 @@ Result<void> Node::Impl::start_loop_handles() {
       period, period);
   uv_unref(ticker.handle());
   if (int rc = flusher.init(node.loop_, this, uv_check_init); rc != 0)
-    return make_error(Errc::io_error,
-                      std::string("cannot create the write flusher: ") + uv_strerror(rc), rc);
+    return uv_error(Errc::io_error,
+                    std::string("cannot create the write flusher: ") + uv_strerror(rc), rc);
   uv_check_start(flusher.get(), [](uv_check_t* h) {
     if (auto* self = static_cast<Impl*>(h->data)) self->flush_dirty();
   });
@@ -565,7 +565,7 @@ void Node::dispatch(Connection& c, std::span<const char> control_bytes,
                     std::span<const char> message) {
   auto decoded = decode_control(control_bytes);
   if (!decoded) {
-    if (decoded.error().code == Errc::not_found) {
+    if (decoded.error().code == Errc::unexpected_message) {
       ++stats_.unknown_controls;
       spdlog::debug("ignoring a control message from {}: {}", c.peer(), decoded.error().message);
       return;
@@ -692,6 +692,36 @@ void Node::rpc(const std::string& node, const std::string& mod, const std::strin
     return;
   }
   impl_->rpc.call(node, mod, fun, args, timeout, std::move(cb));
+}
+
+void Node::write_metrics(MetricsWriter& m) const {
+  using T = MetricsWriter::Type;
+  const auto& s = stats_;
+  auto peers = connected_nodes();
+  m.gauge("beamlink_epmd_registered", "1 while registered with epmd.", registered() ? 1 : 0);
+  m.gauge("beamlink_peers", "Connected BEAM nodes.", static_cast<double>(peers.size()));
+  m.family("beamlink_peer_up", T::gauge, "1 for each connected BEAM node.");
+  for (auto& p : peers) m.sample("beamlink_peer_up", std::uint64_t{1}, {{"node", p}});
+  m.counter("beamlink_connects_total", "Outbound connections established.", s.connects);
+  m.family("beamlink_connect_failures_total", T::counter, "Outbound connects that failed.");
+  for (auto& [why, n] : connect_failure_reasons_)
+    m.sample("beamlink_connect_failures_total", n, {{"reason", why}});
+  m.counter("beamlink_accepts_total", "Inbound connections accepted.", s.accepts);
+  m.family("beamlink_accept_failures_total", T::counter, "Inbound handshakes that failed.");
+  for (auto& [why, n] : accept_failure_reasons_)
+    m.sample("beamlink_accept_failures_total", n, {{"reason", why}});
+  m.counter("beamlink_frames_in_total", "Distribution frames received (ticks excluded).",
+            s.frames_in);
+  m.counter("beamlink_frames_out_total", "Distribution frames sent (ticks excluded).",
+            s.frames_out);
+  m.counter("beamlink_bytes_in_total", "Distribution bytes received.", s.bytes_in);
+  m.counter("beamlink_bytes_out_total", "Distribution bytes sent.", s.bytes_out);
+  m.counter("beamlink_malformed_frames_total", "Frames that could not be decoded.",
+            s.malformed_frames);
+  m.counter("beamlink_dropped_messages_total",
+            "Messages to a name or pid that does not exist here.", s.dropped_messages);
+  m.counter("beamlink_tick_timeouts_total", "Connections closed for missing ticks.",
+            s.tick_timeouts);
 }
 
 }  // namespace beamlink::dist

@@ -173,4 +173,13 @@ std::vector<PeerManager::PeerInfo> PeerManager::peers() const {
   return out;
 }
 
+void PeerManager::write_metrics(MetricsWriter& m) const {
+  static constexpr const char* kStates[] = {"waiting", "dialling", "connected", "backoff"};
+  std::map<std::string, std::uint64_t> states;
+  for (auto& p : peers()) ++states[kStates[static_cast<int>(p.state)]];
+  m.family("beamlink_known_peers", MetricsWriter::Type::gauge,
+           "Peers beamlink keeps connected, by state.");
+  for (auto& [state, n] : states) m.sample("beamlink_known_peers", n, {{"state", state}});
+}
+
 }  // namespace beamlink::dist

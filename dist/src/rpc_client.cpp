@@ -104,8 +104,8 @@ void RpcClient::call(const std::string& node, const std::string& mod, const std:
     auto failed = std::move(pending.cb);
     pending_.erase(ref);
     defer(node_.loop(), alive_.watch(), [cb = std::move(failed), rc] {
-      cb(make_error(Errc::io_error, std::string("rpc: cannot create its timer: ") + uv_strerror(rc),
-                    rc));
+      cb(uv_error(Errc::io_error, std::string("rpc: cannot create its timer: ") + uv_strerror(rc),
+                  rc));
     });
     return;
   }

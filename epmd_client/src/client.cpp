@@ -73,7 +73,7 @@ void Client::port_please(const Endpoint& epmd, std::string alive, std::chrono::m
     finish_port(r, std::move(e));
   };
   cbs.on_end = [this, r](Error e) {
-    if (e.source == UV_EOF)
+    if (e.is(ErrorDomain::uv, UV_EOF))
       e = make_error(Errc::protocol_error,
                      "epmd at " + r->epmd.str() +
                          " closed the connection before a complete PORT2_RESP (after " +
@@ -100,7 +100,7 @@ void Client::names(const Endpoint& epmd, std::chrono::milliseconds timeout,
     r->received.append(data.data(), data.size());
   };
   cbs.on_end = [this, r](Error e) {
-    if (e.source != UV_EOF) return finish_names(r, std::move(e));
+    if (!e.is(ErrorDomain::uv, UV_EOF)) return finish_names(r, std::move(e));
     // NAMES_RESP ends when epmd closes the connection.
     auto names = parse_names_resp(r->received);
     if (!names) {

@@ -168,7 +168,7 @@ Result<std::optional<uint32_t>> decode_alive2_resp(std::span<const char> bytes) 
     return make_error(Errc::already_exists,
                       "epmd refused the registration (ALIVE2 result " + std::to_string(result) +
                           "): the name is already registered",
-                      result);
+                      ErrorDomain::epmd, result);
   return std::optional<uint32_t>{creation};
 }
 
@@ -188,7 +188,8 @@ Result<std::optional<NodeInfo>> decode_port2_resp(std::span<const char> bytes) {
     if (auto r = no_trailing(c, "PORT2_RESP error"); !r) return r.error();
     return make_error(
         Errc::not_found,
-        "epmd has no node by that name (PORT2_RESP result " + std::to_string(result) + ")", result);
+        "epmd has no node by that name (PORT2_RESP result " + std::to_string(result) + ")",
+        ErrorDomain::epmd, result);
   }
   NodeInfo n;
   uint16_t nlen = 0;

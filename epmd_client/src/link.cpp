@@ -60,12 +60,12 @@ void Link::start() noexcept {
 
 Error Link::connect_error(int status) const {
   if (status == UV_ECONNREFUSED)
-    return make_error(Errc::connection_refused,
-                      "no epmd at " + ep_.str() + " — start it with " + start_hint(ep_), status);
-  return make_error(Errc::io_error,
-                    "cannot connect to epmd at " + ep_.str() + ": " + uv_strerror(status) +
-                        " — check the address and that the host is reachable",
-                    status);
+    return uv_error(Errc::connection_refused,
+                    "no epmd at " + ep_.str() + " — start it with " + start_hint(ep_), status);
+  return uv_error(Errc::io_error,
+                  "cannot connect to epmd at " + ep_.str() + ": " + uv_strerror(status) +
+                      " — check the address and that the host is reachable",
+                  status);
 }
 
 void Link::close() noexcept {
@@ -95,16 +95,16 @@ void Link::on_connect(uv_connect_t* req, int status) noexcept {
       uv_write(&self->write_req_, reinterpret_cast<uv_stream_t*>(&self->tcp_), &buf, 1, on_write);
   if (rc == 0) rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), on_alloc, on_read);
   if (rc != 0)
-    self->fail(make_error(
-        Errc::io_error, "cannot talk to epmd at " + self->ep_.str() + ": " + uv_strerror(rc), rc));
+    self->fail(uv_error(Errc::io_error,
+                        "cannot talk to epmd at " + self->ep_.str() + ": " + uv_strerror(rc), rc));
 }
 
 void Link::on_write(uv_write_t* req, int status) noexcept {
   auto* self = static_cast<Link*>(req->data);
   if (self->closing_ || status == 0) return;
-  self->fail(make_error(Errc::io_error,
-                        "cannot send to epmd at " + self->ep_.str() + ": " + uv_strerror(status),
-                        status));
+  self->fail(uv_error(Errc::io_error,
+                      "cannot send to epmd at " + self->ep_.str() + ": " + uv_strerror(status),
+                      status));
 }
 
 void Link::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
@@ -122,11 +122,11 @@ void Link::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept 
   if (nread == 0) return;  // EAGAIN
   const int err = static_cast<int>(nread);
   if (err == UV_EOF)
-    return self->fail(make_error(Errc::connection_closed,
-                                 "epmd at " + self->ep_.str() + " closed the connection", err));
-  self->fail(make_error(err == UV_ECONNRESET ? Errc::connection_closed : Errc::io_error,
-                        "connection to epmd at " + self->ep_.str() + " failed: " + uv_strerror(err),
-                        err));
+    return self->fail(uv_error(Errc::connection_closed,
+                               "epmd at " + self->ep_.str() + " closed the connection", err));
+  self->fail(uv_error(err == UV_ECONNRESET ? Errc::connection_closed : Errc::io_error,
+                      "connection to epmd at " + self->ep_.str() + " failed: " + uv_strerror(err),
+                      err));
 }
 
 void Link::on_timer(uv_timer_t* t) noexcept {

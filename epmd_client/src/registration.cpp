@@ -93,13 +93,13 @@ void Registration::on_data(std::span<const char> data) {
 void Registration::on_end(Error e) {
   link_ = nullptr;  // it closed itself
   if (state_ == State::registered) {
-    if (e.source == UV_EOF)
+    if (e.is(ErrorDomain::uv, UV_EOF))
       e.message = "epmd at " + opts_.epmd.str() +
                   " closed the registration connection (was it stopped or restarted?)";
     e.message += " — re-registering every " + std::to_string(opts_.retry_interval.count()) + " ms";
     return connection_lost(std::move(e));
   }
-  if (e.source == UV_EOF)
+  if (e.is(ErrorDomain::uv, UV_EOF))
     e = make_error(Errc::protocol_error, "epmd at " + opts_.epmd.str() +
                                              " closed the connection without answering "
                                              "ALIVE2_REQ (after " +

@@ -362,9 +362,9 @@ Result<std::unique_ptr<PgScope>> PgScope::create(dist::Node& node, PgScopeOption
   if (s->options_.rediscover.count() > 0) {
     s->timer_ = std::make_unique<Timer>();
     if (int rc = s->timer_->h.init(node.loop(), self, uv_timer_init); rc != 0)
-      return make_error(Errc::io_error,
-                        std::string("pg: cannot create the rediscover timer: ") + uv_strerror(rc),
-                        rc);
+      return uv_error(Errc::io_error,
+                      std::string("pg: cannot create the rediscover timer: ") + uv_strerror(rc),
+                      rc);
     auto period = static_cast<std::uint64_t>(s->options_.rediscover.count());
     uv_timer_start(
         s->timer_->h.get(),

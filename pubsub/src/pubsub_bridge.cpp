@@ -56,7 +56,8 @@ Result<ForwardToLocal> decode_forward_to_local(std::span<const char> message) {
   if (!r) return r.error();
   auto a = r->read_tuple_header();
   if (!a || *a != 4 || !r->expect_atom("forward_to_local").ok())
-    return make_error(Errc::bad_term, "pubsub: not {forward_to_local, Topic, Message, Dispatcher}");
+    return make_error(Errc::unexpected_message,
+                      "pubsub: not {forward_to_local, Topic, Message, Dispatcher}");
   auto topic = r->read_binary();
   if (!topic) return make_error(Errc::bad_term, "pubsub: forward_to_local with a non-binary topic");
   auto msg = r->read_raw();
@@ -79,22 +80,6 @@ Result<std::string> encode_forward_to_local_v1(std::string_view fastlane, std::s
                                                std::span<const char> message) {
   term::TermWriter w;
   w.tuple(5).atom("forward_to_local").atom(fastlane).atom("none").binary(topic).raw(message);
-  if (auto s = w.status(); !s) return s.error();
-  return owned(w);
-}
-
-Result<std::string> socket_broadcast(std::string_view topic, std::string_view event,
-                                     std::span<const char> payload) {
-  term::TermWriter w(false);
-  w.map(4)
-      .atom("__struct__")
-      .atom("Elixir.Phoenix.Socket.Broadcast")
-      .atom("event")
-      .binary(event)
-      .atom("payload")
-      .raw(payload)
-      .atom("topic")
-      .binary(topic);
   if (auto s = w.status(); !s) return s.error();
   return owned(w);
 }

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "pubsub/socket_broadcast.hpp"
 #include "term/json_term_impl.hpp"
 
 namespace beamlink::relay {
@@ -47,26 +48,18 @@ Result<BroadcastApi::Built> BroadcastApi::build(std::string_view body) {
   if (event.empty()) return bad("field \"event\" must not be empty");
 
   Built b{std::string(topic), term::TermWriter(true)};
-  auto& w = b.term;
-  w.map(4);
-  w.atom("__struct__").atom("Elixir.Phoenix.Socket.Broadcast");
-  w.atom("topic").binary(topic);
-  w.atom("event").binary(event);
-  w.atom("payload");
-  // The payload sits one level below the body object.
-  if (auto r = impl.write(payload, w, 1); !r) return std::move(r).error();
-  if (auto r = w.status(); !r) return std::move(r).error();
+  auto r = pubsub::write_socket_broadcast(b.term, topic, event, [&](term::TermWriter& w) {
+    return impl.write(payload, w, 1);  // the payload sits one level below the body object
+  });
+  if (!r) return std::move(r).error();
   return b;
 }
 
 Response BroadcastApi::handle(const Request& req) {
   auto built = build(req.body);
   if (!built) {
-    const auto& msg = built.error().message;
-    bool json_error = msg.starts_with("invalid JSON") || msg.starts_with("invalid UTF-8") ||
-                      msg.starts_with("empty JSON") || msg.starts_with("JSON ") ||
-                      msg.starts_with("number out of range");
-    return Response::error(400, json_error ? "bad_json" : "bad_request", msg);
+    const auto& e = built.error();
+    return Response::error(400, e.code == Errc::bad_json ? "bad_json" : "bad_request", e.message);
   }
   auto r = publisher_.publish(built->topic, built->term.bytes());
   if (r) {

@@ -196,4 +196,42 @@ void ChannelSocketServer::close() {
   impl_->close_all();
 }
 
+void ChannelSocketServer::write_metrics(MetricsWriter& m) const {
+  using T = MetricsWriter::Type;
+  const auto& c = stats();
+  m.gauge("beamlink_relay_websockets_open", "Open WebSocket (Phoenix channel) connections.",
+          static_cast<double>(c.sockets_open));
+  m.counter("beamlink_relay_websockets_total", "WebSocket connections accepted.", c.sockets_total);
+  m.counter("beamlink_relay_websocket_upgrades_refused_total",
+            "WebSocket handshakes answered with an HTTP error.", c.upgrades_refused);
+  m.family("beamlink_relay_channel_events_total", T::counter,
+           "Phoenix channel events from clients, by kind.");
+  m.sample("beamlink_relay_channel_events_total", c.joins, {{"kind", "join"}});
+  m.sample("beamlink_relay_channel_events_total", c.joins_refused, {{"kind", "join_refused"}});
+  m.sample("beamlink_relay_channel_events_total", c.leaves, {{"kind", "leave"}});
+  m.sample("beamlink_relay_channel_events_total", c.pushes, {{"kind", "push"}});
+  m.sample("beamlink_relay_channel_events_total", c.pushes_refused, {{"kind", "push_refused"}});
+  m.sample("beamlink_relay_channel_events_total", c.heartbeats, {{"kind", "heartbeat"}});
+  m.sample("beamlink_relay_channel_events_total", c.unmatched, {{"kind", "unmatched_topic"}});
+  m.counter("beamlink_relay_websocket_broadcasts_total",
+            "Broadcast frames queued to WebSocket clients.", c.broadcasts_sent);
+  m.family("beamlink_relay_websocket_closes_total", T::counter,
+           "WebSocket connections the relay closed, by reason.");
+  m.sample("beamlink_relay_websocket_closes_total", c.slow_client_closes,
+           {{"reason", "slow_client"}});
+  m.sample("beamlink_relay_websocket_closes_total", c.idle_closes, {{"reason", "idle"}});
+  m.sample("beamlink_relay_websocket_closes_total", c.protocol_errors,
+           {{"reason", "protocol_error"}});
+  m.counter("beamlink_relay_websocket_unsent_closes_total",
+            "WebSocket connections closed with bytes still unwritten (the client left or was "
+            "stuck).",
+            c.unsent_closes);
+  m.counter("beamlink_relay_websocket_frames_out_total", "Frames written to WebSocket clients.",
+            c.output.buffers);
+  m.counter("beamlink_relay_websocket_writes_total",
+            "Write calls to WebSocket clients (each carries one or more frames).", c.output.writes);
+  m.counter("beamlink_relay_websocket_bytes_out_total", "Bytes written to WebSocket clients.",
+            c.output.bytes);
+}
+
 }  // namespace beamlink::relay

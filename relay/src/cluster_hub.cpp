@@ -2,42 +2,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include "pubsub/socket_broadcast.hpp"
 #include "term/term_json.hpp"
 
 namespace beamlink::relay {
 
-Result<DecodedBroadcast> decode_socket_broadcast(std::span<const char> term) {
-  term::TermReader r(term);
-  auto arity = r.read_map_header();
-  if (!arity) return make_error(Errc::not_found, "not a map");
-  DecodedBroadcast out;
-  bool is_broadcast = false, has_topic = false, has_event = false, has_payload = false;
-  for (int i = 0; i < *arity; ++i) {
-    if (!r.next_is_atom()) return make_error(Errc::not_found, "a map key that is not an atom");
-    auto key = r.read_atom();
-    if (!key) return key.error();
-    if (*key == "__struct__") {
-      auto s = r.read_atom();
-      if (!s || *s != "Elixir.Phoenix.Socket.Broadcast")
-        return make_error(Errc::not_found, "another struct");
-      is_broadcast = true;
-    } else if (*key == "topic" || *key == "event") {
-      auto b = r.read_binary();
-      if (!b) return make_error(Errc::not_found, "a " + *key + " that is not a binary");
-      (*key == "topic" ? out.topic : out.event) = std::string(*b);
-      (*key == "topic" ? has_topic : has_event) = true;
-    } else if (*key == "payload") {
-      auto json = term::to_json(r);
-      if (!json) return make_error(Errc::bad_term, "payload: " + json.error().message);
-      out.payload_json = std::move(*json);
-      has_payload = true;
-    } else if (auto s = r.skip(); !s) {
-      return s.error();
-    }
-  }
-  if (!is_broadcast || !has_topic || !has_event || !has_payload)
-    return make_error(Errc::not_found, "not a %Phoenix.Socket.Broadcast{}");
-  return out;
+Result<DecodedBroadcast> decode_broadcast_json(std::span<const char> term) {
+  auto b = pubsub::decode_socket_broadcast(term);
+  if (!b) return b.error();
+  term::TermReader r(b->payload);
+  auto json = term::to_json(r);
+  if (!json) return make_error(Errc::bad_term, "payload: " + json.error().message);
+  return DecodedBroadcast{std::string(b->topic), std::string(b->event), std::move(*json)};
 }
 
 std::string v2_broadcast_text(std::string_view topic, std::string_view event,
@@ -111,7 +87,7 @@ Result<void> ClusterHub::publish_body(std::string_view topic, std::span<const ch
   }
   ++stats_.published;
   if (auto it = topics_.find(topic); it != topics_.end() && !it->second.listeners.empty()) {
-    auto d = decode_socket_broadcast(body);
+    auto d = decode_broadcast_json(body);
     if (d)
       dispatch_local(d->topic, d->event, d->payload_json);
     else
@@ -127,12 +103,11 @@ Result<void> ClusterHub::publish(std::string_view topic, std::string_view event,
   auto first = payload_json.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos || payload_json[first] != '{')
     return make_error(Errc::invalid_argument, "the payload must be a JSON object");
-  term::TermWriter payload(false);
-  if (auto r = json_.convert(payload_json, payload); !r) return r;
-  if (auto r = payload.status(); !r) return r;
-  auto body = pubsub::socket_broadcast(topic, event, payload.bytes());
-  if (!body) return body.error();
-  return publish_body(topic, std::span<const char>(body->data(), body->size()));
+  term::TermWriter body(false);
+  auto r = pubsub::write_socket_broadcast(
+      body, topic, event, [&](term::TermWriter& w) { return json_.convert(payload_json, w); });
+  if (!r) return r;
+  return publish_body(topic, body.bytes());
 }
 
 int ClusterHub::subscribe(const std::string& topic, Listener listener) {
@@ -163,9 +138,9 @@ void ClusterHub::unsubscribe(int id) {
 }
 
 void ClusterHub::on_cluster_message(const pubsub::PubSubMessage& m) {
-  auto d = decode_socket_broadcast(m.message);
+  auto d = decode_broadcast_json(m.message);
   if (!d) {
-    if (d.error().code == Errc::not_found) {
+    if (d.error().code == Errc::unexpected_message) {
       ++stats_.not_broadcast;
       spdlog::debug("relay: a message on topic {} that is not a Phoenix.Socket.Broadcast: {}",
                     m.topic, d.error().message);
@@ -199,6 +174,29 @@ void ClusterHub::dispatch_local(const std::string& topic, std::string_view event
     auto listener = l->second;  // the call may erase the entry
     (*listener)(b);
   }
+}
+
+void ClusterHub::write_metrics(MetricsWriter& m) const {
+  using T = MetricsWriter::Type;
+  const auto& h = stats_;
+  m.family("beamlink_relay_broadcasts_total", T::counter,
+           "Broadcasts offered to the relay (HTTP and WebSocket), by outcome.");
+  m.sample("beamlink_relay_broadcasts_total", h.published, {{"outcome", "accepted"}});
+  m.sample("beamlink_relay_broadcasts_total", h.refused_not_connected,
+           {{"outcome", "refused_not_connected"}});
+  m.sample("beamlink_relay_broadcasts_total", h.refused_queue_full,
+           {{"outcome", "refused_queue_full"}});
+  m.sample("beamlink_relay_broadcasts_total", h.refused_other, {{"outcome", "refused_other"}});
+  m.counter("beamlink_relay_cluster_broadcasts_total",
+            "Phoenix.Socket.Broadcast messages received from the cluster.", h.received);
+  m.family("beamlink_relay_cluster_messages_ignored_total", T::counter,
+           "Messages on subscribed topics that no client could read, by reason.");
+  m.sample("beamlink_relay_cluster_messages_ignored_total", h.not_broadcast,
+           {{"reason", "not_broadcast"}});
+  m.sample("beamlink_relay_cluster_messages_ignored_total", h.undecodable,
+           {{"reason", "undecodable"}});
+  m.gauge("beamlink_relay_subscribed_topics", "Topics with local subscribers.",
+          static_cast<double>(topics()));
 }
 
 }  // namespace beamlink::relay

@@ -233,4 +233,27 @@ std::uint64_t Delivery::now() const {
   return uv_now(node_.loop());
 }
 
+void Delivery::write_metrics(MetricsWriter& m) const {
+  using T = MetricsWriter::Type;
+  const auto& d = stats();
+  m.family("beamlink_relay_queue_depth", T::gauge,
+           "Messages accepted for a node and not yet written to it (every connected node, and "
+           "any node with a queue).");
+  auto all = depths();
+  for (auto& p : node_.connected_nodes()) all.try_emplace(p, 0);
+  for (auto& [n, depth] : all)
+    m.sample("beamlink_relay_queue_depth", std::uint64_t{depth}, {{"node", n}});
+  m.counter("beamlink_relay_messages_queued_total",
+            "Messages queued for nodes (one per node per accepted broadcast).", d.accepted);
+  m.counter("beamlink_relay_messages_delivered_total",
+            "Queued messages written to their node's connection.", d.delivered);
+  m.counter("beamlink_relay_messages_retried_total",
+            "Messages put back in their queue because their connection closed before writing "
+            "them (sent again on reconnect, or expired).",
+            d.retried);
+  m.family("beamlink_relay_messages_dropped_total", T::counter,
+           "Queued messages dropped, by reason.");
+  m.sample("beamlink_relay_messages_dropped_total", d.expired, {{"reason", "expired"}});
+}
+
 }  // namespace beamlink::relay

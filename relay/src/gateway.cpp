@@ -141,128 +141,23 @@ std::string Gateway::unhealthy_reason() const {
   return {};
 }
 
-std::string Gateway::metrics_text() {
-  using T = MetricsWriter::Type;
-  MetricsWriter m;
-  const auto& s = node_.stats();
-  auto peers = node_.connected_nodes();
-  m.gauge("beamlink_epmd_registered", "1 while registered with epmd.", node_.registered() ? 1 : 0);
-  m.gauge("beamlink_peers", "Connected BEAM nodes.", static_cast<double>(peers.size()));
-  m.family("beamlink_peer_up", T::gauge, "1 for each connected BEAM node.");
-  for (auto& p : peers) m.sample("beamlink_peer_up", std::uint64_t{1}, {{"node", p}});
-  m.counter("beamlink_connects_total", "Outbound connections established.", s.connects);
-  m.family("beamlink_connect_failures_total", T::counter, "Outbound connects that failed.");
-  for (auto& [why, n] : node_.connect_failures_by_reason())
-    m.sample("beamlink_connect_failures_total", n, {{"reason", why}});
-  m.counter("beamlink_accepts_total", "Inbound connections accepted.", s.accepts);
-  m.family("beamlink_accept_failures_total", T::counter, "Inbound handshakes that failed.");
-  for (auto& [why, n] : node_.accept_failures_by_reason())
-    m.sample("beamlink_accept_failures_total", n, {{"reason", why}});
-  m.counter("beamlink_frames_in_total", "Distribution frames received (ticks excluded).",
-            s.frames_in);
-  m.counter("beamlink_frames_out_total", "Distribution frames sent (ticks excluded).",
-            s.frames_out);
-  m.counter("beamlink_bytes_in_total", "Distribution bytes received.", s.bytes_in);
-  m.counter("beamlink_bytes_out_total", "Distribution bytes sent.", s.bytes_out);
-  m.counter("beamlink_malformed_frames_total", "Frames that could not be decoded.",
-            s.malformed_frames);
-  m.counter("beamlink_dropped_messages_total",
-            "Messages to a name or pid that does not exist here.", s.dropped_messages);
-  m.counter("beamlink_tick_timeouts_total", "Connections closed for missing ticks.",
-            s.tick_timeouts);
-
-  const auto& d = delivery_.stats();
-  const auto& h = hub_.stats();
-  m.family("beamlink_relay_queue_depth", T::gauge,
-           "Messages accepted for a node and not yet written to it (every connected node, and "
-           "any node with a queue).");
-  {
-    auto depths = delivery_.depths();
-    for (auto& p : peers) depths.try_emplace(p, 0);
-    for (auto& [n, depth] : depths)
-      m.sample("beamlink_relay_queue_depth", std::uint64_t{depth}, {{"node", n}});
-  }
-  m.family("beamlink_relay_broadcasts_total", T::counter,
-           "Broadcasts offered to the relay (HTTP and WebSocket), by outcome.");
-  m.sample("beamlink_relay_broadcasts_total", h.published, {{"outcome", "accepted"}});
-  m.sample("beamlink_relay_broadcasts_total", h.refused_not_connected,
-           {{"outcome", "refused_not_connected"}});
-  m.sample("beamlink_relay_broadcasts_total", h.refused_queue_full,
-           {{"outcome", "refused_queue_full"}});
-  m.sample("beamlink_relay_broadcasts_total", h.refused_other, {{"outcome", "refused_other"}});
-  m.counter("beamlink_relay_messages_queued_total",
-            "Messages queued for nodes (one per node per accepted broadcast).", d.accepted);
-  m.counter("beamlink_relay_messages_delivered_total",
-            "Queued messages written to their node's connection.", d.delivered);
-  m.counter("beamlink_relay_messages_retried_total",
-            "Messages put back in their queue because their connection closed before writing "
-            "them (sent again on reconnect, or expired).",
-            d.retried);
-  m.family("beamlink_relay_messages_dropped_total", T::counter,
-           "Queued messages dropped, by reason.");
-  m.sample("beamlink_relay_messages_dropped_total", d.expired, {{"reason", "expired"}});
-  m.family("beamlink_relay_http_broadcast_responses_total", T::counter,
+void Gateway::write_metrics(MetricsWriter& m) const {
+  delivery_.write_metrics(m);
+  hub_.write_metrics(m);
+  m.family("beamlink_relay_http_broadcast_responses_total", MetricsWriter::Type::counter,
            "POST /v1/broadcast answers by status (401, 413 and 431 are answered by the HTTP "
            "server before the route and are not counted here).");
   for (auto& [status, n] : stats_.broadcast_responses)
     m.sample("beamlink_relay_http_broadcast_responses_total", n,
              {{"status", std::to_string(status)}});
-  m.counter("beamlink_relay_cluster_broadcasts_total",
-            "Phoenix.Socket.Broadcast messages received from the cluster.", h.received);
-  m.family("beamlink_relay_cluster_messages_ignored_total", T::counter,
-           "Messages on subscribed topics that no client could read, by reason.");
-  m.sample("beamlink_relay_cluster_messages_ignored_total", h.not_broadcast,
-           {{"reason", "not_broadcast"}});
-  m.sample("beamlink_relay_cluster_messages_ignored_total", h.undecodable,
-           {{"reason", "undecodable"}});
-  m.gauge("beamlink_relay_subscribed_topics", "Topics with local subscribers.",
-          static_cast<double>(hub_.topics()));
-  m.gauge("beamlink_relay_http_connections", "Open HTTP connections.",
-          static_cast<double>(server_->connection_count()));
-  m.counter("beamlink_relay_http_connection_waits_total",
-            "Times new HTTP connections waited in the listen backlog because the most allowed "
-            "were open (--relay-max-connections).",
-            server_->connection_waits());
-  m.family("beamlink_relay_http_timeouts_total", T::counter,
-           "HTTP connections closed after idling, and requests answered 408 for taking too "
-           "long.");
-  m.sample("beamlink_relay_http_timeouts_total", server_->idle_closes(), {{"kind", "idle"}});
-  m.sample("beamlink_relay_http_timeouts_total", server_->request_timeouts(),
-           {{"kind", "request"}});
-  const auto& c = channels_->stats();
-  m.gauge("beamlink_relay_websockets_open", "Open WebSocket (Phoenix channel) connections.",
-          static_cast<double>(c.sockets_open));
-  m.counter("beamlink_relay_websockets_total", "WebSocket connections accepted.", c.sockets_total);
-  m.counter("beamlink_relay_websocket_upgrades_refused_total",
-            "WebSocket handshakes answered with an HTTP error.", c.upgrades_refused);
-  m.family("beamlink_relay_channel_events_total", T::counter,
-           "Phoenix channel events from clients, by kind.");
-  m.sample("beamlink_relay_channel_events_total", c.joins, {{"kind", "join"}});
-  m.sample("beamlink_relay_channel_events_total", c.joins_refused, {{"kind", "join_refused"}});
-  m.sample("beamlink_relay_channel_events_total", c.leaves, {{"kind", "leave"}});
-  m.sample("beamlink_relay_channel_events_total", c.pushes, {{"kind", "push"}});
-  m.sample("beamlink_relay_channel_events_total", c.pushes_refused, {{"kind", "push_refused"}});
-  m.sample("beamlink_relay_channel_events_total", c.heartbeats, {{"kind", "heartbeat"}});
-  m.sample("beamlink_relay_channel_events_total", c.unmatched, {{"kind", "unmatched_topic"}});
-  m.counter("beamlink_relay_websocket_broadcasts_total",
-            "Broadcast frames queued to WebSocket clients.", c.broadcasts_sent);
-  m.family("beamlink_relay_websocket_closes_total", T::counter,
-           "WebSocket connections the relay closed, by reason.");
-  m.sample("beamlink_relay_websocket_closes_total", c.slow_client_closes,
-           {{"reason", "slow_client"}});
-  m.sample("beamlink_relay_websocket_closes_total", c.idle_closes, {{"reason", "idle"}});
-  m.sample("beamlink_relay_websocket_closes_total", c.protocol_errors,
-           {{"reason", "protocol_error"}});
-  m.counter("beamlink_relay_websocket_unsent_closes_total",
-            "WebSocket connections closed with bytes still unwritten (the client left or was "
-            "stuck).",
-            c.unsent_closes);
-  m.counter("beamlink_relay_websocket_frames_out_total", "Frames written to WebSocket clients.",
-            c.output.buffers);
-  m.counter("beamlink_relay_websocket_writes_total",
-            "Write calls to WebSocket clients (each carries one or more frames).", c.output.writes);
-  m.counter("beamlink_relay_websocket_bytes_out_total", "Bytes written to WebSocket clients.",
-            c.output.bytes);
+  server_->write_metrics(m);
+  channels_->write_metrics(m);
+}
+
+std::string Gateway::metrics_text() {
+  MetricsWriter m;
+  node_.write_metrics(m);
+  write_metrics(m);
   for (auto& src : metrics_) src(m);
   return m.take();
 }

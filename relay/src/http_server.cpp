@@ -8,9 +8,10 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/digest.hpp"
 #include "common/loop_owned.hpp"
 #include "common/uv_handle.hpp"
-#include "relay/sha1.hpp"
+#include "common/uv_util.hpp"
 
 namespace beamlink::relay {
 
@@ -537,10 +538,10 @@ Result<void> HttpServer::listen() {
               : uv_ip4_addr(s.options.host.c_str(), s.options.port,
                             reinterpret_cast<sockaddr_in*>(&addr));
   if (rc != 0) {
-    return make_error(Errc::invalid_argument,
-                      "relay listen address \"" + s.options.host +
-                          "\" is not an IP literal — use e.g. 127.0.0.1 or ::1",
-                      rc);
+    return uv_error(Errc::invalid_argument,
+                    "relay listen address \"" + s.options.host +
+                        "\" is not an IP literal — use e.g. 127.0.0.1 or ::1",
+                    rc);
   }
   std::string where = s.options.host + ":" + std::to_string(s.options.port);
   rc = s.listener.init(s.loop, impl_.get(), uv_tcp_init);
@@ -554,12 +555,11 @@ Result<void> HttpServer::listen() {
   if (rc != 0) {
     s.listener.reset();
     if (rc == UV_EADDRINUSE) {
-      return make_error(
+      return uv_error(
           Errc::already_exists,
           "relay cannot listen on " + where + ": address in use — choose another RELAY_LISTEN", rc);
     }
-    return make_error(Errc::io_error, "relay cannot listen on " + where + ": " + uv_strerror(rc),
-                      rc);
+    return uv_error(Errc::io_error, "relay cannot listen on " + where + ": " + uv_strerror(rc), rc);
   }
   sockaddr_storage bound{};
   int len = sizeof bound;
@@ -633,6 +633,20 @@ void Router::operator()(const Request& req, Responder res) const {
     return;
   }
   m->second(req, std::move(res));
+}
+
+void HttpServer::write_metrics(MetricsWriter& m) const {
+  m.gauge("beamlink_relay_http_connections", "Open HTTP connections.",
+          static_cast<double>(connection_count()));
+  m.counter("beamlink_relay_http_connection_waits_total",
+            "Times new HTTP connections waited in the listen backlog because the most allowed "
+            "were open (--relay-max-connections).",
+            connection_waits());
+  m.family("beamlink_relay_http_timeouts_total", MetricsWriter::Type::counter,
+           "HTTP connections closed after idling, and requests answered 408 for taking too "
+           "long.");
+  m.sample("beamlink_relay_http_timeouts_total", idle_closes(), {{"kind", "idle"}});
+  m.sample("beamlink_relay_http_timeouts_total", request_timeouts(), {{"kind", "request"}});
 }
 
 }  // namespace beamlink::relay

@@ -78,8 +78,8 @@ Result<ChannelMessage> decode_channel_message(std::string_view text) {
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (auto err = parser.parse(text.data(), text.size()).get(doc)) {
-    return malformed(std::string("malformed message: invalid JSON (") +
-                     simdjson::error_message(err) + ")");
+    return make_error(Errc::bad_json, std::string("malformed message: invalid JSON (") +
+                                          simdjson::error_message(err) + ")");
   }
   simdjson::dom::array arr;
   if (doc.get(arr) != simdjson::SUCCESS || arr.size() < 5) {
@@ -210,7 +210,8 @@ void ChannelSession::push(const ChannelMessage& m, const Channel& channel, Outpu
     response = error_response("reserved event");
   } else if (auto r = hub_.publish(m.topic, m.event, m.payload); !r) {
     const auto& e = r.error();
-    response = error_response(e.code == Errc::invalid_argument ? e.message : errc_name(e.code));
+    bool says_why = e.code == Errc::invalid_argument || e.code == Errc::bad_json;
+    response = error_response(says_why ? e.message : errc_name(e.code));
   } else {
     ++stats_.pushes;
     response = std::string(kOk);

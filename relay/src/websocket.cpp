@@ -9,9 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/base64.hpp"
+#include "common/digest.hpp"
 #include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
-#include "relay/sha1.hpp"
 
 namespace beamlink::relay {
 
@@ -75,10 +76,9 @@ Response refuse(int status, std::string_view error, std::string_view reason) {
 }  // namespace
 
 std::string websocket_accept(std::string_view key) {
-  Sha1 h;
-  h.update(key);
-  h.update(kGuid);
-  auto d = h.finish();
+  std::string text(key);
+  text += kGuid;
+  auto d = sha1(text);
   return base64_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 

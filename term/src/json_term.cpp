@@ -14,8 +14,17 @@ namespace {
 constexpr std::size_t kDepthCap = 1024;
 constexpr std::size_t kMaxAtomChars = 255;
 
+// Valid JSON whose shape the mapping refuses.
 Error bad(std::string reason) {
   return make_error(Errc::invalid_argument, std::move(reason));
+}
+// Text that is not JSON within the limits.
+Error bad_json(std::string reason) {
+  return make_error(Errc::bad_json, std::move(reason));
+}
+
+Error too_deep(std::size_t max_depth) {
+  return bad_json("JSON nested deeper than " + std::to_string(max_depth) + " levels");
 }
 
 std::size_t utf8_chars(std::string_view s) {
@@ -58,8 +67,8 @@ JsonToTerm::Impl::Impl(JsonTermOptions o) : options(std::move(o)), parser(option
 
 Result<simdjson::dom::element> JsonToTerm::Impl::parse(std::string_view json) {
   if (json.size() > options.max_size) {
-    return bad("JSON document of " + std::to_string(json.size()) + " bytes is over the limit of " +
-               std::to_string(options.max_size) + " bytes");
+    return bad_json("JSON document of " + std::to_string(json.size()) +
+                    " bytes is over the limit of " + std::to_string(options.max_size) + " bytes");
   }
   // Our size check above is the limit; simdjson's capacity is a little over
   // it (it rounds up). simdjson counts the root level too; our own walk enforces max_depth
@@ -68,12 +77,12 @@ Result<simdjson::dom::element> JsonToTerm::Impl::parse(std::string_view json) {
     if (auto err = parser.allocate(
             std::min<std::size_t>(std::max<std::size_t>(json.size(), 64), options.max_size + 128),
             options.max_depth + 2)) {
-      return bad(json_error_reason(err, options));
+      return bad_json(json_error_reason(err, options));
     }
   }
   simdjson::dom::element doc;
   if (auto err = parser.parse(json.data(), json.size(), true).get(doc)) {
-    return bad(json_error_reason(err, options));
+    return bad_json(json_error_reason(err, options));
   }
   return doc;
 }
@@ -108,7 +117,7 @@ Result<void> JsonToTerm::Impl::write(simdjson::dom::element e, term::TermWriter&
     }
     case element_type::ARRAY: {
       if (depth + 1 > options.max_depth) {
-        return bad("JSON nested deeper than " + std::to_string(options.max_depth) + " levels");
+        return too_deep(options.max_depth);
       }
       auto arr = e.get_array().value_unsafe();
       std::size_t n = arr.size();
@@ -125,7 +134,7 @@ Result<void> JsonToTerm::Impl::write(simdjson::dom::element e, term::TermWriter&
     }
     case element_type::OBJECT: {
       if (depth + 1 > options.max_depth) {
-        return bad("JSON nested deeper than " + std::to_string(options.max_depth) + " levels");
+        return too_deep(options.max_depth);
       }
       auto obj = e.get_object().value_unsafe();
       std::vector<std::string_view> keys;
@@ -148,7 +157,7 @@ Result<void> JsonToTerm::Impl::write(simdjson::dom::element e, term::TermWriter&
           simdjson::dom::array items;
           if (field.value.get_array().get(items)) return bad("\"$tuple\" takes an array");
           if (depth + 2 > options.max_depth) {
-            return bad("JSON nested deeper than " + std::to_string(options.max_depth) + " levels");
+            return too_deep(options.max_depth);
           }
           out.tuple(static_cast<int>(items.size()));
           for (auto item : items) {

@@ -1,5 +1,6 @@
 #include "term/term_json.hpp"
 
+#include "common/base64.hpp"
 #include "common/bytes.hpp"
 
 #include <ei.h>
@@ -10,97 +11,33 @@
 #include <vector>
 
 #include "term/term_text.hpp"
+#include "term_walker.hpp"
 
 namespace beamlink::term {
 namespace {
 
 using bytes::append_utf8;
+using bytes::get_u16;
 using bytes::get_u32;
 
-bool is_code_point(std::int64_t c) {
-  return c >= 0 && c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF);
+bool is_code_point(std::uint32_t c) {
+  return c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF);
 }
 
-bool printable(std::int64_t c) {
-  return c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\b' || c == '\f' || c == 27 ||
-         (c >= 32 && c <= 126) || (c >= 0xA0 && c < 0xD800) || (c > 0xDFFF && c < 0xFFFE) ||
-         (c > 0xFFFF && c <= 0x10FFFF);
+std::string utf8_of(const std::vector<std::uint32_t>& codes) {
+  std::string s;
+  for (std::uint32_t c : codes) append_utf8(s, c);
+  return s;
 }
 
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    std::uint32_t v = (std::uint32_t{static_cast<unsigned char>(in[i])} << 16) |
-                      (std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8) |
-                      static_cast<unsigned char>(in[i + 2]);
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-    out.push_back(kAlphabet[v & 63]);
-  }
-  if (std::size_t rest = in.size() - i; rest > 0) {
-    std::uint32_t v = std::uint32_t{static_cast<unsigned char>(in[i])} << 16;
-    if (rest == 2) v |= std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-// Walks a term that term_extent() has validated (see Printer in
-// term_text.cpp); scalars are printed by format_term().
-class JsonWriter {
+// to_json()'s visitor of the term walk.
+class JsonText : public TermVisitor {
  public:
-  JsonWriter(const char* buf, std::size_t size, std::size_t at, const JsonOptions& options)
-      : buf_(buf),
-        b_(reinterpret_cast<const unsigned char*>(buf)),
-        size_(size),
-        at_(at),
-        options_(options) {}
+  explicit JsonText(const JsonOptions& options) : options_(options) {}
 
-  Result<std::string> run() {
-    if (auto r = value(); !r) return r.error();
-    while (!stack_.empty()) {
-      Frame& f = stack_.back();
-      if (f.left == 0) {
-        if (f.kind == Frame::list && f.tail) {
-          f.tail = false;
-          if (b_[at_] == ERL_NIL_EXT) {
-            ++at_;
-          } else {  // improper: wrap the array, which has been written already
-            inserts_.emplace_back(f.opened_at, "{\"$improper\":");
-            f.improper = true;
-            out_.push_back(',');
-            if (auto r = value(); !r) return r.error();
-          }
-          continue;
-        }
-        out_ += f.kind == Frame::object ? "}" : (f.kind == Frame::list && !f.improper) ? "]" : "]}";
-        stack_.pop_back();
-        continue;
-      }
-      const bool key = f.kind == Frame::object && f.left % 2 == 0;
-      if (f.kind == Frame::object && !key) {
-        out_.push_back(':');
-      } else if (!f.first) {
-        out_.push_back(',');
-      }
-      f.first = false;
-      --f.left;
-      if (key) {
-        if (auto r = map_key(); !r) return r.error();
-      } else if (auto r = value(); !r) {
-        return r.error();
-      }
-    }
+  // The improper-list openers spliced in, each before its '['.
+  std::string take_text() {
     if (inserts_.empty()) return std::move(out_);
-    // Splice in the improper-list openers, each before its '['.
     std::sort(inserts_.begin(), inserts_.end());
     std::string all;
     std::size_t from = 0;
@@ -113,240 +50,128 @@ class JsonWriter {
     return all;
   }
 
- private:
-  struct Frame {
-    enum Kind { list, tuple, object } kind;
-    std::uint64_t left;
-    std::size_t opened_at = 0;  // list: where its '[' is in out_
-    bool first = true;
-    bool tail = false;
-    bool improper = false;
-  };
-
-  // format_term() of the term at at_, advancing at_.
-  Result<std::string> text() {
-    TermReader r(buf_, size_, at_);
-    auto s = format_term(r);
-    if (!s) return s;
-    at_ = r.index();
-    return s;
-  }
-
-  Result<std::string> atom_name() {
-    TermReader r(buf_, size_, at_);
-    auto a = r.read_atom();
-    if (!a) return a;
-    if (!is_valid_utf8(*a)) return make_error(Errc::bad_term, "atom is not valid UTF-8");
-    at_ = r.index();
-    return a;
-  }
-
-  Result<void> tagged(std::string_view tag) {
-    auto s = text();
-    if (!s) return s.error();
-    out_ += "{\"$";
-    out_ += tag;
-    out_ += "\":";
-    out_ += json_quote(*s);
-    out_ += "}";
-    return {};
-  }
-
-  // A proper list of character codes (LIST_EXT of integers) at at_: its
-  // text and end, if every element is a code point accepted by `ok`.
-  bool char_list(bool (*ok)(std::int64_t), std::string* s, std::size_t* end) const {
-    const std::uint64_t n = get_u32(b_ + at_ + 1);
-    std::size_t q = at_ + 5;
-    for (std::uint64_t i = 0; i < n; ++i) {
-      std::int64_t c = 0;
-      if (b_[q] == ERL_SMALL_INTEGER_EXT) {
-        c = b_[q + 1];
-        q += 2;
-      } else if (b_[q] == ERL_INTEGER_EXT) {
-        c = static_cast<std::int32_t>(get_u32(b_ + q + 1));
-        q += 5;
-      } else {
-        return false;
-      }
-      if (!ok(c)) return false;
-      append_utf8(*s, static_cast<std::uint32_t>(c));
+  Result<std::optional<std::size_t>> take(const TermAt& t, bool key) override {
+    if (key) return map_key(t);
+    if (!options_.charlists_as_strings) return std::optional<std::size_t>{};
+    std::vector<std::uint32_t> codes;
+    std::size_t end = 0;
+    if (t.tag() == ERL_STRING_EXT) {
+      const std::size_t n = get_u16(t.b + t.at + 1);
+      const unsigned char* s = t.b + t.at + 3;
+      if (!std::all_of(s, s + n, [](unsigned char c) { return printable_char(c); }))
+        return std::optional<std::size_t>{};
+      codes.assign(s, s + n);  // Latin-1
+      end = t.at + 3 + n;
+    } else if (t.tag() != ERL_LIST_EXT ||
+               !read_char_list(t.b, t.at, printable_char, &codes, &end)) {
+      return std::optional<std::size_t>{};
     }
-    if (b_[q] != ERL_NIL_EXT) return false;
-    *end = q + 1;
-    return true;
+    append_json_quoted(out_, utf8_of(codes));
+    return std::optional<std::size_t>{end};
   }
 
-  Result<void> map_key() {
-    const unsigned char tag = b_[at_];
-    switch (tag) {
+  void number(std::string_view text) override { out_ += text; }  // Erlang's float form is JSON
+
+  void atom(std::string_view name) override {
+    if (name == "true" || name == "false") {
+      out_ += name;
+    } else if (name == "nil" || name == "undefined") {
+      out_ += "null";
+    } else {
+      out_ += "{\"$atom\":";
+      append_json_quoted(out_, name);
+      out_ += "}";
+    }
+  }
+
+  void binary(std::string_view bytes) override {
+    if (is_valid_utf8(bytes)) {
+      append_json_quoted(out_, bytes);
+    } else {
+      out_ += "{\"$binary\":\"" + base64_encode(bytes) + "\"}";
+    }
+  }
+
+  void opaque(Opaque kind, std::string_view text) override {
+    out_ += "{\"$";
+    out_ += opaque_name(kind);
+    out_ += "\":";
+    append_json_quoted(out_, text);
+    out_ += "}";
+  }
+
+  void begin(Container c) override {
+    switch (c) {
+      case Container::tuple:
+        out_ += "{\"$tuple\":[";
+        break;
+      case Container::list:
+        lists_.push_back(out_.size());
+        out_ += "[";
+        break;
+      case Container::map:
+        out_ += "{";
+        break;
+    }
+  }
+  void separator(bool key_value) override { out_.push_back(key_value ? ':' : ','); }
+  // The array written so far becomes {"$improper":[elements..., tail]}.
+  void improper_tail() override {
+    inserts_.emplace_back(lists_.back(), "{\"$improper\":");
+    out_.push_back(',');
+  }
+  void end(Container c, bool improper) override {
+    if (c == Container::list) lists_.pop_back();
+    out_ += c == Container::map ? "}" : (c == Container::list && !improper) ? "]" : "]}";
+  }
+
+ private:
+  // An object key: the text of a binary, atom or character list; any other
+  // key's Erlang text.
+  Result<std::optional<std::size_t>> map_key(const TermAt& t) {
+    std::size_t end = t.at;
+    switch (t.tag()) {
       case ERL_BINARY_EXT: {
-        const std::size_t n = get_u32(b_ + at_ + 1);
-        std::string_view bytes(buf_ + at_ + 5, n);
+        const std::size_t n = get_u32(t.b + t.at + 1);
+        std::string_view bytes(t.chars() + t.at + 5, n);
         if (!is_valid_utf8(bytes)) break;
-        out_ += json_quote(bytes);
-        at_ += 5 + n;
-        return {};
+        append_json_quoted(out_, bytes);
+        return std::optional<std::size_t>{t.at + 5 + n};
       }
       case ERL_ATOM_EXT:
       case ERL_ATOM_UTF8_EXT:
       case ERL_SMALL_ATOM_EXT:
       case ERL_SMALL_ATOM_UTF8_EXT: {
-        auto a = atom_name();
+        auto a = read_atom_name(t.b, &end);
         if (!a) return a.error();
-        out_ += json_quote(*a);
-        return {};
+        append_json_quoted(out_, *a);
+        return std::optional<std::size_t>{end};
       }
       case ERL_STRING_EXT: {
-        const std::size_t n = (std::size_t{b_[at_ + 1]} << 8) | b_[at_ + 2];
-        std::string s;
-        for (std::size_t i = 0; i < n; ++i) append_utf8(s, b_[at_ + 3 + i]);  // Latin-1
-        out_ += json_quote(s);
-        at_ += 3 + n;
-        return {};
+        const std::size_t n = get_u16(t.b + t.at + 1);
+        const unsigned char* s = t.b + t.at + 3;
+        append_json_quoted(out_, utf8_of(std::vector<std::uint32_t>(s, s + n)));  // Latin-1
+        return std::optional<std::size_t>{t.at + 3 + n};
       }
       case ERL_LIST_EXT: {
-        std::string s;
-        std::size_t end = 0;
-        if (!char_list(is_code_point, &s, &end)) break;
-        out_ += json_quote(s);
-        at_ = end;
-        return {};
+        std::vector<std::uint32_t> codes;
+        if (!read_char_list(t.b, t.at, is_code_point, &codes, &end)) break;
+        append_json_quoted(out_, utf8_of(codes));
+        return std::optional<std::size_t>{end};
       }
       default:
         break;
     }
-    auto s = text();
-    if (!s) return s.error();
-    out_ += json_quote(*s);
-    return {};
+    TermReader r(t.chars(), t.size, t.at);
+    auto text = format_term(r);
+    if (!text) return text.error();
+    append_json_quoted(out_, *text);
+    return std::optional<std::size_t>{r.index()};
   }
 
-  void push(Frame::Kind k, std::uint64_t n, const char* open, const char* empty) {
-    if (n == 0 && k != Frame::list) {
-      out_ += empty;
-      return;
-    }
-    std::size_t opened_at = out_.size() + std::string_view(open).find('[');
-    out_ += open;
-    stack_.push_back(Frame{k, n, opened_at, true, k == Frame::list, false});
-  }
-
-  Result<void> value() {
-    const unsigned char tag = b_[at_];
-    switch (tag) {
-      case ERL_SMALL_INTEGER_EXT:
-      case ERL_INTEGER_EXT:
-      case ERL_SMALL_BIG_EXT:
-      case ERL_LARGE_BIG_EXT:
-      case NEW_FLOAT_EXT:
-      case ERL_FLOAT_EXT: {
-        auto s = text();  // digits, or Erlang's float form, which is valid JSON
-        if (!s) return s.error();
-        out_ += *s;
-        return {};
-      }
-      case ERL_ATOM_EXT:
-      case ERL_ATOM_UTF8_EXT:
-      case ERL_SMALL_ATOM_EXT:
-      case ERL_SMALL_ATOM_UTF8_EXT: {
-        auto a = atom_name();
-        if (!a) return a.error();
-        if (*a == "true" || *a == "false") {
-          out_ += *a;
-        } else if (*a == "nil" || *a == "undefined") {
-          out_ += "null";
-        } else {
-          out_ += "{\"$atom\":" + json_quote(*a) + "}";
-        }
-        return {};
-      }
-      case ERL_SMALL_TUPLE_EXT:
-        push(Frame::tuple, b_[at_ + 1], "{\"$tuple\":[", "{\"$tuple\":[]}");
-        at_ += 2;
-        return {};
-      case ERL_LARGE_TUPLE_EXT:
-        push(Frame::tuple, get_u32(b_ + at_ + 1), "{\"$tuple\":[", "{\"$tuple\":[]}");
-        at_ += 5;
-        return {};
-      case ERL_MAP_EXT:
-        push(Frame::object, std::uint64_t{get_u32(b_ + at_ + 1)} * 2, "{", "{}");
-        at_ += 5;
-        return {};
-      case ERL_NIL_EXT:
-        out_ += "[]";
-        at_ += 1;
-        return {};
-      case ERL_STRING_EXT: {
-        const std::size_t n = (std::size_t{b_[at_ + 1]} << 8) | b_[at_ + 2];
-        const unsigned char* s = b_ + at_ + 3;
-        if (options_.charlists_as_strings &&
-            std::all_of(s, s + n, [](unsigned char c) { return printable(c); })) {
-          std::string text;
-          for (std::size_t i = 0; i < n; ++i) append_utf8(text, s[i]);  // Latin-1
-          out_ += json_quote(text);
-        } else {
-          out_.push_back('[');
-          for (std::size_t i = 0; i < n; ++i) {
-            if (i) out_.push_back(',');
-            out_ += std::to_string(s[i]);
-          }
-          out_.push_back(']');
-        }
-        at_ += 3 + n;
-        return {};
-      }
-      case ERL_LIST_EXT: {
-        std::string s;
-        std::size_t end = 0;
-        if (options_.charlists_as_strings && char_list(printable, &s, &end)) {
-          out_ += json_quote(s);
-          at_ = end;
-          return {};
-        }
-        push(Frame::list, get_u32(b_ + at_ + 1), "[", "[");
-        at_ += 5;
-        return {};
-      }
-      case ERL_BINARY_EXT: {
-        const std::size_t n = get_u32(b_ + at_ + 1);
-        std::string_view bytes(buf_ + at_ + 5, n);
-        if (is_valid_utf8(bytes)) {
-          out_ += json_quote(bytes);
-        } else {
-          out_ += "{\"$binary\":\"" + base64(bytes) + "\"}";
-        }
-        at_ += 5 + n;
-        return {};
-      }
-      case ERL_BIT_BINARY_EXT:
-        return tagged("bitstring");
-      case ERL_PID_EXT:
-      case ERL_NEW_PID_EXT:
-        return tagged("pid");
-      case ERL_PORT_EXT:
-      case ERL_NEW_PORT_EXT:
-      case ERL_V4_PORT_EXT:
-        return tagged("port");
-      case ERL_REFERENCE_EXT:
-      case ERL_NEW_REFERENCE_EXT:
-      case ERL_NEWER_REFERENCE_EXT:
-        return tagged("ref");
-      case ERL_NEW_FUN_EXT:
-      case ERL_EXPORT_EXT:
-        return tagged("fun");
-      default:
-        return make_error(Errc::bad_term, "unsupported term tag " + std::to_string(tag) +
-                                              " at byte " + std::to_string(at_));
-    }
-  }
-
-  const char* buf_;
-  const unsigned char* b_;
-  std::size_t size_;
-  std::size_t at_;
   const JsonOptions& options_;
   std::string out_;
-  std::vector<Frame> stack_;
+  std::vector<std::size_t> lists_;  // where each open list's '[' is in out_
   std::vector<std::pair<std::size_t, std::string>> inserts_;
 };
 
@@ -400,13 +225,9 @@ void append_json_quoted(std::string& out, std::string_view s) {
 }
 
 Result<std::string> to_json(TermReader& r, const JsonOptions& options) {
-  auto extent = term_extent(r.data(), r.size(), r.index());
-  if (!extent) return extent.error();
-  JsonWriter w(r.data(), r.index() + *extent, r.index(), options);
-  auto s = w.run();
-  if (!s) return s;
-  r = TermReader(r.data(), r.size(), r.index() + *extent);
-  return s;
+  JsonText json(options);
+  if (auto w = walk_term(r, json); !w) return w.error();
+  return json.take_text();
 }
 
 }  // namespace beamlink::term

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "term_walker.hpp"
+
 namespace beamlink::term {
 namespace {
 
@@ -53,24 +55,6 @@ std::size_t decode_utf8(std::string_view s, std::size_t i, std::uint32_t* cp) {
   if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
   *cp = v;
   return n;
-}
-
-// io_lib:printable_unicode_list/1 and io_lib_pretty's printable_char/2.
-bool printable_char(std::uint32_t c) {
-  switch (c) {
-    case '\n':
-    case '\r':
-    case '\t':
-    case '\v':
-    case '\b':
-    case '\f':
-    case 27:
-      return true;
-    default:
-      break;
-  }
-  return (c >= 32 && c <= 126) || (c >= 0xA0 && c < 0xD800) || (c > 0xDFFF && c < 0xFFFE) ||
-         (c > 0xFFFF && c <= 0x10FFFF);
 }
 
 // io_lib:write_string/2 (unicode_as_unicode): one character inside quotes q.
@@ -136,34 +120,6 @@ bool atom_start_char(std::uint32_t c) {
 bool atom_name_char(std::uint32_t c) {
   return atom_start_char(c) || (c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7) ||
          (c >= '0' && c <= '9') || c == '_' || c == '@';
-}
-
-// Magnitude (little-endian bytes) to decimal digits.
-std::string magnitude_to_decimal(const unsigned char* bytes, std::size_t n) {
-  std::vector<std::uint32_t> limbs((n + 3) / 4, 0);
-  for (std::size_t i = 0; i < n; ++i) limbs[i / 4] |= std::uint32_t{bytes[i]} << (8 * (i % 4));
-  while (!limbs.empty() && limbs.back() == 0) limbs.pop_back();
-  if (limbs.empty()) return "0";
-  std::string rev;
-  while (!limbs.empty()) {
-    std::uint64_t rem = 0;
-    for (std::size_t i = limbs.size(); i-- > 0;) {
-      std::uint64_t cur = (rem << 32) | limbs[i];
-      limbs[i] = static_cast<std::uint32_t>(cur / 1000000000u);
-      rem = cur % 1000000000u;
-    }
-    while (!limbs.empty() && limbs.back() == 0) limbs.pop_back();
-    for (int k = 0; k < 9; ++k) {
-      rev.push_back(static_cast<char>('0' + rem % 10));
-      rem /= 10;
-      if (limbs.empty() && rem == 0) break;
-    }
-  }
-  return std::string(rev.rbegin(), rev.rend());
-}
-
-Error bad_at(std::string what, std::size_t at) {
-  return make_error(Errc::bad_term, what + " at byte " + std::to_string(at));
 }
 
 // ------------------------------------------------------------------ parser
@@ -951,373 +907,114 @@ void encode(const PNode& n, TermWriter& out) {
 
 // ------------------------------------------------------------------ printer
 
-// Walks a term that term_extent() has validated, so every header and length
-// is known to lie inside the buffer; fields the walker does not check
-// (inside funs, export funs, bit counts, UTF-8) are checked here.
-class Printer {
+// format_term()'s visitor of the term walk: Erlang text, as ~0tp prints it.
+class ErlangText : public TermVisitor {
  public:
-  Printer(const unsigned char* buf, std::size_t size, std::size_t at)
-      : b_(buf), size_(size), at_(at) {}
+  std::string take_text() { return std::move(out_); }
 
-  Result<std::string> run() {
-    if (auto r = term(); !r) return r.error();
-    while (!stack_.empty()) {
-      Frame& f = stack_.back();
-      if (f.left == 0) {
-        if (f.kind == Frame::list && f.tail) {
-          f.tail = false;
-          if (b_[at_] == ERL_NIL_EXT) {
-            ++at_;
-          } else {
-            out_.push_back('|');
-            if (auto r = term(); !r) return r.error();
-          }
-          continue;
-        }
-        out_.push_back(f.kind == Frame::list ? ']' : '}');
-        stack_.pop_back();
-        continue;
-      }
-      if (f.kind == Frame::map && f.left % 2 == 1) {
-        out_ += " => ";
-      } else if (!f.first) {
-        out_.push_back(',');
-      }
-      f.first = false;
-      --f.left;
-      if (auto r = term(); !r) return r.error();
+  // A proper list of printable characters is a "string".
+  Result<std::optional<std::size_t>> take(const TermAt& t, bool) override {
+    std::vector<std::uint32_t> chars;
+    std::size_t end = 0;
+    if (t.tag() == ERL_STRING_EXT) {
+      const std::size_t n = get_u16(t.b + t.at + 1);
+      const unsigned char* s = t.b + t.at + 3;
+      if (n == 0 || !std::all_of(s, s + n, [](unsigned char c) { return printable_char(c); }))
+        return std::optional<std::size_t>{};
+      chars.assign(s, s + n);
+      end = t.at + 3 + n;
+    } else if (t.tag() != ERL_LIST_EXT ||
+               !read_char_list(t.b, t.at, printable_char, &chars, &end)) {
+      return std::optional<std::size_t>{};
     }
-    return std::move(out_);
+    out_.push_back('"');
+    for (std::uint32_t c : chars) write_char(out_, c, '"');
+    out_.push_back('"');
+    return std::optional<std::size_t>{end};
   }
 
-  std::size_t end() const { return at_; }
+  void number(std::string_view text) override { out_ += text; }
+  void atom(std::string_view name) override { out_ += format_atom(name); }
+  void binary(std::string_view bytes) override { append_binary_text(out_, bytes); }
+  void opaque(Opaque, std::string_view text) override { out_ += text; }
+
+  void begin(Container c) override {
+    out_ += c == Container::tuple ? "{" : c == Container::list ? "[" : "#{";
+  }
+  void separator(bool key_value) override {
+    if (key_value)
+      out_ += " => ";
+    else
+      out_.push_back(',');
+  }
+  void improper_tail() override { out_.push_back('|'); }
+  void end(Container c, bool) override { out_.push_back(c == Container::list ? ']' : '}'); }
 
  private:
-  struct Frame {
-    enum Kind { tuple, list, map } kind;
-    std::uint64_t left;
-    bool first = true;
-    bool tail = false;
-  };
-
-  Result<std::string> atom_name(std::size_t* at) {
-    const unsigned char tag = b_[*at];
-    std::size_t len = 0, header = 0;
-    if (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT) {
-      len = get_u16(b_ + *at + 1), header = 3;
-    } else if (tag == ERL_SMALL_ATOM_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT) {
-      len = b_[*at + 1], header = 2;
-    } else {
-      return bad_at("expected an atom", *at);
-    }
-    std::string_view raw(reinterpret_cast<const char*>(b_) + *at + header, len);
-    std::string name;
-    if (tag == ERL_ATOM_EXT || tag == ERL_SMALL_ATOM_EXT) {
-      for (char c : raw) append_utf8(name, static_cast<unsigned char>(c));  // Latin-1
-    } else {
-      if (!is_valid_utf8(raw)) return bad_at("atom is not valid UTF-8", *at);
-      name = raw;
-    }
-    *at += header + len;
-    return name;
-  }
-
-  void push(Frame::Kind k, std::uint64_t n, const char* open, const char* empty) {
-    if (n == 0 && k != Frame::list) {
-      out_ += empty;
-      return;
-    }
-    out_ += open;
-    stack_.push_back(Frame{k, n, true, k == Frame::list});
-  }
-
-  void bytes_as_list(const unsigned char* p, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      if (i) out_.push_back(',');
-      out_ += std::to_string(p[i]);
-    }
-  }
-
-  void binary(const unsigned char* p, std::size_t n) {
-    std::string_view s(reinterpret_cast<const char*>(p), n);
-    out_ += "<<";
-    if (n > 0) {
-      bool printable = false, multibyte = false;
-      if (is_valid_utf8(s)) {
-        printable = true;
-        for (std::size_t i = 0; i < n && printable;) {
-          std::uint32_t c = 0;
-          std::size_t k = decode_utf8(s, i, &c);
-          printable = printable_char(c);
-          multibyte = multibyte || k > 1;
-          i += k;
-        }
-        if (printable) {
-          out_.push_back('"');
-          for (std::size_t i = 0; i < n;) {
-            std::uint32_t c = 0;
-            i += decode_utf8(s, i, &c);
-            write_char(out_, c, '"');
-          }
-          out_ += multibyte ? "\"/utf8" : "\"";
-        }
-      } else {  // not UTF-8: printable when every byte is a printable Latin-1 character
-        printable = std::all_of(p, p + n, [](unsigned char c) { return printable_char(c); });
-        if (printable) {
-          out_.push_back('"');
-          for (std::size_t i = 0; i < n; ++i) write_char(out_, p[i], '"');
-          out_.push_back('"');
-        }
-      }
-      if (!printable) bytes_as_list(p, n);
-    }
-    out_ += ">>";
-  }
-
-  Result<void> integer_field(std::size_t* at, std::size_t limit, std::int64_t* v) {
-    if (*at >= limit) return bad_at("truncated fun", *at);
-    if (b_[*at] == ERL_SMALL_INTEGER_EXT && limit - *at >= 2) {
-      *v = b_[*at + 1];
-      *at += 2;
-      return {};
-    }
-    if (b_[*at] == ERL_INTEGER_EXT && limit - *at >= 5) {
-      *v = static_cast<std::int32_t>(get_u32(b_ + *at + 1));
-      *at += 5;
-      return {};
-    }
-    return bad_at("expected an integer in a fun", *at);
-  }
-
-  Result<void> atom_field(std::size_t* at, std::size_t limit, std::string* name) {
-    if (*at >= limit) return bad_at("truncated fun", *at);
-    const unsigned char tag = b_[*at];
-    std::size_t need = (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT) ? 3 : 2;
-    if (limit - *at < need) return bad_at("truncated fun", *at);
-    std::size_t len = need == 3 ? get_u16(b_ + *at + 1) : b_[*at + 1];
-    if (limit - *at - need < len) return bad_at("truncated fun", *at);
-    auto a = atom_name(at);
-    if (!a) return a.error();
-    *name = std::move(*a);
-    return {};
-  }
-
-  Result<void> term() {
-    const std::size_t at = at_;
-    const unsigned char tag = b_[at];
-    const unsigned char* p = b_ + at;
-    switch (tag) {
-      case ERL_SMALL_INTEGER_EXT:
-        out_ += std::to_string(p[1]);
-        at_ += 2;
-        return {};
-      case ERL_INTEGER_EXT:
-        out_ += std::to_string(static_cast<std::int32_t>(get_u32(p + 1)));
-        at_ += 5;
-        return {};
-      case ERL_SMALL_BIG_EXT:
-      case ERL_LARGE_BIG_EXT: {
-        const bool small = tag == ERL_SMALL_BIG_EXT;
-        const std::size_t n = small ? p[1] : get_u32(p + 1);
-        const std::size_t header = small ? 3 : 6;
-        if (n > 65536) return bad_at("integer of more than 65536 bytes", at);
-        std::string digits = magnitude_to_decimal(p + header, n);
-        if (p[header - 1] != 0 && digits != "0") out_.push_back('-');
-        out_ += digits;
-        at_ += header + n;
-        return {};
-      }
-      case NEW_FLOAT_EXT: {
-        std::uint64_t bits = (std::uint64_t{get_u32(p + 1)} << 32) | get_u32(p + 5);
-        double v = 0;
-        std::memcpy(&v, &bits, sizeof v);
-        if (!std::isfinite(v)) return bad_at("float is not finite", at);
-        out_ += format_float(v);
-        at_ += 9;
-        return {};
-      }
-      case ERL_FLOAT_EXT: {
-        char text[32] = {};
-        std::memcpy(text, p + 1, 31);
-        char* end = nullptr;
-        double v = std::strtod(text, &end);
-        if (end == text || !std::isfinite(v)) return bad_at("undecodable float", at);
-        out_ += format_float(v);
-        at_ += 32;
-        return {};
-      }
-      case ERL_ATOM_EXT:
-      case ERL_ATOM_UTF8_EXT:
-      case ERL_SMALL_ATOM_EXT:
-      case ERL_SMALL_ATOM_UTF8_EXT: {
-        auto a = atom_name(&at_);
-        if (!a) return a.error();
-        out_ += format_atom(*a);
-        return {};
-      }
-      case ERL_SMALL_TUPLE_EXT:
-        at_ += 2;
-        push(Frame::tuple, p[1], "{", "{}");
-        return {};
-      case ERL_LARGE_TUPLE_EXT:
-        at_ += 5;
-        push(Frame::tuple, get_u32(p + 1), "{", "{}");
-        return {};
-      case ERL_MAP_EXT:
-        at_ += 5;
-        push(Frame::map, std::uint64_t{get_u32(p + 1)} * 2, "#{", "#{}");
-        return {};
-      case ERL_NIL_EXT:
-        out_ += "[]";
-        at_ += 1;
-        return {};
-      case ERL_STRING_EXT: {
-        const std::size_t n = get_u16(p + 1);
-        const unsigned char* s = p + 3;
-        at_ += 3 + n;
-        if (n == 0) {
-          out_ += "[]";
-        } else if (std::all_of(s, s + n, [](unsigned char c) { return printable_char(c); })) {
-          out_.push_back('"');
-          for (std::size_t i = 0; i < n; ++i) write_char(out_, s[i], '"');
-          out_.push_back('"');
-        } else {
-          out_.push_back('[');
-          bytes_as_list(s, n);
-          out_.push_back(']');
-        }
-        return {};
-      }
-      case ERL_LIST_EXT: {
-        const std::uint64_t n = get_u32(p + 1);
-        // A proper list of printable character codes prints as a string.
-        std::size_t q = at + 5;
-        std::vector<std::uint32_t> chars;
-        bool printable = true;
-        for (std::uint64_t i = 0; i < n && printable; ++i) {
-          if (b_[q] == ERL_SMALL_INTEGER_EXT) {
-            chars.push_back(b_[q + 1]);
-            q += 2;
-          } else if (b_[q] == ERL_INTEGER_EXT) {
-            auto v = static_cast<std::int32_t>(get_u32(b_ + q + 1));
-            chars.push_back(v < 0 ? 0xFFFFFFFFu : static_cast<std::uint32_t>(v));
-            q += 5;
-          } else {
-            printable = false;
-            break;
-          }
-          printable = printable_char(chars.back());
-        }
-        if (printable && b_[q] == ERL_NIL_EXT) {
-          out_.push_back('"');
-          for (std::uint32_t c : chars) write_char(out_, c, '"');
-          out_.push_back('"');
-          at_ = q + 1;
-          return {};
-        }
-        at_ += 5;
-        push(Frame::list, n, "[", "[");
-        return {};
-      }
-      case ERL_BINARY_EXT: {
-        const std::size_t n = get_u32(p + 1);
-        binary(p + 5, n);
-        at_ += 5 + n;
-        return {};
-      }
-      case ERL_BIT_BINARY_EXT: {
-        const std::size_t n = get_u32(p + 1);
-        const unsigned bits = p[5];
-        if (n > 0 && (bits < 1 || bits > 8)) return bad_at("bitstring with a bad bit count", at);
-        if (n == 0 || bits == 8) {
-          binary(p + 6, n);
-        } else {
-          out_ += "<<";
-          bytes_as_list(p + 6, n - 1);
-          if (n > 1) out_.push_back(',');
-          out_ += std::to_string(p[6 + n - 1] >> (8 - bits));
-          out_ += ":" + std::to_string(bits) + ">>";
-        }
-        at_ += 6 + n;
-        return {};
-      }
-      case ERL_PID_EXT:
-      case ERL_NEW_PID_EXT: {
-        std::size_t q = at + 1;
-        auto node = atom_name(&q);
-        if (!node) return node.error();
-        out_ += "#Pid<" + *node + "." + std::to_string(get_u32(b_ + q)) + "." +
-                std::to_string(get_u32(b_ + q + 4)) + ">";
-        at_ = q + (tag == ERL_PID_EXT ? 9 : 12);
-        return {};
-      }
-      case ERL_PORT_EXT:
-      case ERL_NEW_PORT_EXT:
-      case ERL_V4_PORT_EXT: {
-        std::size_t q = at + 1;
-        auto node = atom_name(&q);
-        if (!node) return node.error();
-        std::uint64_t id = get_u32(b_ + q);
-        if (tag == ERL_V4_PORT_EXT) id = (id << 32) | get_u32(b_ + q + 4);
-        out_ += "#Port<" + *node + "." + std::to_string(id) + ">";
-        at_ = q + (tag == ERL_PORT_EXT ? 5 : tag == ERL_NEW_PORT_EXT ? 8 : 12);
-        return {};
-      }
-      case ERL_REFERENCE_EXT:
-      case ERL_NEW_REFERENCE_EXT:
-      case ERL_NEWER_REFERENCE_EXT: {
-        std::size_t q = at + (tag == ERL_REFERENCE_EXT ? 1 : 3);
-        const std::size_t words = tag == ERL_REFERENCE_EXT ? 1 : get_u16(p + 1);
-        auto node = atom_name(&q);
-        if (!node) return node.error();
-        std::size_t ids = q + (tag == ERL_REFERENCE_EXT ? 0 : tag == ERL_NEW_REFERENCE_EXT ? 1 : 4);
-        out_ += "#Ref<" + *node;
-        for (std::size_t w = words; w-- > 0;)
-          out_ += "." + std::to_string(get_u32(b_ + ids + 4 * w));
-        out_ += ">";
-        at_ = ids + 4 * words + (tag == ERL_REFERENCE_EXT ? 1 : 0);
-        return {};
-      }
-      case ERL_NEW_FUN_EXT: {
-        // Size(4) Arity(1) Uniq(16) Index(4) NumFree(4) Module OldIndex OldUniq Pid Free...
-        const std::size_t limit = at + 1 + get_u32(p + 1);
-        std::size_t q = at + 1 + 4 + 1 + 16 + 4 + 4;
-        std::string module;
-        std::int64_t old_index = 0, old_uniq = 0;
-        if (q > limit) return bad_at("truncated fun", at);
-        if (auto r = atom_field(&q, limit, &module); !r) return r;
-        if (auto r = integer_field(&q, limit, &old_index); !r) return r;
-        if (auto r = integer_field(&q, limit, &old_uniq); !r) return r;
-        out_ += "#Fun<" + module + "." + std::to_string(old_index) + "." +
-                std::to_string(old_uniq) + ">";
-        at_ = limit;
-        return {};
-      }
-      case ERL_EXPORT_EXT: {
-        std::size_t q = at + 1;
-        std::string module, function;
-        if (auto r = atom_field(&q, size_, &module); !r) return r;
-        if (auto r = atom_field(&q, size_, &function); !r) return r;
-        if (q + 2 > size_ || b_[q] != ERL_SMALL_INTEGER_EXT)
-          return bad_at("expected the arity of an export fun", q);
-        out_ += "fun " + format_atom(module) + ":" + format_atom(function) + "/" +
-                std::to_string(b_[q + 1]);
-        at_ = q + 2;
-        return {};
-      }
-      default:
-        return bad_at("unsupported term tag " + std::to_string(tag), at);
-    }
-  }
-
-  const unsigned char* b_;
-  std::size_t size_;
-  std::size_t at_;
   std::string out_;
-  std::vector<Frame> stack_;
 };
 
 }  // namespace
+
+// io_lib:printable_unicode_list/1 and io_lib_pretty's printable_char/2.
+bool printable_char(std::uint32_t c) {
+  switch (c) {
+    case '\n':
+    case '\r':
+    case '\t':
+    case '\v':
+    case '\b':
+    case '\f':
+    case 27:
+      return true;
+    default:
+      break;
+  }
+  return (c >= 32 && c <= 126) || (c >= 0xA0 && c < 0xD800) || (c > 0xDFFF && c < 0xFFFE) ||
+         (c > 0xFFFF && c <= 0x10FFFF);
+}
+
+void append_binary_text(std::string& out, std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  out += "<<";
+  if (n > 0) {
+    bool printable = false, multibyte = false;
+    if (is_valid_utf8(s)) {
+      printable = true;
+      for (std::size_t i = 0; i < n && printable;) {
+        std::uint32_t c = 0;
+        std::size_t k = decode_utf8(s, i, &c);
+        printable = printable_char(c);
+        multibyte = multibyte || k > 1;
+        i += k;
+      }
+      if (printable) {
+        out.push_back('"');
+        for (std::size_t i = 0; i < n;) {
+          std::uint32_t c = 0;
+          i += decode_utf8(s, i, &c);
+          write_char(out, c, '"');
+        }
+        out += multibyte ? "\"/utf8" : "\"";
+      }
+    } else {  // not UTF-8: printable when every byte is a printable Latin-1 character
+      printable = std::all_of(p, p + n, [](unsigned char c) { return printable_char(c); });
+      if (printable) {
+        out.push_back('"');
+        for (std::size_t i = 0; i < n; ++i) write_char(out, p[i], '"');
+        out.push_back('"');
+      }
+    }
+    if (!printable) {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (i) out.push_back(',');
+        out += std::to_string(p[i]);
+      }
+    }
+  }
+  out += ">>";
+}
 
 bool is_valid_utf8(std::string_view s) {
   for (std::size_t i = 0; i < s.size();) {
@@ -1439,13 +1136,9 @@ Result<void> parse_terms(std::string_view text, TermWriter& out, int* count) {
 }
 
 Result<std::string> format_term(TermReader& r) {
-  auto extent = term_extent(r.data(), r.size(), r.index());
-  if (!extent) return extent.error();
-  Printer p(reinterpret_cast<const unsigned char*>(r.data()), r.index() + *extent, r.index());
-  auto s = p.run();
-  if (!s) return s;
-  r = TermReader(r.data(), r.size(), r.index() + *extent);
-  return s;
+  ErlangText text;
+  if (auto w = walk_term(r, text); !w) return w.error();
+  return text.take_text();
 }
 
 }  // namespace beamlink::term

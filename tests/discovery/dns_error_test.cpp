@@ -35,6 +35,7 @@ TEST_CASE("discovery errors: NXDOMAIN is not_found naming the name and what to c
   Error e = dns_error(ARES_ENOTFOUND, ctx());
   CHECK(e.code == Errc::not_found);
   CHECK(e.source == ARES_ENOTFOUND);
+  CHECK(e.domain == ErrorDomain::ares);
   CHECK(e.message ==
         "NODE_DNS name ewallet.default.svc.cluster.local does not exist (NXDOMAIN) — check the "
         "Service name and namespace");

@@ -23,7 +23,7 @@ Result<std::vector<Address>> ok(std::vector<Address> a) {
   return a;
 }
 Result<std::vector<Address>> fail(Errc code, int source, std::string msg = "failed") {
-  return make_error(code, std::move(msg), source);
+  return ares_error(code, std::move(msg), source);
 }
 using Strings = std::vector<std::string>;
 
@@ -165,12 +165,12 @@ TEST_CASE(
   targets[1].target = "ewallet-1.ewallet";
   targets[1].addresses = {v4("10.0.0.1"), v4("10.0.0.2")};
   targets[2].target = "ewallet-2.ewallet";
-  targets[2].error = make_error(Errc::not_found, "gone", ARES_ENOTFOUND);
+  targets[2].error = ares_error(Errc::not_found, "gone", ARES_ENOTFOUND);
   auto all = srv_addresses(targets);
   REQUIRE(all.ok());
   CHECK(*all == std::vector<Address>{v4("10.0.0.1"), v4("10.0.0.2")});
 
-  targets[2].error = make_error(Errc::timeout, "slow", ARES_ETIMEOUT);
+  targets[2].error = ares_error(Errc::timeout, "slow", ARES_ETIMEOUT);
   auto failed = srv_addresses(targets);
   REQUIRE_FALSE(failed.ok());
   CHECK(failed.error().code == Errc::timeout);

@@ -552,17 +552,17 @@ TEST_CASE("malformed controls are protocol errors with a precise message") {
   CHECK(e.code == Errc::protocol_error);
 }
 
-TEST_CASE("an unknown operation is not_found - not a protocol error") {
+TEST_CASE("an unknown operation is unexpected_message - not a protocol error") {
   TermWriter w(true);
   w.tuple(3).integer(99).atom("").pid(kBP);
   auto e = decode_err(std::string_view(w.bytes().data(), w.bytes().size()));
-  CHECK(e.code == Errc::not_found);
+  CHECK(e.code == Errc::unexpected_message);
   CHECK(e.message.find("unknown control tag 99") != std::string::npos);
 
   TermWriter nine(true);
   nine.tuple(1).integer(9);
   CHECK(decode_err(std::string_view(nine.bytes().data(), nine.bytes().size())).code ==
-        Errc::not_found);
+        Errc::unexpected_message);
 }
 
 TEST_CASE("every truncation and byte mutation of golden controls decodes or fails cleanly") {
@@ -591,7 +591,8 @@ TEST_CASE("every truncation and byte mutation of golden controls decodes or fail
           ++decoded;
         } else {
           ++failed;
-          CHECK((c.error().code == Errc::protocol_error || c.error().code == Errc::not_found));
+          CHECK((c.error().code == Errc::protocol_error ||
+                 c.error().code == Errc::unexpected_message));
         }
       }
     }

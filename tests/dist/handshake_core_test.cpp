@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "dist/handshake_core.hpp"
-#include "dist/md5.hpp"
 
 using namespace beamlink;
 using namespace beamlink::dist;
@@ -327,4 +326,12 @@ TEST_CASE("a malformed own name fails before anything is sent") {
 TEST_CASE("the random challenge differs between cores") {
   HandshakeInitiatorCore a(kOurName, kCookie), b(kOurName, kCookie), c(kOurName, kCookie);
   CHECK_FALSE((a.our_challenge() == b.our_challenge() && b.our_challenge() == c.our_challenge()));
+}
+
+TEST_CASE("the handshake digest equals erlang:md5 of cookie and challenge") {
+  // erlang:md5("beamlink-test-cookie" ++ integer_to_list(3735928559)) on OTP 25.
+  Md5Digest big = {75, 181, 105, 180, 189, 131, 232, 126, 191, 18, 48, 229, 185, 81, 42, 180};
+  Md5Digest small = {15, 228, 237, 139, 227, 19, 93, 77, 191, 148, 89, 51, 128, 165, 217, 101};
+  CHECK(handshake_digest(3735928559u, "beamlink-test-cookie") == big);
+  CHECK(handshake_digest(42, "beamlink-test-cookie") == small);
 }

@@ -134,6 +134,7 @@ TEST_CASE("epmd codec: a refused ALIVE2 is already_exists") {
     feed_every_way(*bytes, decode_alive2_resp, [](auto r) {
       check_error(r, Errc::already_exists, "already registered");
       CHECK(r.error().source == 1);
+      CHECK(r.error().domain == ErrorDomain::epmd);
     });
   }
 }

@@ -10,6 +10,7 @@
 #include "node_fixture.hpp"
 #include "pubsub/pg_scope.hpp"
 #include "pubsub/pubsub_bridge.hpp"
+#include "pubsub/socket_broadcast.hpp"
 #include "term/term_text.hpp"
 
 using namespace beamlink;

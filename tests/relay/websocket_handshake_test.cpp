@@ -161,3 +161,9 @@ TEST_CASE("websocket server frames - the 7 16 and 64-bit lengths at their bounds
     CHECK(header.size() == (n <= 125 ? 2u : n <= 65535 ? 4u : 10u));
   }
 }
+
+// RFC 6455 1.3 gives the digest b3 7a 4f 2c c0 62 4f 16 90 f6 46 06 cf 38 59 45
+// b2 be c4 ea, base64 "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" (python3's hashlib agrees).
+TEST_CASE("websocket accept matches the example of RFC 6455 section 1.3") {
+  CHECK(websocket_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}

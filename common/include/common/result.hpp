@@ -2,9 +2,10 @@
 //
 // An Error carries a code for programs, a message for people (what failed,
 // where, and what to do about it) and the source error number it came from
-// (uv errno, ares_status_t, erl_errno) for the log. Result<T> holds either a
-// value or an Error; it is [[nodiscard]] so a dropped failure is a warning
-// (and, with -Werror, a build failure).
+// with the space that number lives in (errno, uv, ares_status_t, erl_errno,
+// an epmd result byte) for the log and for the few callers that branch on
+// it. Result<T> holds either a value or an Error; it is [[nodiscard]] so a
+// dropped failure is a warning (and, with -Werror, a build failure).
 #pragma once
 
 #include <cassert>
@@ -18,7 +19,11 @@ namespace beamlink {
 enum class Errc {
   ok = 0,
   invalid_argument,    // the caller passed something malformed
+  bad_json,            // text that is not JSON within the limits (syntax, UTF-8,
+                       // number range, size, nesting)
   not_found,           // a name, node or process that does not exist
+  unexpected_message,  // a well-formed message of another kind than the one
+                       // wanted (another struct, an unknown control tag)
   already_exists,      // a name that is already taken
   timeout,             // a deadline passed
   connection_refused,  // nothing listens where we connected
@@ -43,8 +48,12 @@ constexpr std::string_view errc_name(Errc e) noexcept {
       return "ok";
     case Errc::invalid_argument:
       return "invalid_argument";
+    case Errc::bad_json:
+      return "bad_json";
     case Errc::not_found:
       return "not_found";
+    case Errc::unexpected_message:
+      return "unexpected_message";
     case Errc::already_exists:
       return "already_exists";
     case Errc::timeout:
@@ -79,14 +88,44 @@ constexpr std::string_view errc_name(Errc e) noexcept {
   return "unknown";
 }
 
-struct Error {
-  Errc code = Errc::ok;
-  std::string message;  // for people: what failed, where, what to do
-  int source = 0;       // the underlying errno / uv / ares / erl_errno value, 0 if none
+// The space an Error's source number lives in.
+enum class ErrorDomain {
+  none,   // no source number
+  posix,  // errno (ETIMEDOUT, ECONNREFUSED, ...)
+  uv,     // a libuv status (UV_EOF, UV_ECONNREFUSED, ...: negative)
+  ares,   // a c-ares ares_status_t (ARES_ENOTFOUND, ...)
+  ei,     // erl_errno, or an ei function's return code
+  epmd,   // the result byte of an epmd reply (ALIVE2_RESP, PORT2_RESP)
 };
 
-inline Error make_error(Errc code, std::string message, int source = 0) {
-  return Error{code, std::move(message), source};
+struct Error {
+  Errc code = Errc::ok;
+  std::string message;                     // for people: what failed, where, what to do
+  int source = 0;                          // the underlying error number, 0 if none
+  ErrorDomain domain = ErrorDomain::none;  // which space `source` is in
+
+  // Whether the source is `value` of space `d`: e.is(ErrorDomain::uv, UV_EOF).
+  bool is(ErrorDomain d, int value) const noexcept { return domain == d && source == value; }
+};
+
+inline Error make_error(Errc code, std::string message) {
+  return Error{code, std::move(message)};
+}
+// With the source number it came from and that number's space.
+inline Error make_error(Errc code, std::string message, ErrorDomain domain, int source) {
+  return Error{code, std::move(message), source, domain};
+}
+inline Error posix_error(Errc code, std::string message, int err) {
+  return make_error(code, std::move(message), ErrorDomain::posix, err);
+}
+inline Error uv_error(Errc code, std::string message, int status) {
+  return make_error(code, std::move(message), ErrorDomain::uv, status);
+}
+inline Error ares_error(Errc code, std::string message, int status) {
+  return make_error(code, std::move(message), ErrorDomain::ares, status);
+}
+inline Error ei_error(Errc code, std::string message, int err) {
+  return make_error(code, std::move(message), ErrorDomain::ei, err);
 }
 
 template <class T>

@@ -99,11 +99,11 @@ struct Control {
 
 // Decodes a control term that starts with its 131 version byte (Frame::control).
 // Errors:
-//   not_found       a well-formed tuple whose operation number is unknown
-//                   ("unknown control tag 99"): log it and ignore the frame
-//   protocol_error  anything else: not a tuple, wrong arity for its tag, an
-//                   element of the wrong type, bytes after the term, invalid
-//                   external term format — close the connection
+//   unexpected_message  a well-formed tuple whose operation number is unknown
+//                       ("unknown control tag 99"): log it and ignore the frame
+//   protocol_error      anything else: not a tuple, wrong arity for its tag, an
+//                       element of the wrong type, bytes after the term,
+//                       invalid external term format — close the connection
 Result<Control> decode_control(std::span<const char> control_term_with_version);
 
 // A process named in MONITOR_P / DEMONITOR_P / MONITOR_P_EXIT: a pid or a

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/digest.hpp"
 #include "common/result.hpp"
 
 namespace beamlink::dist {
@@ -83,6 +84,10 @@ inline constexpr std::uint64_t mandatory_26 = v4_nc | unlink_id;
 // never has to honour these capabilities.
 inline constexpr std::uint64_t probe_default = mandatory_25 | mandatory_26 | mandatory_25_digest;
 }  // namespace dflag
+
+// The handshake digest: MD5(Cookie ++ integer_to_list(Challenge)), the
+// challenge as an unsigned decimal number.
+Md5Digest handshake_digest(std::uint32_t challenge, std::string_view cookie);
 
 // "DFLAG_UTF8_ATOMS" ... for each set bit; "bit N" for bits this build does not know.
 std::vector<std::string> dflag_names(std::uint64_t flags);
@@ -165,7 +170,7 @@ class HandshakeInitiatorCore {
   std::uint32_t our_challenge() const noexcept { return our_challenge_; }
 
  private:
-  void fail(Errc code, std::string message, int source = 0);
+  void fail(Errc code, std::string message, ErrorDomain domain = ErrorDomain::none, int source = 0);
   std::string on_message(std::string_view msg);
   std::string on_status(std::string_view msg);
   std::string on_challenge(std::string_view msg);

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "common/signal.hpp"
 #include "dist/process_table.hpp"
@@ -112,6 +113,9 @@ class Node {
   const std::map<std::string, std::uint64_t>& accept_failures_by_reason() const {
     return accept_failure_reasons_;
   }
+  // The node's /metrics families: epmd registration, peers, connects and
+  // accepts (failures by reason), frames, bytes and the drops of NodeStats.
+  void write_metrics(MetricsWriter& m) const;
   // Registered with epmd now (false before start, while re-registering after
   // the registration was lost, after stop; always false when !publish).
   bool registered() const { return registered_; }

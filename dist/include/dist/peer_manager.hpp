@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/signal.hpp"
 #include "common/uv_handle.hpp"
 #include "dist/node.hpp"
@@ -55,6 +56,8 @@ class PeerManager {
 
   std::vector<PeerInfo> peers() const;
   std::size_t dialling() const { return in_flight_; }
+  // The peers kept connected, by state.
+  void write_metrics(MetricsWriter& m) const;
 
  private:
   struct Peer {

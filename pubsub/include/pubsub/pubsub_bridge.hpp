@@ -65,7 +65,9 @@ struct ForwardToLocal {
   std::span<const char> message;  // the term, no version byte
   std::string dispatcher;
 };
-// Decodes a 2.x message (with version byte). bad_term for anything else.
+// Decodes a 2.x message (with version byte). Errors: unexpected_message for
+// a term that is not a 4-tuple tagged forward_to_local (another message),
+// bad_term for one with a malformed field or bytes that are no term.
 Result<ForwardToLocal> decode_forward_to_local(std::span<const char> message);
 // {forward_to_local, Topic, Message, Dispatcher} with version byte.
 // message: an encoded term without version byte.
@@ -74,12 +76,6 @@ Result<std::string> encode_forward_to_local(std::string_view topic, std::span<co
 // 1.1: {forward_to_local, Fastlane, none, Topic, Message} with version byte.
 Result<std::string> encode_forward_to_local_v1(std::string_view fastlane, std::string_view topic,
                                                std::span<const char> message);
-// %Phoenix.Socket.Broadcast{topic: Topic, event: Event, payload: Payload} as
-// #{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', topic => Bin,
-// event => Bin, payload => Payload}, without version byte. payload: an
-// encoded term without version byte (a map, for Phoenix channels).
-Result<std::string> socket_broadcast(std::string_view topic, std::string_view event,
-                                     std::span<const char> payload);
 
 inline constexpr std::string_view kChannelServer = "Elixir.Phoenix.Channel.Server";
 

@@ -48,9 +48,11 @@ class BroadcastApi {
  public:
   BroadcastApi(Publisher& publisher, BroadcastOptions options = {});
 
-  // The Broadcast term for a request body, and the topic. Errors:
-  // invalid_argument with a message fit for the `reason` field; the message
-  // starts with "invalid JSON" (or another simdjson reason) for bad_json.
+  // The Broadcast term for a request body, and the topic. Errors, with a
+  // message fit for the `reason` field: bad_json (not JSON, or over a limit
+  // of JsonTermOptions: answered bad_json), invalid_argument (a missing,
+  // mistyped or unknown field, or a payload the mapping refuses) and bad_term
+  // (answered bad_request).
   struct Built {
     std::string topic;
     term::TermWriter term;

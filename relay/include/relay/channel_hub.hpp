@@ -38,7 +38,8 @@ class ChannelHub {
   virtual void unsubscribe(int id) = 0;
   // A push from a client: {topic, event, payload JSON} into the cluster as a
   // %Phoenix.Socket.Broadcast{}. Errors as for POST /v1/broadcast:
-  // invalid_argument (bad payload JSON, a limit; the message is the reason),
+  // bad_json (the payload is not JSON, or over a limit) and invalid_argument
+  // (a payload the mapping refuses): the message is the reason;
   // not_connected / queue_full / shutting_down (no node can take it now).
   virtual Result<void> publish(std::string_view topic, std::string_view event,
                                std::string_view payload_json) = 0;

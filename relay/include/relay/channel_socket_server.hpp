@@ -78,6 +78,9 @@ class ChannelSocketServer {
 
   const ChannelStats& stats() const;
   std::size_t sockets() const;  // open WebSocket connections
+  // WebSocket clients, channel events by kind, broadcasts, closes by reason,
+  // output.
+  void write_metrics(MetricsWriter& m) const;
 
   // Refuses new sockets (503) and starts the closing handshake (1001
   // "server shutting down") on every open one; each TCP connection closes

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 #include "relay/broadcast_api.hpp"
 #include "relay/channel_hub.hpp"
@@ -44,12 +45,14 @@ struct HubStats {
   std::uint64_t local_deliveries = 0;       // listener calls
 };
 
-// A %Phoenix.Socket.Broadcast{} read back: topic, event and the payload as
-// JSON text. not_found when the term is another kind of message.
+// A %Phoenix.Socket.Broadcast{} (pubsub::decode_socket_broadcast) with its
+// payload as JSON text. Errors: unexpected_message when the term is another
+// kind of message, bad_term when the payload has no JSON form or the bytes
+// are no valid term.
 struct DecodedBroadcast {
   std::string topic, event, payload_json;
 };
-Result<DecodedBroadcast> decode_socket_broadcast(std::span<const char> term);
+Result<DecodedBroadcast> decode_broadcast_json(std::span<const char> term);
 
 // [null,null,topic,event,payload] as Phoenix.Socket.V2.JSONSerializer sends
 // a broadcast.
@@ -85,6 +88,9 @@ class ClusterHub : public Publisher, public ChannelHub {
 
   const HubStats& stats() const { return stats_; }
   std::size_t topics() const { return topics_.size(); }
+  // Broadcasts offered by outcome, broadcasts received from the cluster,
+  // messages ignored by reason, subscribed topics.
+  void write_metrics(MetricsWriter& m) const;
 
  private:
   struct Topic {

@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "common/signal.hpp"
 #include "common/uv_handle.hpp"
@@ -167,6 +168,9 @@ class Delivery {
   const DeliveryStats& stats() const { return core_.stats(); }
   std::map<std::string, std::size_t> depths() const { return core_.depths(); }
   const DeliveryOptions& options() const { return core_.options(); }
+  // The queue depth of every connected node and any node with a queue, and
+  // the messages queued, delivered, retried and dropped.
+  void write_metrics(MetricsWriter& m) const;
 
  private:
   class NodeLink : public Link {

@@ -3,8 +3,9 @@
 //   POST /v1/broadcast   a channel broadcast into every configured pubsub
 //   GET  /healthz        200 when registered with epmd and connected to at
 //                        least one peer, else 503 with the reason
-//   GET  /metrics        Prometheus text: the node's counters, peers, the
-//                        delivery queues, the relay's own counters, and what
+//   GET  /metrics        Prometheus text: the node's families
+//                        (dist::Node::write_metrics), the relay's
+//                        (write_metrics: each part writes its own), and what
 //                        add_metrics() sources write (DNS polls, ...)
 //   GET  /socket/websocket  Phoenix Channels V2 over WebSocket (the official
 //                        phoenix client connects unchanged): joining a topic
@@ -22,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "dist/node.hpp"
 #include "pubsub/pubsub_bridge.hpp"
@@ -30,7 +32,6 @@
 #include "relay/cluster_hub.hpp"
 #include "relay/delivery.hpp"
 #include "relay/http_server.hpp"
-#include "relay/metrics.hpp"
 
 namespace beamlink::relay {
 
@@ -83,6 +84,10 @@ class Gateway {
 
   // The health answer now: empty when healthy, else why not.
   std::string unhealthy_reason() const;
+  // The relay's own families: delivery, hub, the broadcast route's answers,
+  // the HTTP server and the WebSocket clients.
+  void write_metrics(MetricsWriter& m) const;
+  // GET /metrics: the node's families, the relay's, then add_metrics()'s.
   std::string metrics_text();
 
   HttpServer& server() { return *server_; }

@@ -39,6 +39,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "common/uv_handle.hpp"
 #include "relay/http_message.hpp"
@@ -130,6 +131,8 @@ class HttpServer {
   // Connections closed for idling, and requests answered 408.
   std::uint64_t idle_closes() const;
   std::uint64_t request_timeouts() const;
+  // Open connections, backlog waits, timeouts by kind.
+  void write_metrics(MetricsWriter& m) const;
 
   struct Impl;
 

@@ -92,8 +92,10 @@ struct ChannelMessage {
   std::string payload;  // JSON text (minified)
 };
 
-// Decodes a V2 text message. Errors: protocol_error, the message a reason
-// fit for a close frame ("invalid JSON", "expected [join_ref, ref, ...]").
+// Decodes a V2 text message. Errors: bad_json (not JSON) and protocol_error
+// (not [join_ref, ref, topic, event, payload]), the message a reason fit
+// for a close frame ("malformed message: invalid JSON (...)", "malformed
+// message: expected [join_ref, ref, ...]").
 Result<ChannelMessage> decode_channel_message(std::string_view text);
 
 // [join_ref, ref, topic, event, payload] with `payload_json` inserted as is.

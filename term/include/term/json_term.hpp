@@ -16,9 +16,11 @@
 //   true / false / null    → the atoms true / false / nil
 //   array                  → proper list ([] for an empty one)
 //
-// Limits, each failing with Errc::invalid_argument and a message that names
-// it: the document's size (max_size bytes), nesting (max_depth arrays and
-// objects), atoms over 255 characters. Errors carry a `reason` for a 400 body.
+// Errors carry a `reason` for a 400 body. Errc::bad_json: the text is not
+// JSON (syntax, UTF-8, a number out of range) or breaks a limit of the
+// document: its size (max_size bytes) or nesting (max_depth arrays and
+// objects). Errc::invalid_argument: valid JSON the mapping refuses (a
+// duplicate key, a bad "$" form, an atom over 255 characters).
 //
 // Thread: a JsonToTerm holds a reusable simdjson parser; use one per thread.
 #pragma once

@@ -5,6 +5,10 @@
 //   beamlink_peers 3
 // https://prometheus.io/docs/instrumenting/exposition_formats/
 //
+// Each subsystem writes its own families (dist::Node::write_metrics, the
+// relay's Delivery, ClusterHub, HttpServer, ChannelSocketServer, ...); the
+// owner of a /metrics route calls each in turn.
+//
 // Thread: none; a MetricsWriter is a plain value.
 #pragma once
 
@@ -14,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-namespace beamlink::relay {
+namespace beamlink {
 
 class MetricsWriter {
  public:
@@ -43,4 +47,4 @@ class MetricsWriter {
 // escaped.
 std::string escape_label_value(std::string_view v);
 
-}  // namespace beamlink::relay
+}  // namespace beamlink

@@ -1,9 +1,9 @@
-#include "relay/metrics.hpp"
+#include "common/metrics.hpp"
 
 #include <cmath>
 #include <cstdio>
 
-namespace beamlink::relay {
+namespace beamlink {
 
 std::string escape_label_value(std::string_view v) {
   std::string out;
@@ -95,4 +95,4 @@ MetricsWriter& MetricsWriter::gauge(std::string_view name, std::string_view help
   return family(name, Type::gauge, help).sample(name, value);
 }
 
-}  // namespace beamlink::relay
+}  // namespace beamlink
