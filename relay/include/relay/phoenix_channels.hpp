@@ -52,7 +52,7 @@
 
 #include "common/result.hpp"
 #include "relay/channel_hub.hpp"
-#include "relay/websocket.hpp"
+#include "relay/websocket_protocol.hpp"
 
 namespace beamlink::relay {
 
