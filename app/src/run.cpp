@@ -187,6 +187,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     // the node is up; destroyed before the node (declared after it).
     std::unique_ptr<pubsub::PgScope> scope;
     std::vector<std::unique_ptr<pubsub::PubSubBridge>> bridges;
+    std::vector<Subscription> printed_topics;  // subscribe's printers, per bridge and topic
     // The relay, destroyed before the bridges it uses.
     std::unique_ptr<relay::Gateway> gateway;
     // METRICS_LISTEN's listener, destroyed before everything it reports on.
@@ -392,16 +393,17 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
               return on_next_tick(&loop, [&] { stop_now(&stop_ctx); });
             }
             for (auto& topic : opts.subscribe_topics)
-              (*bridge)->subscribe(topic, [name](const pubsub::PubSubMessage& m) {
-                term::TermReader reader(m.message);
-                auto json = term::to_json(reader);
-                std::printf("{\"pubsub\":%s,\"topic\":%s,\"message\":%s}\n",
-                            term::json_quote(name).c_str(), term::json_quote(m.topic).c_str(),
-                            json
-                                ? json->c_str()
-                                : term::json_quote("unprintable: " + json.error().message).c_str());
-                std::fflush(stdout);
-              });
+              printed_topics.push_back(
+                  (*bridge)->subscribe(topic, [name](const pubsub::PubSubMessage& m) {
+                    term::TermReader reader(m.message);
+                    auto json = term::to_json(reader);
+                    std::printf(
+                        "{\"pubsub\":%s,\"topic\":%s,\"message\":%s}\n",
+                        term::json_quote(name).c_str(), term::json_quote(m.topic).c_str(),
+                        json ? json->c_str()
+                             : term::json_quote("unprintable: " + json.error().message).c_str());
+                    std::fflush(stdout);
+                  }));
             if (gateway) gateway->add_bridge(bridge->get());
             bridges.push_back(std::move(bridge).value());
           }

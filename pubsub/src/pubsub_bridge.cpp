@@ -305,21 +305,8 @@ Result<void> PubSubBridge::grow_to(int n) {
   return {};
 }
 
-int PubSubBridge::subscribe(std::string topic, Subscriber cb) {
-  int id = next_id_++;
-  by_topic_[topic].push_back(id);
-  subscribers_.emplace(id, std::make_pair(std::move(topic), std::move(cb)));
-  return id;
-}
-
-void PubSubBridge::unsubscribe(int id) {
-  auto it = subscribers_.find(id);
-  if (it == subscribers_.end()) return;
-  if (auto t = by_topic_.find(it->second.first); t != by_topic_.end()) {
-    std::erase(t->second, id);
-    if (t->second.empty()) by_topic_.erase(t);
-  }
-  subscribers_.erase(it);
+Subscription PubSubBridge::subscribe(const std::string& topic, Subscriber cb) {
+  return subscribers_.subscribe(topic, std::move(cb));
 }
 
 void PubSubBridge::on_worker_message(const dist::Envelope& e) {
@@ -332,16 +319,7 @@ void PubSubBridge::on_worker_message(const dist::Envelope& e) {
   }
   ++received_;
   PubSubMessage m{f->topic, f->message, f->dispatcher, e.from};
-  // Collect first: a subscriber may unsubscribe (itself or others).
-  auto t = by_topic_.find(f->topic);
-  if (t == by_topic_.end()) return;
-  std::vector<int> ids = t->second;
-  for (int id : ids) {
-    auto it = subscribers_.find(id);
-    if (it == subscribers_.end()) continue;
-    auto cb = it->second.second;  // keep it alive if it unsubscribes itself
-    cb(m);
-  }
+  subscribers_.emit(f->topic, m);  // a subscriber may drop any subscription meanwhile
 }
 
 std::vector<std::string> PubSubBridge::nodes() const {

@@ -9,21 +9,6 @@
 
 namespace beamlink::relay {
 
-namespace {
-
-// The `vsn` query parameter of the phoenix client ("2.0.0"), raw.
-std::string_view vsn_param(std::string_view query) {
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.starts_with("vsn=")) return pair.substr(4);
-  }
-  return {};
-}
-
-}  // namespace
-
 // One client: its WebSocket and its protocol core. States: Open → Closed
 // (on_closed ran; retired from the server's LoopOwned set: freed on a later
 // loop iteration, not inside the WebSocket's callback).
@@ -60,10 +45,11 @@ struct ChannelSocketServer::Impl {
                                     " WebSocket clients are connected, the most allowed "
                                     "(--relay-max-websockets): retry later");
       refusal->headers.emplace_back("Retry-After", "1");
-    } else if (auto vsn = vsn_param(req.query); !vsn.empty() && !vsn.starts_with("2.")) {
+    } else if (auto vsn = query_param(req.query, "vsn");
+               vsn && !vsn->empty() && !vsn->starts_with("2.")) {
       refusal = Response::error(
           400, "bad_request",
-          "unsupported vsn \"" + std::string(vsn) +
+          "unsupported vsn \"" + *vsn +
               "\": this relay speaks Phoenix Channels V2 only (the phoenix client's vsn=2.0.0)");
     } else {
       refusal = check_websocket_handshake(req);

@@ -34,21 +34,30 @@ std::string v2_broadcast_text(std::string_view topic, std::string_view event,
 
 ClusterHub::ClusterHub(Delivery& delivery, std::vector<pubsub::PubSubBridge*> bridges,
                        term::JsonTermOptions json)
-    : delivery_(delivery), bridges_(std::move(bridges)), json_(std::move(json)) {}
+    : delivery_(delivery),
+      bridges_(std::move(bridges)),
+      json_(std::move(json)),
+      listeners_([this](const std::string& topic) { open_topic(topic); },
+                 [this](const std::string& topic) { bridge_subs_.erase(topic); }) {}
 
 void ClusterHub::add_bridge(pubsub::PubSubBridge* bridge) {
   bridges_.push_back(bridge);
-  for (auto& [topic, t] : topics_) {
-    int sub =
-        bridge->subscribe(topic, [this](const pubsub::PubSubMessage& m) { on_cluster_message(m); });
-    t.bridge_subs.emplace_back(bridge, sub);
+  for (const auto& topic : listeners_.topics()) {
+    bridge_subs_[topic].push_back(bridge->subscribe(
+        topic, [this](const pubsub::PubSubMessage& m) { on_cluster_message(m); }));
   }
 }
 
-ClusterHub::~ClusterHub() {
-  for (auto& [name, t] : topics_)
-    for (auto& [bridge, id] : t.bridge_subs) bridge->unsubscribe(id);
+void ClusterHub::open_topic(const std::string& topic) {
+  auto& subs = bridge_subs_[topic];
+  for (auto* bridge : bridges_) {
+    subs.push_back(bridge->subscribe(
+        topic, [this](const pubsub::PubSubMessage& m) { on_cluster_message(m); }));
+  }
 }
+
+// The listeners' subscriptions may outlive the hub; the bridges' go with it.
+ClusterHub::~ClusterHub() = default;
 
 Result<void> ClusterHub::publish(std::string_view topic, std::span<const char> message_term) {
   if (message_term.empty() || static_cast<unsigned char>(message_term[0]) != 131)
@@ -86,7 +95,7 @@ Result<void> ClusterHub::publish_body(std::string_view topic, std::span<const ch
     return r;
   }
   ++stats_.published;
-  if (auto it = topics_.find(topic); it != topics_.end() && !it->second.listeners.empty()) {
+  if (listeners_.has(topic)) {
     auto d = decode_broadcast_json(body);
     if (d)
       dispatch_local(d->topic, d->event, d->payload_json);
@@ -110,31 +119,11 @@ Result<void> ClusterHub::publish(std::string_view topic, std::string_view event,
   return publish_body(topic, body.bytes());
 }
 
-int ClusterHub::subscribe(const std::string& topic, Listener listener) {
-  int id = next_id_++;
-  auto [it, fresh] = topics_.try_emplace(topic);
-  it->second.listeners.emplace(id, std::make_shared<Listener>(std::move(listener)));
-  listener_topic_.emplace(id, topic);
-  if (fresh) {
-    for (auto* bridge : bridges_) {
-      int sub = bridge->subscribe(
-          topic, [this](const pubsub::PubSubMessage& m) { on_cluster_message(m); });
-      it->second.bridge_subs.emplace_back(bridge, sub);
-    }
-  }
-  return id;
-}
-
-void ClusterHub::unsubscribe(int id) {
-  auto lt = listener_topic_.find(id);
-  if (lt == listener_topic_.end()) return;
-  auto it = topics_.find(lt->second);
-  listener_topic_.erase(lt);
-  if (it == topics_.end()) return;
-  it->second.listeners.erase(id);
-  if (!it->second.listeners.empty()) return;
-  for (auto& [bridge, sub] : it->second.bridge_subs) bridge->unsubscribe(sub);
-  topics_.erase(it);
+Subscription ClusterHub::subscribe(const std::string& topic, Listener listener) {
+  return listeners_.subscribe(topic, [this, l = std::move(listener)](const ChannelBroadcast& b) {
+    ++stats_.local_deliveries;
+    l(b);
+  });
 }
 
 void ClusterHub::on_cluster_message(const pubsub::PubSubMessage& m) {
@@ -157,23 +146,10 @@ void ClusterHub::on_cluster_message(const pubsub::PubSubMessage& m) {
 
 void ClusterHub::dispatch_local(const std::string& topic, std::string_view event,
                                 std::string_view payload_json) {
-  auto it = topics_.find(topic);
-  if (it == topics_.end() || it->second.listeners.empty()) return;
+  if (!listeners_.has(topic)) return;
   auto text = std::make_shared<const std::string>(v2_broadcast_text(topic, event, payload_json));
   ChannelBroadcast b{topic, event, payload_json, text};
-  // A listener may unsubscribe any id (its own or others) while we iterate.
-  std::vector<int> ids;
-  ids.reserve(it->second.listeners.size());
-  for (auto& [id, l] : it->second.listeners) ids.push_back(id);
-  for (int id : ids) {
-    auto t = topics_.find(topic);
-    if (t == topics_.end()) return;
-    auto l = t->second.listeners.find(id);
-    if (l == t->second.listeners.end()) continue;
-    ++stats_.local_deliveries;
-    auto listener = l->second;  // the call may erase the entry
-    (*listener)(b);
-  }
+  listeners_.emit(topic, b);  // a listener may drop any subscription meanwhile
 }
 
 void ClusterHub::write_metrics(MetricsWriter& m) const {

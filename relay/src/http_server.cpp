@@ -43,38 +43,6 @@ std::optional<std::string_view> bearer_token(std::string_view h) {
   return h;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// The first query parameter `name`, percent-decoded ('+' as a space, as
-// application/x-www-form-urlencoded and the phoenix client's encoding agree).
-std::optional<std::string> query_param(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    auto eq = pair.find('=');
-    if (pair.substr(0, eq) != name) continue;
-    std::string out;
-    auto raw = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == '%' && i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 &&
-          hex_value(raw[i + 2]) >= 0) {
-        out.push_back(static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2])));
-        i += 2;
-      } else {
-        out.push_back(raw[i] == '+' ? ' ' : raw[i]);
-      }
-    }
-    return out;
-  }
-  return std::nullopt;
-}
-
 // "Authorization: Bearer <token>"; on an upgrade path also "?token=<token>".
 bool authorized(const Request& req, const std::string& token, bool allow_query) {
   if (token.empty()) return true;
@@ -606,33 +574,6 @@ std::uint64_t HttpServer::idle_closes() const {
 
 std::uint64_t HttpServer::request_timeouts() const {
   return impl_->request_timeouts;
-}
-
-// Router --------------------------------------------------------------------
-
-Router& Router::add(std::string method, std::string path, Handler handler) {
-  routes_[std::move(path)][std::move(method)] = std::move(handler);
-  return *this;
-}
-
-void Router::operator()(const Request& req, Responder res) const {
-  auto p = routes_.find(req.path);
-  if (p == routes_.end()) {
-    res.respond(Response::error(404, "not_found", "no route for " + req.path));
-    return;
-  }
-  auto m = p->second.find(req.method);
-  if (m == p->second.end()) {
-    std::string allow;
-    for (const auto& [method, h] : p->second) allow += (allow.empty() ? "" : ", ") + method;
-    Response r = Response::error(
-        405, "method_not_allowed",
-        req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
-    r.headers.emplace_back("Allow", allow);
-    res.respond(std::move(r));
-    return;
-  }
-  m->second(req, std::move(res));
 }
 
 void HttpServer::write_metrics(MetricsWriter& m) const {

@@ -111,9 +111,7 @@ ChannelSession::ChannelSession(ChannelHub& hub, ChannelLimits limits, ChannelSta
                                Deliver deliver)
     : hub_(hub), limits_(limits), stats_(stats), deliver_(std::move(deliver)) {}
 
-ChannelSession::~ChannelSession() {
-  for (auto& [topic, channel] : channels_) hub_.unsubscribe(channel.subscription);
-}
+ChannelSession::~ChannelSession() = default;
 
 std::optional<std::optional<std::string>> ChannelSession::join_ref(const std::string& topic) const {
   auto it = channels_.find(topic);
@@ -163,7 +161,6 @@ ChannelSession::Output ChannelSession::handle_text(std::string_view text) {
 void ChannelSession::join(const ChannelMessage& m, Output& out) {
   std::optional<std::string> closed_old;  // phx_close for a duplicate join's old channel
   if (auto it = channels_.find(m.topic); it != channels_.end()) {
-    hub_.unsubscribe(it->second.subscription);
     closed_old = encode_channel_message(it->second.join_ref, it->second.join_ref, m.topic,
                                         "phx_close", "{}");
     channels_.erase(it);
@@ -182,8 +179,8 @@ void ChannelSession::join(const ChannelMessage& m, Output& out) {
         encode_channel_message(m.join_ref, m.ref, m.topic, "phx_reply", error_response(refused)));
   } else {
     ++stats_.joins;
-    int id = hub_.subscribe(m.topic, [this](const ChannelBroadcast& b) { deliver_(b); });
-    channels_.emplace(m.topic, Channel{m.join_ref, id});
+    auto sub = hub_.subscribe(m.topic, [this](const ChannelBroadcast& b) { deliver_(b); });
+    channels_.emplace(m.topic, Channel{m.join_ref, std::move(sub)});
     out.frames.push_back(encode_channel_message(m.join_ref, m.ref, m.topic, "phx_reply", kOk));
   }
   if (closed_old) out.frames.push_back(std::move(*closed_old));
@@ -196,8 +193,7 @@ void ChannelSession::leave(const ChannelMessage& m, Output& out) {
   // server close: no reply.
   if (join_ref && join_ref != m.join_ref) return;
   ++stats_.leaves;
-  hub_.unsubscribe(it->second.subscription);
-  channels_.erase(it);
+  channels_.erase(it);  // unsubscribes
   // Phoenix.Channel.Server replies, then its {:shutdown, :left} stop makes
   // the socket push phx_close.
   out.frames.push_back(encode_channel_message(join_ref, m.ref, m.topic, "phx_reply", kOk));

@@ -69,6 +69,7 @@ class Bridge {
   }
   ~Bridge() {
     bl_.on_loop([&] {
+      subs_.clear();
       bridge_.reset();
       scope_.reset();
     });
@@ -78,11 +79,11 @@ class Bridge {
 
   void subscribe(const std::string& topic) {
     bl_.on_loop([&] {
-      bridge_->subscribe(topic, [this](const pubsub::PubSubMessage& m) {
+      subs_.push_back(bridge_->subscribe(topic, [this](const pubsub::PubSubMessage& m) {
         term::TermReader r(m.message.data(), m.message.size());
         auto text = term::format_term(r);
         got_[std::string(m.topic)].push_back(text ? *text : "?");
-      });
+      }));
     });
   }
   std::vector<std::string> received(const std::string& topic) {
@@ -120,6 +121,7 @@ class Bridge {
   TestNode& bl_;
   std::unique_ptr<pubsub::PgScope> scope_;
   std::unique_ptr<pubsub::PubSubBridge> bridge_;
+  std::vector<Subscription> subs_;  // what subscribe() asked for, until the bridge goes
   std::map<std::string, std::vector<std::string>> got_;
 };
 

@@ -165,6 +165,27 @@ TEST_CASE("RequestParser stops after an upgrade request") {
   CHECK(out[0].upgrade);
 }
 
+// The one query-string parser: the bearer token (`?token=`, HttpServer) and
+// the Phoenix serializer version (`?vsn=`, ChannelSocketServer) both use it.
+TEST_CASE("query_param finds a name and percent-decodes its value") {
+  CHECK(query_param("token=abc&vsn=2.0.0", "token") == "abc");
+  CHECK(query_param("token=abc&vsn=2.0.0", "vsn") == "2.0.0");
+  CHECK(query_param("vsn=2.0.0", "token") == std::nullopt);
+  CHECK(query_param("", "vsn") == std::nullopt);
+  CHECK(query_param("token=a%2Bb+c%3d%2f", "token") == "a+b c=/");  // '+' is a space
+  CHECK(query_param("t=%zz%4", "t") == "%zz%4");                    // not an escape: kept
+  CHECK(query_param("&&vsn=2.0.0&", "vsn") == "2.0.0");             // empty pairs skipped
+}
+
+TEST_CASE("query_param takes the first of repeated names and keeps empty values") {
+  CHECK(query_param("vsn=1.0.0&vsn=2.0.0", "vsn") == "1.0.0");
+  CHECK(query_param("token=&token=x", "token") == "");
+  CHECK(query_param("token&vsn=2.0.0", "token") == "");  // no '=': the empty value
+  CHECK(query_param("vsn=", "vsn") == "");
+  // Names are compared as sent: neither decoded nor matched by prefix.
+  CHECK(query_param("tok%65n=x&tokens=y&xtoken=z", "token") == std::nullopt);
+}
+
 TEST_CASE("serialize writes status line and framing headers") {
   Response r = Response::error(503, "queue_full", "node \"a\" is busy");
   r.headers.emplace_back("Retry-After", "1");

@@ -10,41 +10,32 @@
 #include <tuple>
 #include <vector>
 
+#include "common/topic_registry.hpp"
 #include "relay/channel_hub.hpp"
 #include "relay/phoenix_channels.hpp"
 
 namespace beamlink::test {
 
 struct FakeChannelHub : relay::ChannelHub {
-  std::map<int, std::pair<std::string, Listener>> subs;
-  int next = 1;
+  TopicRegistry<const relay::ChannelBroadcast&> subs;
   std::vector<std::tuple<std::string, std::string, std::string>> published;
   std::optional<Error> fail;  // set: publish answers this error
 
-  int subscribe(const std::string& topic, Listener listener) override {
-    subs.emplace(next, std::make_pair(topic, std::move(listener)));
-    return next++;
+  Subscription subscribe(const std::string& topic, Listener listener) override {
+    return subs.subscribe(topic, std::move(listener));
   }
-  void unsubscribe(int id) override { subs.erase(id); }
   Result<void> publish(std::string_view topic, std::string_view event,
                        std::string_view payload_json) override {
     if (fail) return *fail;
     published.emplace_back(topic, event, payload_json);
     return {};
   }
-  std::size_t subscribers(const std::string& topic) const {
-    std::size_t n = 0;
-    for (const auto& [id, s] : subs) n += s.first == topic;
-    return n;
-  }
+  std::size_t subscribers(const std::string& topic) const { return subs.count(topic); }
   void broadcast(const std::string& topic, const std::string& event, const std::string& payload) {
     auto text = std::make_shared<const std::string>(
         relay::encode_channel_message(std::nullopt, std::nullopt, topic, event, payload));
     relay::ChannelBroadcast b{topic, event, payload, text};
-    std::vector<Listener> ls;
-    for (const auto& [id, s] : subs)
-      if (s.first == topic) ls.push_back(s.second);
-    for (auto& l : ls) l(b);
+    subs.emit(topic, b);
   }
 };
 

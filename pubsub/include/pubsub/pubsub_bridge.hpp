@@ -41,6 +41,7 @@
 
 #include "common/result.hpp"
 #include "common/signal.hpp"
+#include "common/topic_registry.hpp"
 #include "pubsub/pg_scope.hpp"
 #include "term/term.hpp"
 
@@ -133,11 +134,11 @@ class PubSubBridge {
   int pool_size() const { return static_cast<int>(workers_.size()); }
   std::vector<term::Pid> workers() const { return workers_; }
 
-  // Local subscribers of a topic. A callback may unsubscribe (any id) or
-  // destroy nothing else. Each received broadcast reaches each subscriber of
-  // its topic once.
-  int subscribe(std::string topic, Subscriber cb);
-  void unsubscribe(int id);
+  // Local subscribers of a topic, until the Subscription goes (it may
+  // outlive the bridge). A callback may drop any subscription or destroy
+  // nothing else. Each received broadcast reaches each subscriber of its
+  // topic once.
+  Subscription subscribe(const std::string& topic, Subscriber cb);
 
   // The BEAM nodes a publish goes to: 2.x, the connected nodes whose scope
   // has a member of the pubsub's first group; 1.1, every connected node;
@@ -190,9 +191,7 @@ class PubSubBridge {
   mutable std::vector<Target> targets_;
   mutable bool targets_dirty_ = true;
   std::vector<term::Pid> workers_;
-  std::map<int, std::pair<std::string, Subscriber>> subscribers_;
-  std::map<std::string, std::vector<int>, std::less<>> by_topic_;  // ids in subscription order
-  int next_id_ = 1;
+  TopicRegistry<const PubSubMessage&> subscribers_;
   int change_id_ = 0;
   Subscription node_up_;
   Subscription node_down_;

@@ -23,8 +23,8 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "relay/http_handler.hpp"
 #include "relay/http_message.hpp"
-#include "relay/http_server.hpp"
 #include "term/json_term.hpp"
 #include "term/term.hpp"
 

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "common/signal.hpp"
 
 namespace beamlink::relay {
 
@@ -32,10 +33,10 @@ class ChannelHub {
   using Listener = std::function<void(const ChannelBroadcast&)>;
   virtual ~ChannelHub() = default;
 
-  // Each broadcast on `topic` reaches the listener once, until unsubscribe.
-  // A listener may unsubscribe any id during the call.
-  virtual int subscribe(const std::string& topic, Listener listener) = 0;
-  virtual void unsubscribe(int id) = 0;
+  // Each broadcast on `topic` reaches the listener once, until the
+  // Subscription goes (it may outlive the hub). A listener may drop any
+  // subscription during the call, its own included.
+  virtual Subscription subscribe(const std::string& topic, Listener listener) = 0;
   // A push from a client: {topic, event, payload JSON} into the cluster as a
   // %Phoenix.Socket.Broadcast{}. Errors as for POST /v1/broadcast:
   // bad_json (the payload is not JSON, or over a limit) and invalid_argument

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/metrics.hpp"
+#include "common/topic_registry.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 #include "relay/broadcast_api.hpp"
 #include "relay/channel_hub.hpp"
@@ -81,22 +82,20 @@ class ClusterHub : public Publisher, public ChannelHub {
   Result<void> publish(std::string_view topic, std::span<const char> message_term) override;
 
   // ChannelHub.
-  int subscribe(const std::string& topic, Listener listener) override;
-  void unsubscribe(int id) override;
+  Subscription subscribe(const std::string& topic, Listener listener) override;
   Result<void> publish(std::string_view topic, std::string_view event,
                        std::string_view payload_json) override;
 
   const HubStats& stats() const { return stats_; }
-  std::size_t topics() const { return topics_.size(); }
+  std::size_t topics() const { return listeners_.size(); }
   // Broadcasts offered by outcome, broadcasts received from the cluster,
   // messages ignored by reason, subscribed topics.
   void write_metrics(MetricsWriter& m) const;
 
  private:
-  struct Topic {
-    std::map<int, std::shared_ptr<Listener>> listeners;
-    std::vector<std::pair<pubsub::PubSubBridge*, int>> bridge_subs;
-  };
+  // A topic's first listener subscribes every bridge to it; its last one
+  // drops those subscriptions.
+  void open_topic(const std::string& topic);
   // The broadcast term without its version byte, into every bridge's nodes.
   Result<void> publish_body(std::string_view topic, std::span<const char> body);
   void on_cluster_message(const pubsub::PubSubMessage& m);
@@ -106,11 +105,10 @@ class ClusterHub : public Publisher, public ChannelHub {
   Delivery& delivery_;
   std::vector<pubsub::PubSubBridge*> bridges_;
   term::JsonToTerm json_;
-  std::map<std::string, Topic, std::less<>> topics_;
-  std::map<int, std::string> listener_topic_;
-  int next_id_ = 1;
   std::size_t expected_bridges_ = 0;
   HubStats stats_;
+  std::map<std::string, std::vector<Subscription>, std::less<>> bridge_subs_;  // topic → bridges'
+  TopicRegistry<const ChannelBroadcast&> listeners_;
 };
 
 }  // namespace beamlink::relay

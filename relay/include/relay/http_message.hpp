@@ -42,6 +42,13 @@ struct Response {
   static Response error(int status, std::string_view error, std::string_view reason);
 };
 
+// The query parameter `name` of `query` (Request::query: pairs separated by
+// '&'), percent-decoded with '+' as a space (application/x-www-form-urlencoded,
+// as the phoenix client encodes its params). Names are compared as sent. A
+// repeated name: the first wins. A pair without '=' has the empty value. A
+// '%' not followed by two hex digits is kept as is. std::nullopt when absent.
+std::optional<std::string> query_param(std::string_view query, std::string_view name);
+
 // "OK", "Payload Too Large", ... ("Unknown" for codes not listed).
 std::string_view status_text(int status);
 

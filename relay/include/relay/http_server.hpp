@@ -6,11 +6,12 @@
 //
 // Contract:
 // - Thread: the loop's thread only, like the loop itself.
-// - The Handler is called once per request, in order, from a read callback.
-//   It answers through the Responder, then or later (asynchronously), exactly
-//   once: later calls are ignored. A Responder may be copied; when the last
-//   copy goes without an answer, the request gets 500. Answering after the
-//   connection closed (or the server was destroyed) does nothing.
+// - The Handler (http_handler.hpp) is called once per request, in order,
+//   from a read callback. It answers through the Responder, then or later
+//   (asynchronously), exactly once: later calls are ignored. A Responder may
+//   be copied; when the last copy goes without an answer, the request gets
+//   500. Answering after the connection closed (or the server was
+//   destroyed) does nothing.
 // - A handler must not destroy the HttpServer from inside the call.
 // - close() stops accepting, closes idle connections now and the others once
 //   their pending responses are written. The destructor closes everything at
@@ -42,26 +43,10 @@
 #include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "common/uv_handle.hpp"
+#include "relay/http_handler.hpp"
 #include "relay/http_message.hpp"
 
 namespace beamlink::relay {
-
-class Connection;
-
-class Responder {
- public:
-  // Answers the request; true the first time, false (and ignored) after.
-  bool respond(Response r) const;
-  bool answered() const noexcept;
-
-  struct State;
-  explicit Responder(std::shared_ptr<State> s) : state_(std::move(s)) {}
-
- private:
-  std::shared_ptr<State> state_;
-};
-
-using Handler = std::function<void(const Request&, Responder)>;
 
 // Takes over the connection of an Upgrade request (RFC 9110 7.8) on one path.
 struct UpgradeHandler {
@@ -138,17 +123,6 @@ class HttpServer {
 
  private:
   std::unique_ptr<Impl> impl_;
-};
-
-// Dispatches on exact method and path: 404 for an unknown path, 405 (with
-// Allow) for a known path and another method.
-class Router {
- public:
-  Router& add(std::string method, std::string path, Handler handler);
-  void operator()(const Request& req, Responder res) const;
-
- private:
-  std::map<std::string, std::map<std::string, Handler>> routes_;  // path → method → handler
 };
 
 }  // namespace beamlink::relay

@@ -38,7 +38,7 @@
 // session joined, as the hub's shared v2_text.
 //
 // Thread: the loop's thread only. A ChannelSession unsubscribes everything
-// when destroyed; the hub must outlive it.
+// when destroyed (its Subscriptions go).
 #pragma once
 
 #include <cstddef>
@@ -52,7 +52,7 @@
 
 #include "common/result.hpp"
 #include "relay/channel_hub.hpp"
-#include "relay/websocket.hpp"
+#include "relay/websocket_protocol.hpp"
 
 namespace beamlink::relay {
 
@@ -136,7 +136,7 @@ class ChannelSession {
  private:
   struct Channel {
     std::optional<std::string> join_ref;
-    int subscription = 0;
+    Subscription subscription;  // to the hub's broadcasts on the topic
   };
   void join(const ChannelMessage& m, Output& out);
   void leave(const ChannelMessage& m, Output& out);
