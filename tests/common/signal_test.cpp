@@ -22,7 +22,7 @@ TEST_CASE("signal: callbacks run in subscription order until their subscription 
   CHECK(s.size() == 1);
 }
 
-TEST_CASE("signal: a callback may remove itself and others, and add one not called this time") {
+TEST_CASE("signal: a callback may remove itself and others and add one not called this time") {
   Signal<> s;
   std::vector<int> seen;
   Subscription first, second, added;

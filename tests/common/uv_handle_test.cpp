@@ -61,7 +61,7 @@ TEST_CASE("uv handle: a pending write completes with ECANCELED and data cleared"
   close(other);
 }
 
-TEST_CASE("defer: runs later, never inside the call, and not after its owner went") {
+TEST_CASE("defer: runs later - never inside the call - and not after its owner went") {
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
   int ran = 0, skipped = 0;

@@ -41,7 +41,7 @@ TEST_CASE("doctor report: JSON output is valid UTF-8 with controls escaped") {
   CHECK(json.find("\xEF\xBF\xBD") != std::string::npos);
 }
 
-TEST_CASE("utf8: ill-formed sequences become U+FFFD, well-formed ones stay") {
+TEST_CASE("utf8: ill-formed sequences become U+FFFD - well-formed ones stay") {
   CHECK(sanitize_utf8("a\xC3\xA9z") == "a\xC3\xA9z");                              // é
   CHECK(sanitize_utf8("\xF0\x9F\x98\x80") == "\xF0\x9F\x98\x80");                  // U+1F600
   CHECK(sanitize_utf8("\xC0\xAF") == "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong '/'
