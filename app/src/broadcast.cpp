@@ -16,6 +16,7 @@
 #include <set>
 
 #include "commands.hpp"
+#include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
 #include "pubsub/pg_scope.hpp"
@@ -43,7 +44,7 @@ struct Broadcast {
   std::unique_ptr<relay::ClusterHub> hub;
   std::set<std::string> pending;  // connects not answered yet
   std::vector<std::string> connected;
-  uv_timer_t* timer = nullptr;
+  UvHandle<uv_timer_t> timer;  // the phase check, every 10 ms
   std::uint64_t deadline = 0;  // of the current phase
   enum class Phase { connecting, syncing, writing, done } phase = Phase::connecting;
   int code = 1;
@@ -53,8 +54,7 @@ struct Broadcast {
     phase = Phase::done;
     code = c;
     if (poller) poller->stop();
-    close_and_delete(timer);
-    timer = nullptr;
+    timer.reset();
     on_next_tick(loop, [this] {
       hub.reset();
       delivery.reset();
@@ -65,14 +65,12 @@ struct Broadcast {
   }
 
   void start() {
-    timer = new uv_timer_t;
-    uv_timer_init(loop, timer);
-    timer->data = this;
+    (void)timer.init(loop, this, uv_timer_init);  // cannot fail for a timer
     if (!make_bridges()) return finish(1);
     deadline = uv_now(loop) + static_cast<std::uint64_t>(opts.timeout_ms);
     // Checked every 10 ms: the phases wait on conditions of several sources.
     uv_timer_start(
-        timer, [](uv_timer_t* t) { static_cast<Broadcast*>(t->data)->tick(); }, 10, 10);
+        timer.get(), [](uv_timer_t* t) { static_cast<Broadcast*>(t->data)->tick(); }, 10, 10);
     for (auto& n : opts.connect) dial(n);
     if (!cfg.dns.empty()) {
       discovery::DnsPoller::Options po;

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "epmd_client/client.hpp"
 #include "term/term_json.hpp"
@@ -94,13 +95,9 @@ int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
       // The wait for the answer is bounded by a timer, closed by whichever
       // of answer and timeout comes first.
       struct Wait {
-        uv_timer_t* timer = nullptr;
+        UvHandle<uv_timer_t> timer;
         std::function<void()> on_timeout;
-        void close() {
-          if (!timer) return;
-          close_and_delete(timer);
-          timer = nullptr;
-        }
+        void close() { timer.reset(); }
       };
       auto wait = std::make_shared<Wait>();
       term::Pid self = node.spawn([=, &node](const term::Pid& me, const dist::Envelope& e) {
@@ -128,8 +125,7 @@ int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
         std::fprintf(stderr, "pang: %s\n", s.error().message.c_str());
         return stop(1);
       }
-      wait->timer = new uv_timer_t;
-      uv_timer_init(node.loop(), wait->timer);
+      (void)wait->timer.init(node.loop(), wait.get(), uv_timer_init);  // cannot fail for a timer
       // The handler above holds the Wait until it answers; the timer only
       // points at it.
       wait->on_timeout = [stop, target, timeout_ms] {
@@ -139,9 +135,8 @@ int cmd_ping(const Config& cfg, const std::string& target, int timeout_ms) {
                      target.c_str(), timeout_ms);
         stop(1);
       };
-      wait->timer->data = wait.get();
       uv_timer_start(
-          wait->timer,
+          wait->timer.get(),
           [](uv_timer_t* timer) {
             auto* w = static_cast<Wait*>(timer->data);
             auto fire = std::move(w->on_timeout);

@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "common/metrics.hpp"
+#include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
 #include "dist/peer_manager.hpp"
@@ -31,7 +32,7 @@ struct StopCtx {
   relay::Gateway* gateway = nullptr;
   relay::HttpServer* metrics = nullptr;  // METRICS_LISTEN's listener
   std::chrono::milliseconds drain_limit{5000};
-  uv_timer_t* drain = nullptr;
+  UvHandle<uv_timer_t> drain{};  // checks the drain every 10 ms while stopping
   std::uint64_t drain_deadline = 0;
   bool stopping = false;
 };
@@ -49,10 +50,7 @@ void stop_now(StopCtx* ctx) {
   if (ctx->metrics) ctx->metrics->close();
   if (ctx->poller) ctx->poller->stop();
   ctx->peers->stop();
-  if (ctx->drain) {
-    close_and_delete(ctx->drain);
-    ctx->drain = nullptr;
-  }
+  ctx->drain.reset();
   ctx->node->stop();
   for (auto* s : ctx->sigs)
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
@@ -76,11 +74,9 @@ void stop_gracefully(StopCtx* ctx, uv_loop_t* loop) {
       "stop now)",
       left, ctx->drain_limit.count());
   ctx->drain_deadline = uv_now(loop) + static_cast<std::uint64_t>(ctx->drain_limit.count());
-  ctx->drain = new uv_timer_t;
-  uv_timer_init(loop, ctx->drain);
-  ctx->drain->data = ctx;
+  (void)ctx->drain.init(loop, ctx, uv_timer_init);  // cannot fail for a timer
   uv_timer_start(
-      ctx->drain,
+      ctx->drain.get(),
       [](uv_timer_t* t) {
         auto* c = static_cast<StopCtx*>(t->data);
         auto n = queued_messages(c);

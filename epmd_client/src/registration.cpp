@@ -19,9 +19,7 @@ Registration::~Registration() {
 void Registration::start() {
   if (state_ != State::idle) return;
   state_ = State::registering;
-  retry_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, retry_timer_);
-  retry_timer_->data = this;
+  (void)retry_timer_.init(loop_, this, uv_timer_init);  // cannot fail for a timer
   attempt();
 }
 
@@ -31,11 +29,7 @@ void Registration::stop() {
     link_->close();
     link_ = nullptr;
   }
-  if (retry_timer_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    retry_timer_ = nullptr;
-  }
+  retry_timer_.reset();
 }
 
 void Registration::attempt() {
@@ -113,8 +107,8 @@ void Registration::attempt_failed(Error e) {
     return emit(Event{Event::Kind::failed, 0, std::move(e)});
   }
   state_ = State::retrying;
-  uv_timer_start(retry_timer_, on_retry_timer, static_cast<uint64_t>(opts_.retry_interval.count()),
-                 0);
+  uv_timer_start(retry_timer_.get(), on_retry_timer,
+                 static_cast<uint64_t>(opts_.retry_interval.count()), 0);
   if (last_retry_failure_ && last_retry_failure_->code == e.code &&
       last_retry_failure_->message == e.message)
     return;  // same reason as last time: do not repeat it

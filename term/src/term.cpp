@@ -1,5 +1,6 @@
 #include "term/term.hpp"
 
+#include "bad_term.hpp"
 #include "common/bytes.hpp"
 
 #include <ei.h>
@@ -15,34 +16,30 @@ using bytes::get_u16;
 using bytes::get_u32;
 using bytes::put_u32;
 
-Error bad(std::string what, std::size_t at) {
-  return make_error(Errc::bad_term, what + " at byte " + std::to_string(at));
-}
-
 // Walks an atom in place (used inside pids, ports and refs, whose fixed-size
 // fields follow the node atom). Returns the bytes it takes.
 Result<std::size_t> atom_extent(const char* buf, std::size_t size, std::size_t at) {
-  if (at >= size) return bad("truncated atom", at);
+  if (at >= size) return detail::bad_term_at("truncated atom", at);
   auto tag = static_cast<unsigned char>(buf[at]);
   std::size_t header = 0, len = 0;
   switch (tag) {
     case ERL_ATOM_EXT:
     case ERL_ATOM_UTF8_EXT:
-      if (size - at < 3) return bad("truncated atom length", at);
+      if (size - at < 3) return detail::bad_term_at("truncated atom length", at);
       header = 3;
       len = get_u16(buf + at + 1);
       break;
     case ERL_SMALL_ATOM_EXT:
     case ERL_SMALL_ATOM_UTF8_EXT:
-      if (size - at < 2) return bad("truncated atom length", at);
+      if (size - at < 2) return detail::bad_term_at("truncated atom length", at);
       header = 2;
       len = static_cast<unsigned char>(buf[at + 1]);
       break;
     default:
-      return bad("expected an atom, got tag " + std::to_string(tag), at);
+      return detail::bad_term_at("expected an atom, got tag " + std::to_string(tag), at);
   }
-  if (len > 255 * 4) return bad("atom longer than 255 characters", at);
-  if (size - at - header < len) return bad("truncated atom text", at);
+  if (len > 255 * 4) return detail::bad_term_at("atom longer than 255 characters", at);
+  if (size - at - header < len) return detail::bad_term_at("truncated atom text", at);
   return header + len;
 }
 
@@ -76,8 +73,8 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
   std::size_t pending = 1;  // terms still to walk
   std::size_t walked = 0;
   while (pending > 0) {
-    if (at >= size) return bad("truncated term", at);
-    if (++walked > limits.max_terms) return bad("term has too many elements", at);
+    if (at >= size) return detail::bad_term_at("truncated term", at);
+    if (++walked > limits.max_terms) return detail::bad_term_at("term has too many elements", at);
     --pending;
     const std::size_t left = size - at;
     auto tag = static_cast<unsigned char>(buf[at]);
@@ -85,19 +82,19 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
     std::size_t add_terms = 0;
     switch (tag) {
       case ERL_SMALL_INTEGER_EXT:
-        if (!need(2)) return bad("truncated small integer", at);
+        if (!need(2)) return detail::bad_term_at("truncated small integer", at);
         at += 2;
         break;
       case ERL_INTEGER_EXT:
-        if (!need(5)) return bad("truncated integer", at);
+        if (!need(5)) return detail::bad_term_at("truncated integer", at);
         at += 5;
         break;
       case NEW_FLOAT_EXT:
-        if (!need(9)) return bad("truncated float", at);
+        if (!need(9)) return detail::bad_term_at("truncated float", at);
         at += 9;
         break;
       case ERL_FLOAT_EXT:
-        if (!need(32)) return bad("truncated float", at);
+        if (!need(32)) return detail::bad_term_at("truncated float", at);
         at += 32;
         break;
       case ERL_ATOM_EXT:
@@ -110,17 +107,17 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
         break;
       }
       case ERL_SMALL_TUPLE_EXT:
-        if (!need(2)) return bad("truncated tuple header", at);
+        if (!need(2)) return detail::bad_term_at("truncated tuple header", at);
         add_terms = static_cast<unsigned char>(buf[at + 1]);
         at += 2;
         break;
       case ERL_LARGE_TUPLE_EXT:
-        if (!need(5)) return bad("truncated tuple header", at);
+        if (!need(5)) return detail::bad_term_at("truncated tuple header", at);
         add_terms = get_u32(buf + at + 1);
         at += 5;
         break;
       case ERL_MAP_EXT:
-        if (!need(5)) return bad("truncated map header", at);
+        if (!need(5)) return detail::bad_term_at("truncated map header", at);
         add_terms = std::size_t{get_u32(buf + at + 1)} * 2;
         at += 5;
         break;
@@ -128,42 +125,42 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
         at += 1;
         break;
       case ERL_STRING_EXT: {
-        if (!need(3)) return bad("truncated string header", at);
+        if (!need(3)) return detail::bad_term_at("truncated string header", at);
         std::size_t n = get_u16(buf + at + 1);
-        if (left - 3 < n) return bad("truncated string", at);
+        if (left - 3 < n) return detail::bad_term_at("truncated string", at);
         at += 3 + n;
         break;
       }
       case ERL_LIST_EXT:
-        if (!need(5)) return bad("truncated list header", at);
+        if (!need(5)) return detail::bad_term_at("truncated list header", at);
         add_terms = std::size_t{get_u32(buf + at + 1)} + 1;  // elements and the tail
         at += 5;
         break;
       case ERL_BINARY_EXT: {
-        if (!need(5)) return bad("truncated binary header", at);
+        if (!need(5)) return detail::bad_term_at("truncated binary header", at);
         std::size_t n = get_u32(buf + at + 1);
-        if (left - 5 < n) return bad("truncated binary", at);
+        if (left - 5 < n) return detail::bad_term_at("truncated binary", at);
         at += 5 + n;
         break;
       }
       case ERL_BIT_BINARY_EXT: {
-        if (!need(6)) return bad("truncated bit binary header", at);
+        if (!need(6)) return detail::bad_term_at("truncated bit binary header", at);
         std::size_t n = get_u32(buf + at + 1);
-        if (left - 6 < n) return bad("truncated bit binary", at);
+        if (left - 6 < n) return detail::bad_term_at("truncated bit binary", at);
         at += 6 + n;
         break;
       }
       case ERL_SMALL_BIG_EXT: {
-        if (!need(3)) return bad("truncated big integer header", at);
+        if (!need(3)) return detail::bad_term_at("truncated big integer header", at);
         std::size_t n = static_cast<unsigned char>(buf[at + 1]);
-        if (left - 3 < n) return bad("truncated big integer", at);
+        if (left - 3 < n) return detail::bad_term_at("truncated big integer", at);
         at += 3 + n;
         break;
       }
       case ERL_LARGE_BIG_EXT: {
-        if (!need(6)) return bad("truncated big integer header", at);
+        if (!need(6)) return detail::bad_term_at("truncated big integer header", at);
         std::size_t n = get_u32(buf + at + 1);
-        if (left - 6 < n) return bad("truncated big integer", at);
+        if (left - 6 < n) return detail::bad_term_at("truncated big integer", at);
         at += 6 + n;
         break;
       }
@@ -172,7 +169,7 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
         auto n = atom_extent(buf, size, at + 1);
         if (!n) return n.error();
         std::size_t fixed = tag == ERL_PID_EXT ? 9 : 12;
-        if (left - 1 - *n < fixed) return bad("truncated pid", at);
+        if (left - 1 - *n < fixed) return detail::bad_term_at("truncated pid", at);
         at += 1 + *n + fixed;
         break;
       }
@@ -182,35 +179,35 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
         auto n = atom_extent(buf, size, at + 1);
         if (!n) return n.error();
         std::size_t fixed = tag == ERL_PORT_EXT ? 5 : tag == ERL_NEW_PORT_EXT ? 8 : 12;
-        if (left - 1 - *n < fixed) return bad("truncated port", at);
+        if (left - 1 - *n < fixed) return detail::bad_term_at("truncated port", at);
         at += 1 + *n + fixed;
         break;
       }
       case ERL_REFERENCE_EXT: {
         auto n = atom_extent(buf, size, at + 1);
         if (!n) return n.error();
-        if (left - 1 - *n < 5) return bad("truncated reference", at);
+        if (left - 1 - *n < 5) return detail::bad_term_at("truncated reference", at);
         at += 1 + *n + 5;
         break;
       }
       case ERL_NEW_REFERENCE_EXT:
       case ERL_NEWER_REFERENCE_EXT: {
-        if (!need(3)) return bad("truncated reference header", at);
+        if (!need(3)) return detail::bad_term_at("truncated reference header", at);
         std::size_t words = get_u16(buf + at + 1);
         if (words == 0 || words > 5)
-          return bad("reference with " + std::to_string(words) + " words", at);
+          return detail::bad_term_at("reference with " + std::to_string(words) + " words", at);
         auto n = atom_extent(buf, size, at + 3);
         if (!n) return n.error();
         std::size_t fixed = (tag == ERL_NEW_REFERENCE_EXT ? 1 : 4) + 4 * words;
-        if (left - 3 - *n < fixed) return bad("truncated reference", at);
+        if (left - 3 - *n < fixed) return detail::bad_term_at("truncated reference", at);
         at += 3 + *n + fixed;
         break;
       }
       case ERL_NEW_FUN_EXT: {
-        if (!need(5)) return bad("truncated fun header", at);
+        if (!need(5)) return detail::bad_term_at("truncated fun header", at);
         std::size_t n =
             get_u32(buf + at + 1);  // includes the size field and tag? size counts from Size
-        if (n < 4 || left - 1 < n) return bad("truncated fun", at);
+        if (n < 4 || left - 1 < n) return detail::bad_term_at("truncated fun", at);
         at += 1 + n;
         break;
       }
@@ -219,12 +216,13 @@ Result<std::size_t> term_extent(const char* buf, std::size_t size, std::size_t i
         at += 1;
         break;
       default:
-        return bad("unsupported term tag " + std::to_string(tag), at);
+        return detail::bad_term_at("unsupported term tag " + std::to_string(tag), at);
     }
     pending += add_terms;
     // Every pending term needs at least one byte; refuse impossible counts
     // before they turn into a long walk.
-    if (pending > size - at) return bad("term claims more elements than bytes remain", at);
+    if (pending > size - at)
+      return detail::bad_term_at("term claims more elements than bytes remain", at);
   }
   return at - index;
 }
@@ -255,7 +253,8 @@ Result<TermType> TermReader::peek() const {
   int idx = static_cast<int>(index_);
   // ei_get_type reads at most the tag and its header; check those exist.
   if (auto v = ensure_valid(nullptr); !v) return v.error();
-  if (ei_get_type(buf_, &idx, &type, &sz) < 0) return bad("undecodable term", index_);
+  if (ei_get_type(buf_, &idx, &type, &sz) < 0)
+    return detail::bad_term_at("undecodable term", index_);
   return TermType{type, sz};
 }
 
@@ -265,12 +264,12 @@ bool TermReader::next_is_atom() const {
                t->tag == ERL_ATOM_UTF8_EXT || t->tag == ERL_SMALL_ATOM_UTF8_EXT);
 }
 
-#define BEAMLINK_DECODE(call, what)                                        \
-  do {                                                                     \
-    if (auto valid = ensure_valid(nullptr); !valid) return valid.error();  \
-    int idx = static_cast<int>(index_);                                    \
-    if ((call) < 0) return bad(std::string("expected ") + (what), index_); \
-    index_ = static_cast<std::size_t>(idx);                                \
+#define BEAMLINK_DECODE(call, what)                                                        \
+  do {                                                                                     \
+    if (auto valid = ensure_valid(nullptr); !valid) return valid.error();                  \
+    int idx = static_cast<int>(index_);                                                    \
+    if ((call) < 0) return detail::bad_term_at(std::string("expected ") + (what), index_); \
+    index_ = static_cast<std::size_t>(idx);                                                \
   } while (0)
 
 Result<std::string> TermReader::read_atom() {
@@ -296,7 +295,7 @@ Result<std::string_view> TermReader::read_binary() {
   std::size_t extent = 0;
   if (auto v = ensure_valid(&extent); !v) return v.error();
   if (static_cast<unsigned char>(buf_[index_]) != ERL_BINARY_EXT)
-    return bad("expected a binary", index_);
+    return detail::bad_term_at("expected a binary", index_);
   std::size_t len = get_u32(buf_ + index_ + 1);
   std::string_view out(buf_ + index_ + 5, len);
   index_ += extent;
@@ -322,15 +321,15 @@ Result<std::string> TermReader::read_string() {
     std::string s;
     for (int i = 0; i < *n; ++i) {
       auto c = r.read_int();
-      if (!c || *c < 0 || *c > 255) return bad("expected a list of bytes", index_);
+      if (!c || *c < 0 || *c > 255) return detail::bad_term_at("expected a list of bytes", index_);
       s.push_back(static_cast<char>(*c));
     }
     auto tail = r.read_list_header();
-    if (!tail || *tail != 0) return bad("expected a proper list", index_);
+    if (!tail || *tail != 0) return detail::bad_term_at("expected a proper list", index_);
     *this = r;
     return s;
   }
-  return bad("expected a string", index_);
+  return detail::bad_term_at("expected a string", index_);
 }
 
 Result<int> TermReader::read_tuple_header() {

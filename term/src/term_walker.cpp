@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "bad_term.hpp"
 #include "common/bytes.hpp"
 #include "term/term_text.hpp"
 
@@ -15,10 +16,6 @@ namespace {
 using bytes::append_utf8;
 using bytes::get_u16;
 using bytes::get_u32;
-
-Error bad_at(std::string what, std::size_t at) {
-  return make_error(Errc::bad_term, what + " at byte " + std::to_string(at));
-}
 
 // Magnitude (little-endian bytes) to decimal digits.
 std::string magnitude_to_decimal(const unsigned char* bytes, std::size_t n) {
@@ -110,7 +107,7 @@ class Walker {
   }
 
   Result<void> integer_field(std::size_t* at, std::size_t limit, std::int64_t* v) const {
-    if (*at >= limit) return bad_at("truncated fun", *at);
+    if (*at >= limit) return detail::bad_term_at("truncated fun", *at);
     if (b_[*at] == ERL_SMALL_INTEGER_EXT && limit - *at >= 2) {
       *v = b_[*at + 1];
       *at += 2;
@@ -121,16 +118,16 @@ class Walker {
       *at += 5;
       return {};
     }
-    return bad_at("expected an integer in a fun", *at);
+    return detail::bad_term_at("expected an integer in a fun", *at);
   }
 
   Result<void> atom_field(std::size_t* at, std::size_t limit, std::string* name) const {
-    if (*at >= limit) return bad_at("truncated fun", *at);
+    if (*at >= limit) return detail::bad_term_at("truncated fun", *at);
     const unsigned char tag = b_[*at];
     std::size_t need = (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT) ? 3 : 2;
-    if (limit - *at < need) return bad_at("truncated fun", *at);
+    if (limit - *at < need) return detail::bad_term_at("truncated fun", *at);
     std::size_t len = need == 3 ? get_u16(b_ + *at + 1) : b_[*at + 1];
-    if (limit - *at - need < len) return bad_at("truncated fun", *at);
+    if (limit - *at - need < len) return detail::bad_term_at("truncated fun", *at);
     auto a = read_atom_name(b_, at);
     if (!a) return a.error();
     *name = std::move(*a);
@@ -161,7 +158,7 @@ class Walker {
         const bool small = tag == ERL_SMALL_BIG_EXT;
         const std::size_t n = small ? p[1] : get_u32(p + 1);
         const std::size_t header = small ? 3 : 6;
-        if (n > 65536) return bad_at("integer of more than 65536 bytes", at);
+        if (n > 65536) return detail::bad_term_at("integer of more than 65536 bytes", at);
         std::string digits = magnitude_to_decimal(p + header, n);
         if (p[header - 1] != 0 && digits != "0") digits.insert(digits.begin(), '-');
         v_.number(digits);
@@ -172,7 +169,7 @@ class Walker {
         std::uint64_t bits = (std::uint64_t{get_u32(p + 1)} << 32) | get_u32(p + 5);
         double v = 0;
         std::memcpy(&v, &bits, sizeof v);
-        if (!std::isfinite(v)) return bad_at("float is not finite", at);
+        if (!std::isfinite(v)) return detail::bad_term_at("float is not finite", at);
         v_.number(format_float(v));
         at_ += 9;
         return {};
@@ -182,7 +179,7 @@ class Walker {
         std::memcpy(text, p + 1, 31);
         char* end = nullptr;
         double v = std::strtod(text, &end);
-        if (end == text || !std::isfinite(v)) return bad_at("undecodable float", at);
+        if (end == text || !std::isfinite(v)) return detail::bad_term_at("undecodable float", at);
         v_.number(format_float(v));
         at_ += 32;
         return {};
@@ -237,7 +234,8 @@ class Walker {
       case ERL_BIT_BINARY_EXT: {
         const std::size_t n = get_u32(p + 1);
         const unsigned bits = p[5];
-        if (n > 0 && (bits < 1 || bits > 8)) return bad_at("bitstring with a bad bit count", at);
+        if (n > 0 && (bits < 1 || bits > 8))
+          return detail::bad_term_at("bitstring with a bad bit count", at);
         std::string text;
         if (n == 0 || bits == 8) {
           append_binary_text(text, std::string_view(reinterpret_cast<const char*>(p + 6), n));
@@ -296,7 +294,7 @@ class Walker {
         std::size_t q = at + 1 + 4 + 1 + 16 + 4 + 4;
         std::string module;
         std::int64_t old_index = 0, old_uniq = 0;
-        if (q > limit) return bad_at("truncated fun", at);
+        if (q > limit) return detail::bad_term_at("truncated fun", at);
         if (auto r = atom_field(&q, limit, &module); !r) return r;
         if (auto r = integer_field(&q, limit, &old_index); !r) return r;
         if (auto r = integer_field(&q, limit, &old_uniq); !r) return r;
@@ -311,14 +309,14 @@ class Walker {
         if (auto r = atom_field(&q, size_, &module); !r) return r;
         if (auto r = atom_field(&q, size_, &function); !r) return r;
         if (q + 2 > size_ || b_[q] != ERL_SMALL_INTEGER_EXT)
-          return bad_at("expected the arity of an export fun", q);
+          return detail::bad_term_at("expected the arity of an export fun", q);
         v_.opaque(Opaque::fun, "fun " + format_atom(module) + ":" + format_atom(function) + "/" +
                                    std::to_string(b_[q + 1]));
         at_ = q + 2;
         return {};
       }
       default:
-        return bad_at("unsupported term tag " + std::to_string(tag), at);
+        return detail::bad_term_at("unsupported term tag " + std::to_string(tag), at);
     }
   }
 
@@ -365,14 +363,14 @@ Result<std::string> read_atom_name(const unsigned char* b, std::size_t* at) {
   } else if (tag == ERL_SMALL_ATOM_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT) {
     len = b[*at + 1], header = 2;
   } else {
-    return bad_at("expected an atom", *at);
+    return detail::bad_term_at("expected an atom", *at);
   }
   std::string_view raw(reinterpret_cast<const char*>(b) + *at + header, len);
   std::string name;
   if (tag == ERL_ATOM_EXT || tag == ERL_SMALL_ATOM_EXT) {
     for (char c : raw) append_utf8(name, static_cast<unsigned char>(c));  // Latin-1
   } else {
-    if (!is_valid_utf8(raw)) return bad_at("atom is not valid UTF-8", *at);
+    if (!is_valid_utf8(raw)) return detail::bad_term_at("atom is not valid UTF-8", *at);
     name = raw;
   }
   *at += header + len;

@@ -38,6 +38,7 @@
 #include <string>
 
 #include "common/result.hpp"
+#include "common/uv_handle.hpp"
 #include "epmd_client/codec.hpp"
 #include "epmd_client/endpoint.hpp"
 
@@ -98,7 +99,7 @@ class Registration {
   Options opts_;
   std::function<void(const Event&)> on_event_;
   detail::Link* link_ = nullptr;
-  uv_timer_t* retry_timer_ = nullptr;  // freed in its close callback
+  UvHandle<uv_timer_t> retry_timer_;
   State state_ = State::idle;
   bool ever_registered_ = false;
   std::optional<Error> last_retry_failure_;
