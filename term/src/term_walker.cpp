@@ -135,6 +135,10 @@ class Walker {
   }
 
   Result<void> term(bool key) {
+    // A list of no elements is its tail: erts decodes LIST_EXT with length 0
+    // as the tail term itself ([|T] is T), so the tail is walked in its place.
+    // A loop, not recursion: a chain of such headers can be as long as the input.
+    while (b_[at_] == ERL_LIST_EXT && get_u32(b_ + at_ + 1) == 0) at_ += 5;
     auto took = v_.take(TermAt{b_, size_, at_}, key);
     if (!took) return took.error();
     if (*took) {

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "term/term.hpp"
 #include "term/term_text.hpp"
@@ -73,6 +74,27 @@ TEST_CASE("to_json maps containers") {
         R"({"1":{"$atom":"x"},"{a,1}":"y","<<1,255>>":{"$atom":"z"},"[]":0})");
   CHECK(json("#{[20320,22909] => 1}") == "{\"\xe4\xbd\xa0\xe5\xa5\xbd\":1}");
   CHECK(json("#{a => #{b => #{c => {}}}}") == R"({"a":{"b":{"c":{"$tuple":[]}}}})");
+}
+
+TEST_CASE("a list of no elements is its tail - as binary_to_term reads it") {
+  // LIST_EXT with length 0 and tail 16777216: erl's binary_to_term gives
+  // 16777216; a chain of such headers ending in NIL gives [].
+  const std::string tail_int{"\x83\x6c\x00\x00\x00\x00\x62\x01\x00\x00\x00", 11};
+  const std::string chain{"\x83\x6c\x00\x00\x00\x00\x6c\x00\x00\x00\x00\x6a", 12};
+  for (const auto& [bytes, want] :
+       {std::pair{tail_int, std::string("16777216")}, std::pair{chain, std::string("[]")}}) {
+    auto r = TermReader::from_external({bytes.data(), bytes.size()});
+    REQUIRE(r);
+    auto j = to_json(*r);
+    REQUIRE(j);
+    CHECK(*j == want);
+    CHECK(r->at_end());
+    auto t = TermReader::from_external({bytes.data(), bytes.size()});
+    REQUIRE(t);
+    auto text = format_term(*t);
+    REQUIRE(text);
+    CHECK(*text == want);
+  }
 }
 
 TEST_CASE("to_json keeps character lists as arrays unless asked") {
