@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "common/utf8.hpp"
+
 namespace beamlink::dist {
 
 namespace {
@@ -292,7 +294,7 @@ std::string HandshakeInitiatorCore::on_status(std::string_view msg) {
     return {};
   }
   fail(Errc::protocol_error,
-       "the peer answered an unknown status '" + status.substr(0, 64) +
+       "the peer answered an unknown status '" + std::string(utf8_prefix(status, 64)) +
            "' (expected ok, ok_simultaneous, nok, not_allowed, alive or named:)");
   return {};
 }

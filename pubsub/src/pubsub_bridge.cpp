@@ -131,6 +131,8 @@ Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(dist::Node& node, PgS
     if (self_ptr->options_.version == PubSubOptions::Version::automatic) {
       self_ptr->probed_.erase(peer);
       self_ptr->cancel_reprobe(peer);
+      // Forgotten with the peer: peers that come and go must not accumulate.
+      self_ptr->reprobe_attempts_.erase(peer);
     }
   });
   if (b->options_.version == PubSubOptions::Version::v1_1) return b;
@@ -196,7 +198,8 @@ void PubSubBridge::probe(const std::string& peer) {
                     "pubsub {}: {} runs Phoenix.PubSub 1.1: publishing to it (its own "
                     "broadcasts cannot reach beamlink: pg2 left OTP in 24)",
                     self.atom_, peer);
-              else if (!has_adapter && self.reprobe_attempts_[peer] <= 1)
+              else if (auto it = self.reprobe_attempts_.find(peer);
+                       !has_adapter && (it == self.reprobe_attempts_.end() || it->second <= 1))
                 spdlog::info(
                     "pubsub {}: {} has no such pubsub (yet): nothing goes there; "
                     "asking again with backoff",

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "common/utf8.hpp"
 #include "term/term_json.hpp"
 
 namespace beamlink::relay {
@@ -54,8 +55,12 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
 Response Response::error(int status, std::string_view error, std::string_view reason) {
   Response r;
   r.status = status;
-  r.body =
-      "{\"error\":" + term::json_quote(error) + ",\"reason\":" + term::json_quote(reason) + "}";
+  // The reason may echo request bytes (a path, a query parameter): it goes
+  // out as valid UTF-8 and at most kMaxReasonBytes long.
+  constexpr std::size_t kMaxReasonBytes = 512;
+  std::string text = sanitize_utf8(reason);
+  if (text.size() > kMaxReasonBytes) text = std::string(utf8_prefix(text, kMaxReasonBytes)) + "...";
+  r.body = "{\"error\":" + term::json_quote(error) + ",\"reason\":" + term::json_quote(text) + "}";
   return r;
 }
 

@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include "common/utf8.hpp"
 #include "term/term_json.hpp"
 
 namespace beamlink::relay {
@@ -77,6 +78,9 @@ Result<ChannelMessage> decode_channel_message(std::string_view text) {
   // the largest message seen (bounded by the WebSocket's max_message).
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element doc;
+  // simdjson copies the input with memcpy, which must not be given the null
+  // pointer an empty view may hold.
+  if (text.empty()) return make_error(Errc::bad_json, "malformed message: empty text frame");
   if (auto err = parser.parse(text.data(), text.size()).get(doc)) {
     return make_error(Errc::bad_json, std::string("malformed message: invalid JSON (") +
                                           simdjson::error_message(err) + ")");
@@ -125,7 +129,9 @@ ChannelSession::Output ChannelSession::handle_text(std::string_view text) {
   if (!decoded) {
     ++stats_.protocol_errors;
     // RFC 6455 5.5: a close reason fits in 123 bytes (ours are ASCII).
-    out.close = Output::Close{CloseCode::policy_violation, decoded.error().message.substr(0, 123)};
+    out.close =
+        Output::Close{CloseCode::policy_violation,
+                      std::string(utf8_prefix(sanitize_utf8(decoded.error().message), 123))};
     return out;
   }
   const ChannelMessage& m = *decoded;

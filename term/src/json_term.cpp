@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/utf8.hpp"
 #include "term/json_term_impl.hpp"
 
 namespace beamlink::term {
@@ -34,7 +35,7 @@ std::size_t utf8_chars(std::string_view s) {
 
 Result<void> write_atom(std::string_view name, term::TermWriter& out) {
   if (utf8_chars(name) > kMaxAtomChars) {
-    return bad("atom \"" + std::string(name.substr(0, 32)) + "...\" is over " +
+    return bad("atom \"" + std::string(utf8_prefix(name, 32)) + "...\" is over " +
                std::to_string(kMaxAtomChars) + " characters");
   }
   out.atom(name);
@@ -66,6 +67,9 @@ JsonToTerm::Impl::Impl(JsonTermOptions o) : options(std::move(o)), parser(option
 }
 
 Result<simdjson::dom::element> JsonToTerm::Impl::parse(std::string_view json) {
+  // simdjson copies the input with memcpy, which must not be given the null
+  // pointer an empty view may hold; an empty document is invalid JSON anyway.
+  if (json.empty()) return bad_json("invalid JSON: empty document");
   if (json.size() > options.max_size) {
     return bad_json("JSON document of " + std::to_string(json.size()) +
                     " bytes is over the limit of " + std::to_string(options.max_size) + " bytes");

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/utf8.hpp"
+
 namespace beamlink::relay {
 namespace {
 
@@ -200,6 +202,20 @@ TEST_CASE("serialize writes status line and framing headers") {
         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   CHECK(serialize(empty, true, true) ==
         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+}
+
+TEST_CASE("error bodies are valid UTF-8 and bounded whatever the request echoed") {
+  // A path with a byte that is not UTF-8, and one of 10,000 bytes.
+  Response bad = Response::error(404, "not_found", "no route for /a\xff\xc3");
+  CHECK(valid_utf8(bad.body));
+  CHECK(bad.body.find("/a\xEF\xBF\xBD") != std::string::npos);  // U+FFFD in its place
+  std::string long_path(10000, 'x');
+  long_path[511] = '\xC3';  // é cut by the limit
+  long_path[512] = '\xA9';
+  Response big = Response::error(404, "not_found", long_path);
+  CHECK(valid_utf8(big.body));
+  CHECK(big.body.size() < 600);
+  CHECK(big.body.find("...") != std::string::npos);
 }
 
 }  // namespace

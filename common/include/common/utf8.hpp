@@ -55,6 +55,16 @@ inline bool valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
+// The longest prefix of `s` of at most `max_bytes` bytes that does not end
+// inside a UTF-8 character: a cut that keeps valid text valid.
+inline std::string_view utf8_prefix(std::string_view s, std::size_t max_bytes) noexcept {
+  if (s.size() <= max_bytes) return s;
+  std::size_t cut = max_bytes;
+  // Back off the continuation bytes (10xxxxxx) of the character cut through.
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return s.substr(0, cut);
+}
+
 // `s` with every ill-formed byte replaced by U+FFFD; `escape_controls` also
 // turns control characters into visible escapes (\x1b, \x7f, \u0085).
 inline std::string sanitize_utf8(std::string_view s, bool escape_controls = false) {
