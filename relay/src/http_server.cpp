@@ -112,9 +112,14 @@ class Connection {
   bool draining_ = false;
   bool closed_ = false;
   bool close_when_idle_ = false;
-  std::uint64_t last_read_ = 0;      // uv_now of the last bytes read (or the accept)
-  std::uint64_t request_since_ = 0;  // uv_now when the unfinished request was first seen; 0: none
-  std::string after_request_;        // bytes read after an upgrade request
+  bool output_full_ = false;          // unsent bytes went over max_unsent_bytes: reading paused
+  std::uint64_t last_read_ = 0;       // uv_now of the last bytes read (or the accept)
+  std::uint64_t request_since_ = 0;   // uv_now when the unfinished request was first seen; 0: none
+  std::uint64_t write_progress_ = 0;  // uv_now of the last write completion, or when writes queued
+  std::size_t unsent_bytes() const {
+    return tcp_ ? uv_stream_get_write_queue_size(tcp_.stream()) : 0;
+  }
+  std::string after_request_;  // bytes read after an upgrade request
   std::optional<Request> upgrade_req_;
   std::string upgrade_leftover_;
   std::function<void(Request, UvHandle<uv_tcp_t>, std::string)> upgrade_take_;
@@ -161,7 +166,7 @@ struct HttpServer::Impl {
   std::uint64_t waits = 0;
   std::uint64_t last_wait_warning = 0;  // uv_now; one warning per 10 s
   UvHandle<uv_timer_t> sweeper;         // the timeouts, for every connection
-  std::uint64_t idle_closes = 0, request_timeouts = 0;
+  std::uint64_t idle_closes = 0, request_timeouts = 0, send_timeouts = 0;
 
   explicit Impl(uv_loop_t* l) : loop(l), conns(l) {}
 
@@ -227,8 +232,16 @@ void Connection::start() {
 }
 
 void Connection::check_timeouts(std::uint64_t now) {
-  if (closed_ || draining_ || no_more_requests_) return;  // draining: the linger timer ends it
+  if (closed_) return;
   const auto& o = server_->options;
+  // Responses queued that the client does not take.
+  if (unsent_bytes() > 0 &&
+      now - write_progress_ >= static_cast<std::uint64_t>(o.send_timeout.count())) {
+    ++server_->send_timeouts;
+    close();
+    return;
+  }
+  if (draining_ || no_more_requests_) return;  // draining: the linger timer ends it
   if (request_since_ != 0 &&
       now - request_since_ >= static_cast<std::uint64_t>(o.request_timeout.count())) {
     ++server_->request_timeouts;
@@ -256,7 +269,15 @@ void Connection::answer_last(const ParseError& e) {
 
 void Connection::pause_or_resume() {
   if (closed_) return;
-  bool want = draining_ || (!no_more_requests_ && slots_.size() < server_->options.max_pipeline);
+  // Unsent responses above the limit pause reading; below half of it resume
+  // (the hysteresis keeps a steady reader from flapping).
+  const std::size_t unsent = unsent_bytes(), limit = server_->options.max_unsent_bytes;
+  if (unsent > limit)
+    output_full_ = true;
+  else if (unsent <= limit / 2)
+    output_full_ = false;
+  bool want = draining_ || (!no_more_requests_ && !output_full_ &&
+                            slots_.size() < server_->options.max_pipeline);
   if (want && !reading_) {
     reading_ = uv_read_start(
                    tcp_.stream(),
@@ -432,11 +453,17 @@ void Connection::write(std::string bytes) {
     Connection* conn;
     Liveness::Watch alive;
   };
+  if (unsent_bytes() == 0) write_progress_ = uv_now(loop_);  // the send timeout starts now
   auto* w = new WriteReq{{}, std::move(bytes), this, alive_.watch()};
   uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
   int rc = uv_write(&w->req, tcp_.stream(), &b, 1, [](uv_write_t* req, int status) {
     std::unique_ptr<WriteReq> wr(reinterpret_cast<WriteReq*>(req));
-    if (status < 0 && wr->alive) wr->conn->close();
+    if (!wr->alive) return;
+    Connection* c = wr->conn;
+    if (status < 0) return c->close();
+    if (c->closed_ || !c->tcp_) return;  // handed off: the new owner's writes now
+    c->write_progress_ = uv_now(c->loop_);
+    c->pause_or_resume();  // the client took bytes: reading may resume
   });
   if (rc != 0) {
     delete w;
@@ -534,7 +561,8 @@ Result<void> HttpServer::listen() {
   uv_tcp_getsockname(s.listener.get(), reinterpret_cast<sockaddr*>(&bound), &len);
   s.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  auto shorter = std::min(s.options.idle_timeout, s.options.request_timeout).count();
+  auto shorter =
+      std::min({s.options.idle_timeout, s.options.request_timeout, s.options.send_timeout}).count();
   auto every = static_cast<std::uint64_t>(std::clamp<std::int64_t>(shorter / 4, 10, 1000));
   (void)s.sweeper.init(s.loop, &s, uv_timer_init);
   uv_timer_start(
@@ -576,6 +604,10 @@ std::uint64_t HttpServer::request_timeouts() const {
   return impl_->request_timeouts;
 }
 
+std::uint64_t HttpServer::send_timeouts() const {
+  return impl_->send_timeouts;
+}
+
 void HttpServer::write_metrics(MetricsWriter& m) const {
   m.gauge("beamlink_relay_http_connections", "Open HTTP connections.",
           static_cast<double>(connection_count()));
@@ -588,6 +620,7 @@ void HttpServer::write_metrics(MetricsWriter& m) const {
            "long.");
   m.sample("beamlink_relay_http_timeouts_total", idle_closes(), {{"kind", "idle"}});
   m.sample("beamlink_relay_http_timeouts_total", request_timeouts(), {{"kind", "request"}});
+  m.sample("beamlink_relay_http_timeouts_total", send_timeouts(), {{"kind", "send"}});
 }
 
 }  // namespace beamlink::relay

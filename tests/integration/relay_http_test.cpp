@@ -81,7 +81,7 @@ struct Fixture {
 
   // Runs the loop until `p` exits. A child's exit is no loop event: a 5 ms
   // timer wakes the loop to look (wait_until's poll interval).
-  bool serve_until_exit(Subprocess& p, std::chrono::milliseconds timeout = 20s) {
+  bool serve_until_exit(Subprocess& p, std::chrono::milliseconds timeout = 120s) {
     uv_timer_t poll{};
     uv_timer_init(loop.get(), &poll);
     uv_timer_start(
@@ -288,4 +288,62 @@ print(read_all(slow).split(b"\r\n")[0].decode())
   CHECK(out == "idle closed 200\nHTTP/1.1 408 Request Timeout\n");
   CHECK(f.server->idle_closes() >= 1);
   CHECK(f.server->request_timeouts() == 1);
+}
+
+TEST_CASE("relay http stops reading a client that pipelines and never reads - then closes it") {
+  // A client that sends requests as fast as it can and never reads the
+  // answers: once max_unsent_bytes of answers wait, the server stops reading,
+  // so the client's sends block (bounded by the kernel's socket buffers);
+  // without the bound the server reads all 40 MB and queues every answer.
+  // Then, with a short send_timeout, the server closes such a connection.
+  const std::string flood = std::string(kPyPrelude) + R"(
+import select
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+s.connect(("127.0.0.1", port))
+s.setblocking(False)
+batch = b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n" * 1000
+sent, cap, how = 0, 40 << 20, "at cap"
+while sent < cap:
+    _, w, _ = select.select([], [s], [], 3)
+    if not w:
+        how = "blocked"
+        break
+    try:
+        sent += s.send(batch)
+    except BlockingIOError:
+        pass
+    except OSError:
+        how = "closed while sending"
+        break
+print(how)
+if sys.argv[2] == "wait-close":
+    s.setblocking(True)
+    s.settimeout(60)
+    try:
+        while s.recv(1 << 16):
+            pass
+    except ConnectionResetError:
+        pass
+    print("closed")
+)";
+  {
+    ServerOptions o;
+    o.max_unsent_bytes = 64 * 1024;
+    o.send_timeout = 600s;
+    Fixture f(o);
+    CHECK(f.client({"python3", "-c", flood, std::to_string(f.server->port()), "blocked"}) ==
+          "blocked\n");
+    CHECK(f.server->send_timeouts() == 0);
+  }
+  {
+    ServerOptions o;
+    o.max_unsent_bytes = 64 * 1024;
+    o.send_timeout = 500ms;
+    Fixture f(o);
+    auto out = f.client({"python3", "-c", flood, std::to_string(f.server->port()), "wait-close"});
+    CHECK((out == "blocked\nclosed\n" || out == "closed while sending\nclosed\n"));
+    CHECK(f.server->send_timeouts() == 1);
+  }
 }

@@ -91,6 +91,13 @@ struct ServerOptions {
   // connection for ever). Checked every quarter of the shorter, at most 1 s.
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds request_timeout{30000};
+  // Responses written but not yet taken by the client, per connection: above
+  // this many bytes reading pauses (a client that pipelines requests and
+  // never reads the answers gets no more answers made), and resumes below
+  // half of it. A connection whose unsent bytes make no progress for
+  // send_timeout is closed (its client stopped reading).
+  std::size_t max_unsent_bytes = 1 << 20;
+  std::chrono::milliseconds send_timeout{30000};
 };
 
 class HttpServer {
@@ -116,6 +123,8 @@ class HttpServer {
   // Connections closed for idling, and requests answered 408.
   std::uint64_t idle_closes() const;
   std::uint64_t request_timeouts() const;
+  // Connections closed because their client took no response bytes for send_timeout.
+  std::uint64_t send_timeouts() const;
   // Open connections, backlog waits, timeouts by kind.
   void write_metrics(MetricsWriter& m) const;
 
