@@ -26,25 +26,36 @@ Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t no
   if (batch.empty()) return make_error(Errc::invalid_argument, "delivery: nothing to send");
   // A batch may hold several messages for one node (one per pubsub). A
   // batch has a few nodes: a vector searched in order.
-  std::vector<std::pair<std::shared_ptr<const pubsub::PubSubRoute>, std::size_t>> per_node;
+  struct PerNode {
+    std::shared_ptr<const pubsub::PubSubRoute> route;
+    std::size_t n = 0, bytes = 0;
+  };
+  std::vector<PerNode> per_node;
   per_node.reserve(batch.size());
   for (auto& m : batch) {
     auto same = std::find_if(per_node.begin(), per_node.end(),
-                             [&](const auto& e) { return e.first->node == m.node(); });
-    if (same == per_node.end())
-      per_node.emplace_back(m.route, 1);
-    else
-      ++same->second;
+                             [&](const auto& e) { return e.route->node == m.node(); });
+    if (same == per_node.end()) same = per_node.insert(per_node.end(), PerNode{m.route});
+    ++same->n;
+    same->bytes += m.bytes->size();
   }
-  for (auto& [route, n] : per_node) {
+  for (auto& [route, n, bytes] : per_node) {
     const std::string& node = route->node;
     auto it = queues_.find(node);
     std::size_t depth = it == queues_.end() ? 0 : it->second.size();
+    std::size_t depth_bytes = it == queues_.end() ? 0 : it->second.bytes;
     if (depth + n > options_.max_queue) {
       ++stats_.refused_full;
       return make_error(Errc::queue_full, "the queue to " + node + " is full (" +
                                               std::to_string(depth) +
                                               " messages not yet written): retry later");
+    }
+    if (depth_bytes + bytes > options_.max_queue_bytes) {
+      ++stats_.refused_full;
+      return make_error(Errc::queue_full,
+                        "the queue to " + node + " is full (" + std::to_string(depth_bytes) +
+                            " bytes not yet written, at most " +
+                            std::to_string(options_.max_queue_bytes) + "): retry later");
     }
   }
   for (auto& m : batch) {
@@ -53,11 +64,12 @@ Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t no
       it = queues_.try_emplace(m.node()).first;
       it->second.node = m.node();
     }
+    it->second.bytes += m.bytes->size();
     it->second.waiting.push_back(Item{std::move(m), now_ms});
     ++stats_.accepted;
   }
   // The routes hold the node names: valid whatever the pumps do.
-  for (auto& [route, n] : per_node) pump(route->node, now_ms);
+  for (auto& p : per_node) pump(p.route->node, now_ms);
   return {};
 }
 
@@ -67,6 +79,7 @@ void DeliveryCore::completed(Queue& q, const Result<void>& r) {
   q.in_flight.pop_front();
   if (r) {
     ++stats_.delivered;
+    q.bytes -= item.msg.bytes->size();
   } else {
     q.cancelled.push_back(std::move(item));
   }
@@ -98,6 +111,7 @@ std::size_t DeliveryCore::drop_expired(const std::string& node, Queue& q, std::u
   auto ttl = static_cast<std::uint64_t>(options_.ttl.count());
   std::size_t n = 0;
   while (!q.waiting.empty() && now_ms - q.waiting.front().accepted_ms >= ttl) {
+    q.bytes -= q.waiting.front().msg.bytes->size();
     q.waiting.pop_front();
     ++n;
   }
@@ -184,6 +198,11 @@ std::map<std::string, std::size_t> DeliveryCore::depths() const {
 std::size_t DeliveryCore::depth(const std::string& node) const {
   auto it = queues_.find(node);
   return it == queues_.end() ? 0 : it->second.size();
+}
+
+std::size_t DeliveryCore::depth_bytes(const std::string& node) const {
+  auto it = queues_.find(node);
+  return it == queues_.end() ? 0 : it->second.bytes;
 }
 
 // ---------------------------------------------------------------------------

@@ -328,3 +328,33 @@ TEST_CASE("delivery: a send the connection refuses waits for the next pump") {
   core.pump("a@h", 2);
   CHECK(core.stats().delivered == 1);
 }
+
+TEST_CASE("delivery: a node's queue is bounded in bytes as well as in messages") {
+  FakeLink link;  // a@h is down: everything waits
+  DeliveryOptions o = opts();
+  o.max_queue_bytes = 1000;
+  DeliveryCore core(link, o);
+  const std::string big(300, 'x');
+  for (int i = 0; i < 3; ++i) REQUIRE(core.enqueue(batch({"a@h", "b@h"}, big), 0));
+  CHECK(core.depth_bytes("a@h") == 900);
+  // A fourth would make 1200 bytes: refused as a whole, for both nodes.
+  auto r = core.enqueue(batch({"a@h", "b@h"}, big), 0);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::queue_full);
+  CHECK(r.error().message.find("900 bytes not yet written, at most 1000") != std::string::npos);
+  CHECK(core.stats().refused_full == 1);
+  CHECK(core.depth("b@h") == 3);
+  // A small one still fits.
+  REQUIRE(core.enqueue(batch({"a@h"}, std::string(100, 'y')), 0));
+  CHECK(core.depth_bytes("a@h") == 1000);
+  // Written messages free their bytes.
+  link.reconnect("a@h");
+  core.pump("a@h", 1);
+  link.write("a@h", 2);
+  CHECK(core.depth_bytes("a@h") == 400);
+  REQUIRE(core.enqueue(batch({"a@h"}, big), 2));
+  // Expired ones too (b@h never connected).
+  core.expire(5000);
+  CHECK(core.depth_bytes("b@h") == 0);
+  CHECK(core.depth("b@h") == 0);
+}

@@ -16,7 +16,8 @@
 // node before that is settled. A waiting message older than the TTL is dropped, counted
 // as expired and logged (one line per node per sweep), also when its node is
 // back (checked before each send). A node's queue holds at
-// most max_queue messages; a publish that would overflow any of its target
+// most max_queue messages and max_queue_bytes bytes; a publish that would
+// overflow any of its target
 // nodes is refused as a whole (queue_full), so a refused broadcast reached
 // nobody and an accepted one is queued for every target.
 //
@@ -60,7 +61,10 @@ struct Outbound {
 };
 
 struct DeliveryOptions {
-  std::size_t max_queue = 10000;          // messages per node, waiting or in flight
+  std::size_t max_queue = 10000;  // messages per node, waiting or in flight
+  // Bytes per node, waiting or in flight (a message's bytes are shared by
+  // every node's copy, so the process holds about the largest node's).
+  std::size_t max_queue_bytes = 64u << 20;
   std::chrono::milliseconds ttl{30000};   // how long a message may wait for its node
   std::size_t high_water = 256u << 10;    // bytes in the connection's queue before we hold back
   std::chrono::milliseconds sweep{1000};  // how often expiry is checked
@@ -117,6 +121,8 @@ class DeliveryCore {
   // Messages waiting or in flight, per node (nodes with none are left out).
   std::map<std::string, std::size_t> depths() const;
   std::size_t depth(const std::string& node) const;
+  // Bytes of the node's messages waiting or in flight.
+  std::size_t depth_bytes(const std::string& node) const;
   const DeliveryOptions& options() const { return options_; }
 
  private:
@@ -131,6 +137,7 @@ class DeliveryCore {
     std::deque<Item> waiting;     // oldest first
     std::vector<Item> cancelled;  // completed unwritten, until their connection is settled
     std::size_t size() const { return in_flight.size() + waiting.size() + cancelled.size(); }
+    std::size_t bytes = 0;  // of every message in the three lists
   };
   // What the completions capture: 16 bytes, so a std::function holds them
   // without allocating. Outlives the core while completions are pending
