@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/utf8.hpp"
 #include "pubsub/socket_broadcast.hpp"
 #include "term/term_json.hpp"
 
@@ -10,6 +11,10 @@ namespace beamlink::relay {
 Result<DecodedBroadcast> decode_broadcast_json(std::span<const char> term) {
   auto b = pubsub::decode_socket_broadcast(term);
   if (!b) return b.error();
+  // Every client gets it as a WebSocket text frame, which must be UTF-8
+  // (RFC 6455 section 8.1: a browser fails the connection otherwise).
+  if (!valid_utf8(b->topic)) return make_error(Errc::bad_term, "the topic is not valid UTF-8");
+  if (!valid_utf8(b->event)) return make_error(Errc::bad_term, "the event is not valid UTF-8");
   term::TermReader r(b->payload);
   auto json = term::to_json(r);
   if (!json) return make_error(Errc::bad_term, "payload: " + json.error().message);
@@ -135,8 +140,8 @@ void ClusterHub::on_cluster_message(const pubsub::PubSubMessage& m) {
                     m.topic, d.error().message);
     } else {
       ++stats_.undecodable;
-      spdlog::warn("relay: a broadcast on topic {} could not be rendered as JSON: {}", m.topic,
-                   d.error().message);
+      spdlog::warn("relay: a broadcast on topic {} could not be rendered as JSON: {}",
+                   sanitize_utf8(m.topic, true), d.error().message);
     }
     return;
   }
