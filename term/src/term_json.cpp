@@ -34,6 +34,7 @@ std::string utf8_of(const std::vector<std::uint32_t>& codes) {
 class JsonText : public TermVisitor {
  public:
   explicit JsonText(const JsonOptions& options) : options_(options) {}
+  std::size_t max_integer_bytes() const override { return options_.max_integer_bytes; }
 
   // The improper-list openers spliced in, each before its '['.
   std::string take_text() {

@@ -162,7 +162,10 @@ class Walker {
         const bool small = tag == ERL_SMALL_BIG_EXT;
         const std::size_t n = small ? p[1] : get_u32(p + 1);
         const std::size_t header = small ? 3 : 6;
-        if (n > 65536) return detail::bad_term_at("integer of more than 65536 bytes", at);
+        if (const std::size_t max = v_.max_integer_bytes(); n > max)
+          return detail::bad_term_at(
+              "integer of " + std::to_string(n) + " bytes (more than " + std::to_string(max) + ")",
+              at);
         std::string digits = magnitude_to_decimal(p + header, n);
         if (p[header - 1] != 0 && digits != "0") digits.insert(digits.begin(), '-');
         v_.number(digits);

@@ -65,11 +65,17 @@ class TermVisitor {
   virtual void separator(bool key_value) = 0;
   virtual void improper_tail() = 0;
   virtual void end(Container c, bool improper) = 0;
+
+  // The largest integer magnitude, in bytes, this visitor takes: writing
+  // one in decimal costs time quadratic in its size. A larger one stops the
+  // walk with bad_term.
+  virtual std::size_t max_integer_bytes() const { return 65536; }
 };
 
 // Walks the next term of `r` and advances `r` past it; on error `r` stays.
 // Errors: Errc::bad_term for a malformed or truncated term, a NaN or
-// infinite float, an atom that is not valid UTF-8, an integer over 64 KiB,
+// infinite float, an atom that is not valid UTF-8, an integer over the
+// visitor's max_integer_bytes(),
 // and the visitor's.
 Result<void> walk_term(TermReader& r, TermVisitor& v);
 

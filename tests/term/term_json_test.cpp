@@ -97,6 +97,35 @@ TEST_CASE("a list of no elements is its tail - as binary_to_term reads it") {
   }
 }
 
+TEST_CASE("to_json refuses integers over max_integer_bytes - format_term takes them") {
+  // LARGE_BIG_EXT with an n-byte magnitude of 0xff bytes, positive.
+  auto big = [](std::size_t n) {
+    std::string b{"\x83\x6f", 2};
+    for (int shift = 24; shift >= 0; shift -= 8)
+      b.push_back(static_cast<char>((n >> shift) & 0xff));
+    b.push_back('\0');
+    b.append(n, '\xff');
+    return b;
+  };
+  const std::string ok = big(4096), over = big(4097);
+  auto r = TermReader::from_external({ok.data(), ok.size()});
+  REQUIRE(r);
+  auto j = to_json(*r);
+  REQUIRE(j);
+  CHECK(j->size() == 9865);  // 2^32768 - 1 has 9,865 digits
+  auto r2 = TermReader::from_external({over.data(), over.size()});
+  REQUIRE(r2);
+  auto j2 = to_json(*r2);
+  REQUIRE_FALSE(j2);
+  CHECK(j2.error().code == Errc::bad_term);
+  CHECK(j2.error().message == "integer of 4097 bytes (more than 4096) at byte 1");
+  auto r3 = TermReader::from_external({over.data(), over.size()});
+  REQUIRE(r3);
+  auto text = format_term(*r3);
+  REQUIRE(text);
+  CHECK(text->size() == 9867);
+}
+
 TEST_CASE("to_json keeps character lists as arrays unless asked") {
   CHECK(json("\"abc\"") == "[97,98,99]");
   CHECK(json("[104,105|x]") == R"({"$improper":[104,105,{"$atom":"x"}]})");

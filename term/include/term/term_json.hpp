@@ -44,6 +44,11 @@ namespace beamlink::term {
 struct JsonOptions {
   // Write a proper list of printable characters as a JSON string.
   bool charlists_as_strings = false;
+  // Integers whose magnitude is larger are refused (bad_term) instead of
+  // written: decimal conversion is quadratic in the size, and the relay
+  // converts cluster broadcasts on its loop. 4096 bytes is 9,865 digits,
+  // far past any JSON reader's numbers (a 64 KiB one took 0.54 s).
+  std::size_t max_integer_bytes = 4096;
 };
 
 // Converts the next term of `r` and advances past it. The term is validated
