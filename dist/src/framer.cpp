@@ -63,10 +63,13 @@ std::span<char> Framer::prepare(std::size_t hint) {
   const std::size_t live = end_ - begin_;
   if (live == 0) begin_ = end_ = 0;  // nothing to keep: write from the start
 
-  // Room for the caller's read, and for the whole partial frame if its length
-  // is known (pending_ was checked against max_frame_ by next()).
+  // Room for the caller's read; for a partial frame whose length is known
+  // (pending_ was checked against max_frame_ by next()), room that doubles
+  // with what arrived, up to the whole frame: a peer that announces a large
+  // frame and sends little of it gets a buffer the size of what it sent, not
+  // of what it announced (doubling keeps the copies amortised O(1)).
   std::size_t want = live + hint;
-  if (pending_ > want) want = pending_;
+  if (pending_ > want) want = std::min(pending_, std::max(want, 2 * live));
 
   if (capacity_ - begin_ >= want && capacity_ - end_ >= hint) {
     // Fits where it is.

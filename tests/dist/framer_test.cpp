@@ -331,6 +331,17 @@ TEST_CASE("a large frame grows the buffer once - which shrinks back afterwards")
   CHECK(f.capacity() <= Framer::kInitialCapacity * 2);
 }
 
+TEST_CASE(
+    "a frame announced large but sent in part reserves what arrived - not the announced length") {
+  // 100 MiB announced, 64 KiB sent: the buffer follows the bytes.
+  std::string wire = be32(100u << 20) + "p" + std::string(65535, '\x83');
+  Framer f;
+  Run run = feed(f, wire, 16384);
+  CHECK_FALSE(run.error);
+  CHECK(run.frames.empty());
+  CHECK(f.capacity() <= 4 * 65536 + Framer::kInitialCapacity);
+}
+
 TEST_CASE("steady state: many frames through 64 KiB reads keep one buffer") {
   std::string wire;
   for (int i = 0; i < 5000; ++i) {

@@ -124,6 +124,12 @@ TEST_CASE("to_json refuses integers over max_integer_bytes - format_term takes t
   auto text = format_term(*r3);
   REQUIRE(text);
   CHECK(text->size() == 9867);
+  // A 1 MiB integer: refused at once by both, before any conversion.
+  const std::string mib = big(1u << 20);
+  auto r4 = TermReader::from_external({mib.data(), mib.size()});
+  REQUIRE(r4);
+  CHECK(to_json(*r4).error().message == "integer of 1048576 bytes (more than 4096) at byte 1");
+  CHECK(format_term(*r4).error().message == "integer of 1048576 bytes (more than 65536) at byte 1");
 }
 
 TEST_CASE("to_json keeps character lists as arrays unless asked") {
