@@ -262,6 +262,11 @@ void Delivery::write_metrics(MetricsWriter& m) const {
   for (auto& p : node_.connected_nodes()) all.try_emplace(p, 0);
   for (auto& [n, depth] : all)
     m.sample("beamlink_relay_queue_depth", std::uint64_t{depth}, {{"node", n}});
+  m.family("beamlink_relay_queue_bytes", T::gauge,
+           "Bytes of the messages accepted for a node and not yet written to it (at most "
+           "max_queue_bytes per node).");
+  for (auto& [n, depth] : all)
+    m.sample("beamlink_relay_queue_bytes", std::uint64_t{core_.depth_bytes(n)}, {{"node", n}});
   m.counter("beamlink_relay_messages_queued_total",
             "Messages queued for nodes (one per node per accepted broadcast).", d.accepted);
   m.counter("beamlink_relay_messages_delivered_total",

@@ -428,7 +428,10 @@ TEST_CASE("relay: SIGTERM writes what was accepted before it stops") {
         if (http("POST", relay.url("/v1/broadcast"), big).status == 202) ++accepted;
         auto m = http("GET", relay.url("/metrics")).body;
         return m.find("beamlink_relay_queue_depth{node=\"t1@127.0.0.1\"} ") != std::string::npos &&
-               m.find("beamlink_relay_queue_depth{node=\"t1@127.0.0.1\"} 0\n") == std::string::npos;
+               m.find("beamlink_relay_queue_depth{node=\"t1@127.0.0.1\"} 0\n") ==
+                   std::string::npos &&
+               m.find("beamlink_relay_queue_bytes{node=\"t1@127.0.0.1\"} ") != std::string::npos &&
+               m.find("beamlink_relay_queue_bytes{node=\"t1@127.0.0.1\"} 0\n") == std::string::npos;
       },
       60s));
   relay.proc->signal(SIGTERM);
