@@ -213,6 +213,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       po.srv = cfg.dns_srv;
       po.peer_name = cfg.peer_name;
       po.own_addresses = own_ipv4_addresses();
+      po.own_name = node.name();
       po.interval = std::chrono::seconds(cfg.poll_interval);
       po.resolver.servers = cfg.dns_servers;
       // c-ares's defaults (5 s, doubling, 4 tries) would make one failing
