@@ -291,7 +291,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
 
     if (relaying) {
       gateway = std::make_unique<relay::Gateway>(&loop, node, go);
-      gateway->hub().expect_bridges(pubsubs.size());
+      gateway->expect_bridges(pubsubs.size());
       gateway->set_peer_hint([&]() -> std::string {
         if (!dns_last.empty()) return dns_last;
         if (cfg.dns.empty() && opts.connect.empty()) return "set NODE_DNS or --connect";
