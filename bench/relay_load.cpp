@@ -2,7 +2,7 @@
 //
 //   beamlink_bench_relay_load --port P [--host IP] [--connections 64]
 //       [--duration S] [--rate R] [--topic T] [--event E] [--payload-bytes 200]
-//       [--token TOKEN]
+//       [--token TOKEN] [--first-i 1]
 //
 // Opens --connections keep-alive HTTP/1.1 connections and POSTs
 // /v1/broadcast {"topic","event","payload":{"t":US,"i":N,"pad":"..."}} with
@@ -13,7 +13,8 @@
 //     request that finds none waits for one and counts as late).
 // "t" is CLOCK_REALTIME in microseconds at the moment the request is written,
 // so a subscriber on the same machine can compute POST -> delivery latency;
-// "i" numbers the requests from 1; "pad" makes the payload --payload-bytes
+// "i" numbers the requests from 1 (--first-i: from another number, so that
+// two load tools, one per relay, number theirs apart); "pad" makes the payload --payload-bytes
 // long (the JSON of the payload object, not the whole body).
 //
 // Prints one line of JSON on stdout when done: sent, answered, by_status,
@@ -61,6 +62,7 @@ struct Options {
   std::string event = "bench";
   int payload_bytes = 200;
   std::string token;
+  std::int64_t first_i = 1;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -95,6 +97,8 @@ Options parse(int argc, char** argv) {
       o.payload_bytes = std::atoi(next());
     else if (a == "--token")
       o.token = next();
+    else if (a == "--first-i")
+      o.first_i = std::atoll(next());
     else
       usage("unknown option");
   }
@@ -361,5 +365,6 @@ struct Load {
 int main(int argc, char** argv) {
   Load l;
   l.o = parse(argc, argv);
+  l.next_i = l.o.first_i;
   return l.run();
 }

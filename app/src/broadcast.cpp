@@ -78,6 +78,7 @@ struct Broadcast {
       po.srv = cfg.dns_srv;
       po.peer_name = cfg.peer_name;
       po.own_addresses = own_ipv4_addresses();
+      po.own_name = node.name();
       po.resolver.servers = cfg.dns_servers;
       auto made = discovery::DnsPoller::create(loop, po, [this](const auto& ev) {
         using Kind = discovery::DnsPoller::Event::Kind;

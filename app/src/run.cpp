@@ -15,6 +15,7 @@
 #include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
 #include "dist/peer_manager.hpp"
+#include "pubsub/beamlink_finder.hpp"
 #include "pubsub/pg_scope.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 #include "relay/gateway.hpp"
@@ -35,6 +36,7 @@ struct StopCtx {
   UvHandle<uv_timer_t> drain{};  // checks the drain every 10 ms while stopping
   std::uint64_t drain_deadline = 0;
   bool stopping = false;
+  std::unique_ptr<pubsub::BeamlinkFinder>* finder = nullptr;  // made once the node is up
 };
 
 std::size_t queued_messages(const StopCtx* ctx) {
@@ -49,6 +51,7 @@ void stop_now(StopCtx* ctx) {
   if (ctx->gateway) ctx->gateway->close();
   if (ctx->metrics) ctx->metrics->close();
   if (ctx->poller) ctx->poller->stop();
+  if (ctx->finder && *ctx->finder) (*ctx->finder)->stop();
   ctx->peers->stop();
   ctx->drain.reset();
   ctx->node->stop();
@@ -66,6 +69,7 @@ void stop_gracefully(StopCtx* ctx, uv_loop_t* loop) {
   ctx->stopping = true;
   if (ctx->gateway) ctx->gateway->close();
   if (ctx->poller) ctx->poller->stop();
+  if (ctx->finder && *ctx->finder) (*ctx->finder)->stop();
   ctx->peers->stop();
   auto left = queued_messages(ctx);
   if (left == 0 || ctx->node->connected_nodes().empty()) return stop_now(ctx);
@@ -184,6 +188,8 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     std::unique_ptr<pubsub::PgScope> scope;
     std::vector<std::unique_ptr<pubsub::PubSubBridge>> bridges;
     std::vector<Subscription> printed_topics;  // subscribe's printers, per bridge and topic
+    // The other beamlinks of the cluster, found through the pods' pg groups.
+    std::unique_ptr<pubsub::BeamlinkFinder> finder;
     // The relay, destroyed before the bridges it uses.
     std::unique_ptr<relay::Gateway> gateway;
     // METRICS_LISTEN's listener, destroyed before everything it reports on.
@@ -209,6 +215,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       po.srv = cfg.dns_srv;
       po.peer_name = cfg.peer_name;
       po.own_addresses = own_ipv4_addresses();
+      po.own_name = node.name();
       po.interval = std::chrono::seconds(cfg.poll_interval);
       po.resolver.servers = cfg.dns_servers;
       // c-ares's defaults (5 s, doubling, 4 tries) would make one failing
@@ -286,7 +293,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
 
     if (relaying) {
       gateway = std::make_unique<relay::Gateway>(&loop, node, go);
-      gateway->hub().expect_bridges(pubsubs.size());
+      gateway->expect_bridges(pubsubs.size());
       gateway->set_peer_hint([&]() -> std::string {
         if (!dns_last.empty()) return dns_last;
         if (cfg.dns.empty() && opts.connect.empty()) return "set NODE_DNS or --connect";
@@ -345,6 +352,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       uv_signal_init(&loop, &sigterm);
       StopCtx stop_ctx{&node,         &peers,       poller.get(), {&sigint, &sigterm},
                        gateway.get(), metrics.get()};
+      stop_ctx.finder = &finder;
       stop_ctx.drain_limit = std::min(std::chrono::milliseconds(5000), go.delivery.ttl);
       sigint.data = sigterm.data = &stop_ctx;
       auto on_signal = [](uv_signal_t* s, int signum) {
@@ -406,6 +414,41 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         }
         for (auto& n : opts.connect) peers.add(n);
         if (poller) poller->start();
+        if (!pubsubs.empty()) {
+          // Other beamlinks (relays, sidecars, subscribe) are hidden: they
+          // find each other through the hidden members of the pubsubs'
+          // groups on the pods, then exchange pg membership like any peer.
+          pubsub::BeamlinkFinderOptions fo;
+          fo.scope = opts.pg_scope;
+          for (auto& po : pubsubs)
+            if (po.version != pubsub::PubSubOptions::Version::v1_1)
+              fo.groups.push_back(pubsub::pubsub_group(po.name, 1));
+          fo.interval = std::chrono::seconds(cfg.poll_interval);
+          auto is_beam = [&](const std::string& n) {
+            return (poller && poller->peers().count(n) != 0) ||
+                   std::find(opts.connect.begin(), opts.connect.end(), n) != opts.connect.end();
+          };
+          const bool published = nc->publish;
+          const std::string self = node.name();
+          finder = std::make_unique<pubsub::BeamlinkFinder>(
+              node, fo, is_beam, [&, published, self](const pubsub::BeamlinkFinder::Diff& d) {
+                for (auto& b : d.added) {
+                  // One side dials: a published beamlink dials those named
+                  // before it; one that is not published (subscribe) cannot
+                  // be dialled and dials every one.
+                  bool dial = !published || b < self;
+                  say(spdlog::level::info, "bl+",
+                      "found beamlink " + b + (dial ? "; connecting" : "; it connects to us"));
+                  if (dial) peers.add(b);
+                }
+                for (auto& b : d.removed) {
+                  say(spdlog::level::info, "bl-", "beamlink " + b + " left the pubsub's groups");
+                  peers.remove(b);
+                }
+              });
+          if (auto fr = finder->start(); !fr)
+            spdlog::warn("not looking for other beamlinks: {}", fr.error().message);
+        }
       });
       if (!started) {
         std::fprintf(stderr, "beamlink: %s\n", started.error().message.c_str());

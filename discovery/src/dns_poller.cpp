@@ -22,7 +22,7 @@ DnsPoller::DnsPoller(uv_loop_t* loop, Options opts, EventCallback on_event,
       opts_(std::move(opts)),
       on_event_(std::move(on_event)),
       resolver_(std::move(resolver)),
-      set_(opts_.peer_name, opts_.own_addresses) {
+      set_(opts_.peer_name, opts_.own_addresses, opts_.own_name) {
   (void)timer_.init(loop_, this, uv_timer_init);  // cannot fail
 }
 

@@ -5,10 +5,21 @@
 
 namespace beamlink::discovery {
 
-PeerSet::PeerSet(std::string peer_name, const std::vector<std::string>& own_addresses)
+PeerSet::PeerSet(std::string peer_name, const std::vector<std::string>& own_addresses,
+                 const std::string& own_name)
     : peer_name_(std::move(peer_name)) {
   for (const auto& text : own_addresses)
     if (auto a = parse_address(text)) own_.insert(a->text);
+  auto at = own_name.find('@');
+  if (at != std::string::npos) {
+    self_alive_ = own_name.substr(0, at) == peer_name_;
+    // The host part of our name, when it is an address, is ours too.
+    if (auto a = parse_address(own_name.substr(at + 1))) own_.insert(a->text);
+  }
+}
+
+bool PeerSet::is_self(const std::string& address) const {
+  return self_alive_ && own_.count(address) != 0;
 }
 
 namespace {
@@ -48,11 +59,11 @@ PeerSet::Outcome PeerSet::update(const Result<std::vector<Address>>& resolved) {
   std::set<std::string> next;
   std::set<Address> skipped;
   for (const auto& a : *resolved) {
-    if (own_.count(a.text)) {
+    if (is_self(a.text)) {
       skipped.insert(a);
       if (!skipped_.count(a))
-        out.skipped.push_back(
-            {Skipped::Reason::own_address, a, a.text + " is this node's own address: not a peer"});
+        out.skipped.push_back({Skipped::Reason::own_address, a,
+                               peer_name_ + "@" + a.text + " is this node itself: not a peer"});
     } else if (a.family == Family::ipv6) {
       skipped.insert(a);
       if (!skipped_.count(a))

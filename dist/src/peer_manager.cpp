@@ -54,6 +54,12 @@ void PeerManager::close_timer(Peer& p) {
 
 void PeerManager::add(const std::string& peer) {
   if (stopped_) return;
+  if (peer == node_.name()) {
+    // Only this node itself is never a peer: PEER_NAME@<own IP> under
+    // another name (the pod's node, beside a sidecar) is dialled like any.
+    spdlog::debug("{} is this node itself: not a peer", peer);
+    return;
+  }
   auto [it, inserted] = peers_.try_emplace(peer);
   Peer& p = it->second;
   if (!inserted) {

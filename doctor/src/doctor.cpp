@@ -61,6 +61,7 @@ struct Doctor::Impl {
   std::unique_ptr<dist::Node> node;
   std::vector<Peer> peers;
   std::size_t dns_addresses = 0;
+  std::vector<std::string> own_in_dns;  // this host's IPs that NODE_DNS answers
   std::size_t pending = 0;
   Liveness alive;
 
@@ -170,9 +171,12 @@ struct Doctor::Impl {
           "Peerage (:inet_res) does not apply the search list: give the pods the fully qualified "
           "name, e.g. " +
               opt.dns + ".NAMESPACE.svc.cluster.local");
-    std::set<std::string> own(opt.own_addresses.begin(), opt.own_addresses.end());
+    // Only PEER_NAME@IP that would be this node itself is skipped: in a
+    // sidecar PEER_NAME@<own IP> is the pod's own node, checked like others.
+    const discovery::PeerSet self(opt.peer_name, opt.own_addresses, opt.our_name);
     for (auto& ip : v4) {
-      if (own.count(ip)) continue;
+      if (self.is_own_address(ip)) own_in_dns.push_back(ip);
+      if (self.is_self(ip)) continue;
       std::string peer_node = opt.peer_name + "@" + ip;
       if (std::any_of(peers.begin(), peers.end(),
                       [&](const Peer& p) { return p.node == peer_node; }))
@@ -197,7 +201,34 @@ struct Doctor::Impl {
           "NODE_DNS answers a single address and nothing answers epmd there",
           "the Service looks load-balanced (a ClusterIP): set `clusterIP: None` so its name "
           "answers every pod's IP");
+    check_own_address();
     check_mesh();
+  }
+
+  // This host's IP in NODE_DNS's answer is right only for a sidecar: a
+  // PEER_NAME node registered with the epmd here (the pod's own node).
+  // Otherwise every pod's Peerage keeps dialling PEER_NAME@<this IP>.
+  void check_own_address() {
+    for (auto& ip : own_in_dns) {
+      const std::string peer_node = opt.peer_name + "@" + ip;
+      auto it = std::find_if(peers.begin(), peers.end(),
+                             [&](const Peer& p) { return p.node == peer_node; });
+      if (it == peers.end()) continue;  // PEER_NAME@ip is this node itself
+      const std::string subject = "NODE_DNS " + opt.dns;
+      if (it->port != 0) {
+        add("dns.own_address", subject, Status::pass,
+            "this host's IP " + ip + " is in the answer: a sidecar beside " + peer_node +
+                ", which is registered with the epmd here and checked as a peer");
+      } else {
+        add("dns.own_address", subject, Status::warn,
+            "this host's IP " + ip + " is in the answer, but no node named '" + opt.peer_name +
+                "' is registered with the epmd here: beamlink is not a sidecar, and every "
+                "pod's Peerage keeps dialling " +
+                peer_node + " in vain",
+            "take beamlink's pods out of the headless Service (labels its selector does not "
+            "match), or run beamlink as a sidecar in the pods the Service selects");
+      }
+    }
   }
 
   void stop_peer(std::size_t i, const std::string& failed_stage) {

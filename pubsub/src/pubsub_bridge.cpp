@@ -165,6 +165,9 @@ void PubSubBridge::probe(const std::string& peer) {
               PubSubBridge& self = *this;
               if (!r) {
                 if (r.error().code == Errc::shutting_down) return;
+                // Another beamlink has no rex: its scope's groups already
+                // said it speaks 2.x.
+                if (self.has_v2(peer)) return;
                 spdlog::warn(
                     "pubsub {}: cannot tell which Phoenix.PubSub {} runs: {} (asking "
                     "again)",

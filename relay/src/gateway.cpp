@@ -77,6 +77,24 @@ Gateway::Gateway(uv_loop_t* loop, dist::Node& node, GatewayOptions options)
     }
     res.respond(std::move(r));
   });
+  router_.add("GET", "/readyz", [this](const Request&, Responder res) {
+    ++stats_.readiness_checks;
+    auto why = not_ready_reason();
+    Response r;
+    if (why.empty()) {
+      std::string found;
+      for (auto* b : hub_.bridges()) {
+        std::string nodes;
+        for (auto& n : b->nodes()) nodes += (nodes.empty() ? "" : ",") + term::json_quote(n);
+        found += (found.empty() ? "" : ",") + term::json_quote(b->name()) + ":[" + nodes + "]";
+      }
+      r.body = R"({"status":"ready","node":)" + term::json_quote(node_.name()) + R"(,"peers":)" +
+               std::to_string(node_.connected_nodes().size()) + R"(,"pubsubs":{)" + found + "}}";
+    } else {
+      r = Response::error(503, "not_ready", why);
+    }
+    res.respond(std::move(r));
+  });
   router_.add("GET", "/metrics", [this](const Request&, Responder res) {
     ++stats_.scrapes;
     Response r;
@@ -139,6 +157,22 @@ std::string Gateway::unhealthy_reason() const {
     return why;
   }
   return {};
+}
+
+std::string Gateway::not_ready_reason() const {
+  if (auto why = unhealthy_reason(); !why.empty()) return why;
+  const auto& bridges = hub_.bridges();
+  if (bridges.size() < expected_bridges_)
+    return "starting: the configured pubsub(s) are not set up yet";
+  if (bridges.empty()) return {};  // nothing to relay into: connected is ready
+  std::string names;
+  for (auto* b : bridges) {
+    if (!b->nodes().empty()) return {};
+    names += (names.empty() ? "" : ", ") + b->name();
+  }
+  return "no connected BEAM node has the configured pubsub(s) (" + names +
+         "): " + std::to_string(node_.connected_nodes().size()) +
+         " node(s) connected; broadcasts would be refused";
 }
 
 void Gateway::write_metrics(MetricsWriter& m) const {

@@ -85,6 +85,20 @@ std::unique_ptr<Subprocess> erl_in_pod(Cluster& c, int i, const std::string& nam
   return p;
 }
 
+// `scripts/cluster env [ARGS]` as a map (ARGS: --sidecar I, --beamlink NAME).
+std::map<std::string, std::string> env_of(Cluster& c, std::vector<std::string> args) {
+  args.insert(args.begin(), "env");
+  auto r = c.cmd(args);
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  std::map<std::string, std::string> kv;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    auto eq = line.find('=');
+    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return kv;
+}
+
 }  // namespace
 
 TEST_CASE("doctor: a healthy 3-pod cluster exits 0 with every check passed") {
@@ -297,4 +311,38 @@ TEST_CASE("doctor: a readable cookie file and a cookie on a command line are fla
   CHECK(check.find("\"status\":\"warn\"") != std::string::npos);
   CHECK(check.find("exposed@" + v["NODE_HOST"]) != std::string::npos);
   CHECK(check.find(cookie) == std::string::npos);  // named, never shown
+}
+
+TEST_CASE("doctor: its own IP in NODE_DNS warns unless it is a sidecar") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "2"}).code == 0);
+  auto v = c.vars();
+  auto ips = c.pod_ips();
+  auto doctor = [&](const std::map<std::string, std::string>& where) {
+    return run(
+        {"ip", "netns", "exec", where.at("BEAMLINK_NETNS"), "env",
+         "NODE_HOST=" + where.at("NODE_HOST"), binary_path("app/beamlink"), "doctor", "--json",
+         "--cookie-file", v["CLUSTER_COOKIE_FILE"], "--dns", v["NODE_DNS"], "--timeout", "5000"},
+        60s);
+  };
+  // The beamlink namespace's IP in the headless Service: not a sidecar.
+  REQUIRE(c.cmd({"dns-add", "beamlink"}).code == 0);
+  auto d = doctor(env_of(c, {}));
+  INFO(d.out << d.err);
+  std::regex own_warn(
+      "\\{\"id\":\"dns.own_address\",[^}]*\"status\":\"warn\",[^}]*keeps dialling ewallet@" +
+      std::regex_replace(v["NODE_HOST"], std::regex("\\."), "\\.") + "[^}]*\\}");
+  CHECK(std::regex_search(d.out, own_warn));
+  CHECK(d.code == 1);
+  REQUIRE(c.cmd({"dns-del", "beamlink"}).code == 0);
+  // A sidecar in pod 1: its pod's node is checked as a peer, all pass.
+  d = doctor(env_of(c, {"--sidecar", "1"}));
+  INFO(d.out << d.err);
+  // (cookie.cmdline warns there: the pod's node has -setcookie.)
+  CHECK(d.out.find("\"status\":\"fail\"") == std::string::npos);
+  CHECK(d.out.find("\"id\":\"handshake.cookie\",\"subject\":\"ewallet@" + ips[0] +
+                   "\",\"status\":\"pass\"") != std::string::npos);
+  CHECK(std::regex_search(d.out, std::regex("\\{\"id\":\"dns.own_address\",[^}]*\"status\":"
+                                            "\"pass\",[^}]*sidecar")));
 }

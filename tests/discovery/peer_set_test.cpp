@@ -1,4 +1,4 @@
-// PeerSet, the core of the NODE_DNS poller: diffs, own address and IPv6
+// PeerSet, the core of the NODE_DNS poller: diffs, this node itself and IPv6
 // skipped, failures keeping the set and reported once per change of state.
 #include "discovery/peer_set.hpp"
 
@@ -30,7 +30,7 @@ using Strings = std::vector<std::string>;
 }  // namespace
 
 TEST_CASE("discovery peer set: first successful poll reports the whole set as added and ok") {
-  PeerSet set("ewallet", {});
+  PeerSet set("ewallet", {}, "beamlink@10.0.0.99");
   CHECK(set.state() == PollState::starting);
   auto out = set.update(ok({v4("10.0.0.3"), v4("10.0.0.1"), v4("10.0.0.2")}));
   CHECK(out.diff.added == Strings{"ewallet@10.0.0.1", "ewallet@10.0.0.2", "ewallet@10.0.0.3"});
@@ -42,14 +42,14 @@ TEST_CASE("discovery peer set: first successful poll reports the whole set as ad
 }
 
 TEST_CASE("discovery peer set: an empty first answer is ok with no diff") {
-  PeerSet set("ewallet", {});
+  PeerSet set("ewallet", {}, "beamlink@10.0.0.99");
   auto out = set.update(ok({}));
   CHECK(out.diff.empty());
   CHECK(out.entered == PollState::ok);
 }
 
 TEST_CASE("discovery peer set: later polls report only what was added and removed") {
-  PeerSet set("ewallet", {});
+  PeerSet set("ewallet", {}, "beamlink@10.0.0.99");
   (void)set.update(ok({v4("10.0.0.1"), v4("10.0.0.2")}));
   auto same = set.update(ok({v4("10.0.0.2"), v4("10.0.0.1")}));
   CHECK(same.diff.empty());
@@ -63,13 +63,13 @@ TEST_CASE("discovery peer set: later polls report only what was added and remove
 }
 
 TEST_CASE("discovery peer set: peers use the configured peer name") {
-  PeerSet set("wallet_api", {});
+  PeerSet set("wallet_api", {}, "beamlink@10.0.0.99");
   auto out = set.update(ok({v4("192.168.1.7")}));
   CHECK(out.diff.added == Strings{"wallet_api@192.168.1.7"});
 }
 
-TEST_CASE("discovery peer set: own address is never a peer and is reported once") {
-  PeerSet set("ewallet", {"10.0.0.2", "not-an-ip"});
+TEST_CASE("discovery peer set: PEER_NAME at an own address that is this node is skipped once") {
+  PeerSet set("ewallet", {"10.0.0.2", "not-an-ip"}, "ewallet@10.0.0.2");
   auto out = set.update(ok({v4("10.0.0.1"), v4("10.0.0.2")}));
   CHECK(out.diff.added == Strings{"ewallet@10.0.0.1"});
   REQUIRE(out.skipped.size() == 1);
@@ -82,17 +82,36 @@ TEST_CASE("discovery peer set: own address is never a peer and is reported once"
 }
 
 TEST_CASE("discovery peer set: own address given in a non canonical form still matches") {
-  PeerSet set("ewallet", {"fd00:0:0:0:0:0:0:1"});
+  PeerSet set("ewallet", {"fd00:0:0:0:0:0:0:1"}, "ewallet@somehost");
   auto out = set.update(ok({v6("fd00::1"), v4("10.0.0.1")}));
   REQUIRE(out.skipped.size() == 1);
   CHECK(out.skipped[0].reason == Skipped::Reason::own_address);
   CHECK(out.diff.added == Strings{"ewallet@10.0.0.1"});
 }
 
+TEST_CASE("discovery peer set: in a sidecar the pod's own node at an own address is a peer") {
+  // beamlink@10.0.0.2 shares the pod (IP and epmd) with ewallet@10.0.0.2.
+  PeerSet set("ewallet", {"10.0.0.2"}, "beamlink@10.0.0.2");
+  auto out = set.update(ok({v4("10.0.0.1"), v4("10.0.0.2")}));
+  CHECK(out.skipped.empty());
+  CHECK(out.diff.added == Strings{"ewallet@10.0.0.1", "ewallet@10.0.0.2"});
+  CHECK(set.is_own_address("10.0.0.2"));
+  CHECK_FALSE(set.is_self("10.0.0.2"));
+}
+
+TEST_CASE("discovery peer set: the host part of this node's name counts as its address") {
+  PeerSet set("ewallet", {}, "ewallet@10.0.0.3");
+  auto out = set.update(ok({v4("10.0.0.1"), v4("10.0.0.3")}));
+  CHECK(out.diff.added == Strings{"ewallet@10.0.0.1"});
+  REQUIRE(out.skipped.size() == 1);
+  CHECK(out.skipped[0].message.find("ewallet@10.0.0.3 is this node itself") != std::string::npos);
+  CHECK(set.is_self("10.0.0.3"));
+}
+
 TEST_CASE(
     "discovery peer set: IPv6 addresses are skipped with the reason and reported once per "
     "appearance") {
-  PeerSet set("ewallet", {});
+  PeerSet set("ewallet", {}, "beamlink@10.0.0.99");
   auto out = set.update(ok({v4("10.0.0.1"), v6("fd00::1")}));
   CHECK(out.diff.added == Strings{"ewallet@10.0.0.1"});
   REQUIRE(out.skipped.size() == 1);
@@ -107,7 +126,7 @@ TEST_CASE(
 
 TEST_CASE(
     "discovery peer set: a failed poll keeps the set and is reported once per change of state") {
-  PeerSet set("ewallet", {});
+  PeerSet set("ewallet", {}, "beamlink@10.0.0.99");
   (void)set.update(ok({v4("10.0.0.1"), v4("10.0.0.2")}));
 
   auto f1 = set.update(fail(Errc::timeout, ARES_ETIMEOUT, "no DNS server answered within 5 ms"));
@@ -148,7 +167,7 @@ TEST_CASE(
 }
 
 TEST_CASE("discovery peer set: failing before any success reports failing and then the first set") {
-  PeerSet set("ewallet", {});
+  PeerSet set("ewallet", {}, "beamlink@10.0.0.99");
   auto f = set.update(fail(Errc::connection_refused, ARES_ECONNREFUSED));
   CHECK(f.entered == PollState::failing);
   CHECK(set.peers().empty());

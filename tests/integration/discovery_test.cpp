@@ -334,7 +334,7 @@ TEST_CASE("discovery: poller polls again after its interval") {
   CHECK(loop.close() == 0);
 }
 
-TEST_CASE("discovery: poller never lists its own address and skips IPv6 peers once") {
+TEST_CASE("discovery: poller never lists itself and skips IPv6 peers once") {
   Hosts hosts = records(fqdn, {"10.0.0.1", "10.0.0.2", "10.0.0.9", "fd00::1"});
   Dnsmasq dns(hosts);
   TestLoop loop;
@@ -342,6 +342,7 @@ TEST_CASE("discovery: poller never lists its own address and skips IPv6 peers on
     Events ev;
     DnsPoller::Options o = poller_options(dns);
     o.own_addresses = {"10.0.0.9"};
+    o.own_name = "ewallet@10.0.0.9";  // PEER_NAME@10.0.0.9 is this node
     auto poller = make_poller(loop, o, ev);
     poller->start();
     REQUIRE(loop.run_until([&] { return ev.count(Kind::ok) == 1; }));
@@ -363,6 +364,24 @@ TEST_CASE("discovery: poller never lists its own address and skips IPv6 peers on
     poll_once(loop, *poller);
     CHECK(ev.count(Kind::skipped) == 2);  // reported once
     CHECK(poller->peers().count("ewallet@10.0.0.9") == 0);
+  }
+  CHECK(loop.close() == 0);
+}
+
+TEST_CASE("discovery: a sidecar lists the pod's own node at its own address as a peer") {
+  Hosts hosts = records(fqdn, {"10.0.0.1", "10.0.0.9"});
+  Dnsmasq dns(hosts);
+  TestLoop loop;
+  {
+    Events ev;
+    DnsPoller::Options o = poller_options(dns);
+    o.own_addresses = {"10.0.0.9"};
+    o.own_name = "beamlink@10.0.0.9";  // shares 10.0.0.9 with ewallet@10.0.0.9
+    auto poller = make_poller(loop, o, ev);
+    poller->start();
+    REQUIRE(loop.run_until([&] { return ev.count(Kind::ok) == 1; }));
+    CHECK(ev.last(Kind::changed)->diff.added == Strings{"ewallet@10.0.0.1", "ewallet@10.0.0.9"});
+    CHECK(ev.count(Kind::skipped) == 0);
   }
   CHECK(loop.close() == 0);
 }

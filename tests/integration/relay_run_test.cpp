@@ -472,3 +472,57 @@ TEST_CASE("relay: auto finds a 1.1 pubsub started after the node connected") {
   REQUIRE(
       wait_until([&] { return t1.eval("length(pubsub_fixture:received(<<\"late\">>))") == "1"; }));
 }
+
+TEST_CASE("relay: /readyz is 503 until a connected node has the pubsub and /healthz stays live") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  // t1 has a pubsub, but not the relay's: the relay is alive, not ready.
+  CHECK(t1.eval("pubsub_fixture:start(<<\"Other.PubSub\">>, 1)") == "ok");
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub");
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 60s),
+                  relay.proc->err());
+  // The relay has synced with t1's scope (its members are there), so it
+  // knows what t1 has.
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval(
+                   "lists:any(fun(G) -> lists:any(fun(P) -> node(P) =:= 'relay@127.0.0.1' "
+                   "end, pg:get_members('Elixir.Phoenix.PubSub', G)) end, "
+                   "pg:which_groups('Elixir.Phoenix.PubSub'))") == "true";
+      },
+      60s));
+  Http h = http("GET", relay.url("/readyz"));
+  CHECK(h.status == 503);
+  CHECK(h.body.find("\"error\":\"not_ready\"") != std::string::npos);
+  CHECK_MESSAGE(h.body.find("no connected BEAM node has the configured pubsub(s) "
+                            "(Elixir.My.PubSub)") != std::string::npos,
+                h.body);
+  CHECK(http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 1)).status == 503);
+  // The node starts My.PubSub: the relay finds it and becomes ready.
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 2)") == "ok");
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        h = http("GET", relay.url("/readyz"));
+                        return h.status == 200;
+                      },
+                      60s),
+                  (relay.proc->err() + h.body));
+  CHECK(h.body.find("\"status\":\"ready\"") != std::string::npos);
+  CHECK(h.body.find("\"Elixir.My.PubSub\":[\"t1@127.0.0.1\"]") != std::string::npos);
+  CHECK(http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 2)).status == 202);
+}
+
+TEST_CASE("relay: /readyz is 503 with the reason while no peer is connected") {
+  Epmd epmd;
+  Relay relay(epmd.port(), {}, "Nobody.PubSub");
+  Http h;
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        h = http("GET", relay.url("/readyz"));
+                        return h.status == 503 &&
+                               h.body.find("no BEAM node connected") != std::string::npos;
+                      },
+                      60s),
+                  (relay.proc->err() + h.body));
+  CHECK(h.body.find("\"error\":\"not_ready\"") != std::string::npos);
+}

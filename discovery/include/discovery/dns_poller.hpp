@@ -1,6 +1,6 @@
 // Polls NODE_DNS and reports how the peer set changes: the libuv adapter
-// around PeerSet (peer_set.hpp), which holds the rules (own address and IPv6
-// skipped, a failed poll keeps the last known set, failures reported once per
+// around PeerSet (peer_set.hpp), which holds the rules (this node itself and
+// IPv6 skipped, a failed poll keeps the last known set, failures reported once per
 // change of state).
 //
 // Timing: start() polls at once; each next poll starts `interval` after the
@@ -9,8 +9,9 @@
 // may predate the call).
 //
 // Events, in this order within one poll (Event::Kind):
-//   skipped  an address that is not a peer: this node's own, or IPv6 (ei is
-//            IPv4-only). Once per address, when it appears.
+//   skipped  an address that is not a peer: PEER_NAME@IP is this node
+//            itself, or IPv6 (ei is IPv4-only). Once per address, when it
+//            appears.
 //   changed  the peer set changed: diff.added / diff.removed (PEER_NAME@IP).
 //            The first successful poll reports the whole set as added. Not
 //            reported when nothing changed.
@@ -54,10 +55,14 @@ namespace beamlink::discovery {
 class DnsPoller {
  public:
   struct Options {
-    std::string name;                          // NODE_DNS, e.g. "ewallet.default.svc.cluster.local"
-    bool srv = false;                          // ask SRV records and use their targets' addresses
-    std::string peer_name = "ewallet";         // PEER_NAME: peers are PEER_NAME@IP
-    std::vector<std::string> own_addresses;    // this node's IPs: never peers
+    std::string name;                        // NODE_DNS, e.g. "ewallet.default.svc.cluster.local"
+    bool srv = false;                        // ask SRV records and use their targets' addresses
+    std::string peer_name = "ewallet";       // PEER_NAME: peers are PEER_NAME@IP
+    std::vector<std::string> own_addresses;  // this node's IPs
+    // This node's name: PEER_NAME@IP is skipped only when it is this node
+    // (same alive part, IP one of own_addresses); empty: nothing is skipped
+    // as ours. In a sidecar PEER_NAME@<own IP> is the pod's node: a peer.
+    std::string own_name;
     std::chrono::milliseconds interval{5000};  // POLL_INTERVAL
     Resolver::Options resolver;                // empty: resolv.conf
   };

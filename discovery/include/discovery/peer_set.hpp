@@ -3,8 +3,12 @@
 //
 // Rules:
 // - A peer is PEER_NAME@IP for each IPv4 address the name resolves to.
-// - This node's own addresses are never peers (its pod is in the same
-//   Service). IPv6 addresses are skipped: ei is IPv4-only.
+// - PEER_NAME@IP is skipped only where it would be this node itself: its
+//   alive part is this node's and IP is one of this node's addresses (or the
+//   host part of its name). Otherwise an address of this host is a peer like
+//   any other: a sidecar shares its pod's IP and epmd under another name, and
+//   PEER_NAME@<own IP> is then the pod's own Elixir node. IPv6 addresses are
+//   skipped: ei is IPv4-only.
 // - Each address skipped for one of those reasons is reported once, when it
 //   first appears (again if it leaves DNS and comes back).
 // - A failed poll (timeout, SERVFAIL, NXDOMAIN, no server, ...) KEEPS the last
@@ -60,7 +64,16 @@ class PeerSet {
 
   // `own_addresses`: this node's IPs, as text (IPv4 or IPv6 literals; others
   // are ignored). `peer_name`: the alive part of the peers' node names.
-  PeerSet(std::string peer_name, const std::vector<std::string>& own_addresses);
+  // `own_name`: this node's full name (alive@host); empty: no address is
+  // this node (every address is a peer).
+  PeerSet(std::string peer_name, const std::vector<std::string>& own_addresses,
+          const std::string& own_name);
+
+  // Whether PEER_NAME@`address` (canonical text) is this node itself.
+  bool is_self(const std::string& address) const;
+  // Whether `address` (canonical text) is one of this node's own addresses,
+  // whoever PEER_NAME@address is (the doctor's sidecar check).
+  bool is_own_address(const std::string& address) const { return own_.count(address) != 0; }
 
   Outcome update(const Result<std::vector<Address>>& resolved);
 
@@ -73,6 +86,7 @@ class PeerSet {
  private:
   std::string peer_name_;
   std::set<std::string> own_;    // canonical text
+  bool self_alive_ = false;      // own_name's alive part is peer_name
   std::set<std::string> peers_;  // PEER_NAME@IP
   std::set<Address> skipped_;    // skipped in the last successful poll
   PollState state_ = PollState::starting;

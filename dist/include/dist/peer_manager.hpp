@@ -8,6 +8,8 @@
 // - A failure is logged when its reason changes, not on every attempt.
 // - remove() stops redialling a peer but leaves a live connection alone
 //   (during a rolling update a pod that left DNS is still a live node).
+// - add() of this node's own name is ignored; any other name is a peer, an
+//   address shared with this node included (a sidecar's pod node).
 //
 // Thread: the loop's thread. Owned by the caller; must be destroyed (or
 // stop()ped) before the Node.

@@ -1,8 +1,13 @@
 // The relay as `beamlink run` serves it: one HTTP listener (RELAY_LISTEN) on
 // the node's loop with
 //   POST /v1/broadcast   a channel broadcast into every configured pubsub
-//   GET  /healthz        200 when registered with epmd and connected to at
-//                        least one peer, else 503 with the reason
+//   GET  /healthz        liveness: 200 when registered with epmd and
+//                        connected to at least one peer, else 503 with the
+//                        reason
+//   GET  /readyz         readiness: as /healthz, and besides at least one
+//                        connected node has one of the configured pubsubs
+//                        (so a POST would be accepted); 503 with
+//                        {"error":"not_ready","reason":...} until then
 //   GET  /metrics        Prometheus text: the node's families
 //                        (dist::Node::write_metrics), the relay's
 //                        (write_metrics: each part writes its own), and what
@@ -59,7 +64,7 @@ struct GatewayOptions {
 struct GatewayStats {
   std::uint64_t broadcast_requests = 0;
   std::map<int, std::uint64_t> broadcast_responses;  // by status
-  std::uint64_t health_checks = 0, scrapes = 0;
+  std::uint64_t health_checks = 0, readiness_checks = 0, scrapes = 0;
 };
 
 class Gateway {
@@ -84,6 +89,16 @@ class Gateway {
 
   // The health answer now: empty when healthy, else why not.
   std::string unhealthy_reason() const;
+  // The readiness answer now (/readyz): empty when a broadcast would be
+  // accepted by at least one pubsub (or none is configured and a node is
+  // connected), else why not.
+  std::string not_ready_reason() const;
+  // How many pubsub bridges `run` will add (ClusterHub::expect_bridges):
+  // until they exist the relay is not ready.
+  void expect_bridges(std::size_t n) {
+    expected_bridges_ = n;
+    hub_.expect_bridges(n);
+  }
   // The relay's own families: delivery, hub, the broadcast route's answers,
   // the HTTP server and the WebSocket clients.
   void write_metrics(MetricsWriter& m) const;
@@ -109,6 +124,7 @@ class Gateway {
   std::unique_ptr<ChannelSocketServer> channels_;  // destroyed before the server and hub
   std::vector<std::function<void(MetricsWriter&)>> metrics_;
   std::function<std::string()> peer_hint_;
+  std::size_t expected_bridges_ = 0;
   GatewayStats stats_;
 };
 

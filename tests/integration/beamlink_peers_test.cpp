@@ -1,0 +1,196 @@
+// Several beamlinks in one cluster, against a real epmd and a real erl node
+// running tests/fixtures/pubsub_fixture.erl: two relays and a `beamlink
+// subscribe` find each other through the hidden members of the pubsub's pg
+// groups on the node, connect to each other (hidden to hidden, our
+// handshake both ways), exchange pg membership, and every broadcast reaches
+// every member exactly once: the node's subscribers, the other relay's
+// WebSocket clients (the official phoenix client, tests/js) and subscribe.
+// A relay that goes away is dropped; restarted, it is found again.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <string>
+
+#include "support.hpp"
+
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kCookie = "beamlink-test-cookie";
+
+std::map<std::string, std::string> env_for(int epmd_port) {
+  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
+          {"ERLANG_COOKIE", kCookie},
+          {"NODE_HOST", "127.0.0.1"}};
+}
+
+ErlNode::Options erl(const std::string& name, int epmd_port) {
+  ErlNode::Options o;
+  o.name = name;
+  o.epmd_port = epmd_port;
+  o.cookie = kCookie;
+  return o;
+}
+
+struct Http {
+  int status = 0;
+  std::string body;
+};
+
+Http http(const std::string& method, const std::string& url, const std::string& body = "") {
+  std::vector<std::string> argv = {"curl", "-sS", "-X", method, "-w", "\n%{http_code}", url};
+  if (!body.empty()) {
+    argv.push_back("-H");
+    argv.push_back("Content-Type: application/json");
+    argv.push_back("--data-binary");
+    argv.push_back(body);
+  }
+  auto r = run(argv, 20s);
+  Http h;
+  auto nl = r.out.rfind('\n');
+  if (nl != std::string::npos) {
+    h.body = r.out.substr(0, nl);
+    h.status = std::atoi(r.out.c_str() + nl + 1);
+  }
+  return h;
+}
+
+// `beamlink run` named NAME@127.0.0.1 with a relay on a free port, polling
+// for other beamlinks every second.
+struct Relay {
+  std::string name;
+  int port = free_port();
+  std::unique_ptr<Subprocess> proc;
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
+  Relay(int epmd_port, const std::string& alive, const std::string& node)
+      : name(alive + "@127.0.0.1") {
+    Subprocess::Options o;
+    o.env = env_for(epmd_port);
+    o.env["DIST_PORT_MIN"] = o.env["DIST_PORT_MAX"] = std::to_string(free_port());
+    proc = std::make_unique<Subprocess>(
+        std::vector<std::string>{binary_path("app/beamlink"), "run", "--name", name,
+                                 "--relay-listen", "127.0.0.1:" + std::to_string(port), "--pubsub",
+                                 "My.PubSub", "--connect", node, "--poll-interval", "1"},
+        o);
+  }
+};
+
+std::string body(const std::string& topic, const std::string& event, int n) {
+  return R"({"topic":")" + topic + R"(","event":")" + event + R"(","payload":{"n":)" +
+         std::to_string(n) + "}}";
+}
+
+std::size_t count(const std::string& hay, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// /readyz of `r` lists every one of `nodes` as having the pubsub.
+bool lists(const Relay& r, const std::vector<std::string>& nodes) {
+  auto h = http("GET", r.url("/readyz"));
+  if (h.status != 200) return false;
+  return std::all_of(nodes.begin(), nodes.end(), [&](const std::string& n) {
+    return h.body.find("\"" + n + "\"") != std::string::npos;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("beamlinks: two relays and subscribe find each other and every broadcast reaches all") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 2)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
+  Relay a(epmd.port(), "relay_a", "t1@127.0.0.1");
+  Relay b(epmd.port(), "relay_b", "t1@127.0.0.1");
+  Subprocess::Options so;
+  so.env = env_for(epmd.port());
+  Subprocess sub({binary_path("app/beamlink"), "subscribe", "--pubsub", "My.PubSub", "--connect",
+                  "t1@127.0.0.1", "--poll-interval", "1", "room:1"},
+                 so);
+  const std::string sub_name = "beamlink_" + std::to_string(sub.pid()) + "@127.0.0.1";
+  // Each relay has found (and synced pg with) the other and subscribe; both
+  // hidden: the node lists all three in nodes(hidden) only.
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        return lists(a, {"t1@127.0.0.1", b.name, sub_name});
+                      },
+                      60s),
+                  a.proc->err() << http("GET", a.url("/readyz")).body);
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        return lists(b, {"t1@127.0.0.1", a.name, sub_name});
+                      },
+                      60s),
+                  b.proc->err() << http("GET", b.url("/readyz")).body);
+  CHECK(t1.eval("lists:sort(nodes(hidden)) -- ['" + sub_name + "']") ==
+        "['relay_a@127.0.0.1','relay_b@127.0.0.1']");
+  CHECK(t1.eval("nodes()") == "[]");
+  CHECK(a.proc->err().find("found beamlink relay_b@127.0.0.1") != std::string::npos);
+
+  // A WebSocket client on relay b (it pushes one "shout" once joined).
+  Subprocess ws({"node", source_path("tests/js/phoenix_client.js"), b.url("/socket"), "room:1"});
+  REQUIRE_MESSAGE(ws.wait_out("push ok", 60s), ws.out() << ws.err());
+  // POSTs to either relay, then a fence through relay a.
+  for (int n = 0; n < 4; ++n) {
+    auto h = http("POST", (n % 2 ? b : a).url("/v1/broadcast"), body("room:1", "new_msg", n));
+    CHECK_MESSAGE(h.status == 202, h.body);
+  }
+  CHECK(http("POST", a.url("/v1/broadcast"), body("room:1", "fence", 9)).status == 202);
+  REQUIRE_MESSAGE(wait_until([&] { return !ws.running(); }, 60s), ws.out() << ws.err());
+  for (int n = 0; n < 4; ++n)
+    CHECK_MESSAGE(count(ws.out(), "msg room:1 new_msg {\"n\":" + std::to_string(n) + "}") == 1,
+                  ws.out());
+  // The node: the shout and each POST once, in order per relay.
+  REQUIRE(wait_until(
+      [&] { return t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "6"; }, 60s));
+  CHECK(t1.eval("lists:sort([N || #{event := <<\"new_msg\">>, payload := #{<<\"n\">> := N}} <- "
+                "pubsub_fixture:received(<<\"room:1\">>)])") == "[0,1,2,3]");
+  CHECK(t1.eval("length([S || #{event := <<\"shout\">>} = S <- "
+                "pubsub_fixture:received(<<\"room:1\">>)])") == "1");
+  // subscribe: everything once (the shout, four POSTs, the fence).
+  REQUIRE_MESSAGE(sub.wait_out("\"fence\"", 60s), sub.out() << sub.err());
+  for (int n = 0; n < 4; ++n)
+    CHECK_MESSAGE(count(sub.out(), "\"n\":" + std::to_string(n) + "}") == 1, sub.out());
+  CHECK(count(sub.out(), "\"shout\"") == 1);
+  CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "6");
+}
+
+TEST_CASE("beamlinks: a relay that goes away is dropped and found again when it restarts") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  Relay a(epmd.port(), "relay_a", "t1@127.0.0.1");
+  auto b = std::make_unique<Relay>(epmd.port(), "relay_b", "t1@127.0.0.1");
+  REQUIRE_MESSAGE(wait_until([&] { return lists(a, {b->name}); }, 60s), a.proc->err());
+  b->proc->signal(SIGKILL);
+  REQUIRE(b->proc->wait(60s).has_value());
+  b.reset();
+  // a drops it: no longer a target of a's broadcasts.
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        auto h = http("GET", a.url("/readyz"));
+                        return h.status == 200 &&
+                               h.body.find("relay_b@127.0.0.1") == std::string::npos;
+                      },
+                      60s),
+                  a.proc->err());
+  CHECK(http("POST", a.url("/v1/broadcast"), body("room:2", "while_away", 1)).status == 202);
+  // Restarted under the same name: found within a poll or two, and what a
+  // accepts reaches its clients again.
+  b = std::make_unique<Relay>(epmd.port(), "relay_b", "t1@127.0.0.1");
+  REQUIRE_MESSAGE(wait_until([&] { return lists(a, {b->name}) && lists(*b, {a.name}); }, 60s),
+                  a.proc->err() << b->proc->err());
+  Subprocess ws({"node", source_path("tests/js/phoenix_client.js"), b->url("/socket"), "room:2"});
+  REQUIRE_MESSAGE(ws.wait_out("push ok", 60s), ws.out() << ws.err());
+  CHECK(http("POST", a.url("/v1/broadcast"), body("room:2", "back", 2)).status == 202);
+  CHECK(http("POST", a.url("/v1/broadcast"), body("room:2", "fence", 3)).status == 202);
+  REQUIRE_MESSAGE(wait_until([&] { return !ws.running(); }, 60s), ws.out() << ws.err());
+  CHECK(count(ws.out(), "msg room:2 back {\"n\":2}") == 1);
+}
