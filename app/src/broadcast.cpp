@@ -19,6 +19,7 @@
 #include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "discovery/dns_poller.hpp"
+#include "pubsub/beamlink_finder.hpp"
 #include "pubsub/pg_scope.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 #include "relay/cluster_hub.hpp"
@@ -46,7 +47,18 @@ struct Broadcast {
   std::vector<std::string> connected;
   UvHandle<uv_timer_t> timer;  // the phase check, every 10 ms
   std::uint64_t deadline = 0;  // of the current phase
-  enum class Phase { connecting, syncing, writing, done } phase = Phase::connecting;
+  // Other beamlinks (relays, sidecars, subscribe) found through the pods:
+  // a broadcast reaches their subscribers too, as a pure Elixir member's does.
+  std::unique_ptr<pubsub::BeamlinkFinder> finder;
+  std::vector<std::string> beamlinks;  // dialled, in the order found
+  enum class Phase {
+    connecting,
+    syncing,
+    finding,  // asking the pods for the other beamlinks, then connecting to them
+    joining,  // until their scopes said which groups they have
+    writing,
+    done
+  } phase = Phase::connecting;
   int code = 1;
 
   void finish(int c) {
@@ -54,8 +66,10 @@ struct Broadcast {
     phase = Phase::done;
     code = c;
     if (poller) poller->stop();
+    if (finder) finder->stop();
     timer.reset();
     on_next_tick(loop, [this] {
+      finder.reset();
       hub.reset();
       delivery.reset();
       bridges.clear();
@@ -104,6 +118,46 @@ struct Broadcast {
     }
   }
 
+  // Starts one poll of the pods for the hidden members of the 2.x pubsubs'
+  // groups (pubsub::BeamlinkFinder). False when there is nothing to ask.
+  bool find_beamlinks() {
+    pubsub::BeamlinkFinderOptions fo;
+    fo.scope = opts.pg_scope;
+    for (auto& po : pubsubs)
+      if (po.version != pubsub::PubSubOptions::Version::v1_1)
+        fo.groups.push_back(pubsub::pubsub_group(po.name, 1));
+    if (fo.groups.empty()) return false;
+    fo.interval = std::chrono::hours(1);  // one poll: this command is over long before
+    std::set<std::string> pods(connected.begin(), connected.end());
+    finder = std::make_unique<pubsub::BeamlinkFinder>(
+        node, fo, [pods](const std::string& n) { return pods.count(n) != 0; },
+        [](const pubsub::BeamlinkFinder::Diff&) {});
+    if (auto r = finder->start(); !r) {
+      std::fprintf(stderr, "beamlink: not looking for other beamlinks: %s\n",
+                   r.error().message.c_str());
+      return false;
+    }
+    return true;
+  }
+
+  // This node is not published: it dials every beamlink it finds.
+  void dial_beamlink(const std::string& peer) {
+    if (!pending.insert(peer).second) return;
+    node.connect(peer, [this, peer](Result<void> r) {
+      if (phase != Phase::joining) return;
+      pending.erase(peer);
+      if (r) {
+        connected.push_back(peer);
+        beamlinks.push_back(peer);
+      } else {
+        std::fprintf(stderr,
+                     "beamlink: beamlink %s cannot be reached, its subscribers miss this "
+                     "broadcast: %s\n",
+                     peer.c_str(), r.error().message.c_str());
+      }
+    });
+  }
+
   void dial(const std::string& peer) {
     if (!pending.insert(peer).second) return;
     node.connect(peer, [this, peer](Result<void> r) {
@@ -138,7 +192,19 @@ struct Broadcast {
         return;
       case Phase::syncing:
         if (!synced() && !late) return;
+        if (late || !find_beamlinks()) return send();
+        phase = Phase::finding;
+        return;
+      case Phase::finding:
+        if (finder->polls_completed() == 0 && !late) return;
+        for (auto& b : finder->found()) dial_beamlink(b);
+        phase = Phase::joining;
+        return;
+      case Phase::joining: {
+        bool joined = pending.empty() && synced();
+        if (!joined && !late) return;
         return send();
+      }
       case Phase::writing: {
         auto depths = delivery->depths();
         if (!depths.empty() && !late) return;

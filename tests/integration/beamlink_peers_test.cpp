@@ -142,14 +142,29 @@ TEST_CASE("beamlinks: two relays and subscribe find each other and every broadca
     auto h = http("POST", (n % 2 ? b : a).url("/v1/broadcast"), body("room:1", "new_msg", n));
     CHECK_MESSAGE(h.status == 202, h.body);
   }
+  // The one-shot `beamlink broadcast` finds the relays through the node and
+  // reaches their subscribers too. subscribe is found as well, but neither
+  // it nor the one-shot client is registered with epmd: they cannot connect
+  // to each other, and the client says so.
+  auto once = run({binary_path("app/beamlink"), "broadcast", "--pubsub", "My.PubSub", "--connect",
+                   "t1@127.0.0.1", "room:1", "cli", R"({"n":7})"},
+                  120s, env_for(epmd.port()));
+  CHECK_MESSAGE(once.code == 0, once.err);
+  // One message per node with the pubsub: t1 and both relays.
+  CHECK_MESSAGE(
+      once.out == "broadcast room:1 cli: 3 message(s) written (one per node per pubsub)\n",
+      once.out << once.err);
+  CHECK_MESSAGE(once.err.find("beamlink " + sub_name + " cannot be reached") != std::string::npos,
+                once.err);
   CHECK(http("POST", a.url("/v1/broadcast"), body("room:1", "fence", 9)).status == 202);
   REQUIRE_MESSAGE(wait_until([&] { return !ws.running(); }, 60s), ws.out() << ws.err());
+  CHECK_MESSAGE(count(ws.out(), "msg room:1 cli {\"n\":7}") == 1, ws.out());
   for (int n = 0; n < 4; ++n)
     CHECK_MESSAGE(count(ws.out(), "msg room:1 new_msg {\"n\":" + std::to_string(n) + "}") == 1,
                   ws.out());
   // The node: the shout and each POST once, in order per relay.
   REQUIRE(wait_until(
-      [&] { return t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "6"; }, 60s));
+      [&] { return t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "7"; }, 60s));
   CHECK(t1.eval("lists:sort([N || #{event := <<\"new_msg\">>, payload := #{<<\"n\">> := N}} <- "
                 "pubsub_fixture:received(<<\"room:1\">>)])") == "[0,1,2,3]");
   CHECK(t1.eval("length([S || #{event := <<\"shout\">>} = S <- "
@@ -159,7 +174,8 @@ TEST_CASE("beamlinks: two relays and subscribe find each other and every broadca
   for (int n = 0; n < 4; ++n)
     CHECK_MESSAGE(count(sub.out(), "\"n\":" + std::to_string(n) + "}") == 1, sub.out());
   CHECK(count(sub.out(), "\"shout\"") == 1);
-  CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "6");
+  CHECK(count(sub.out(), "\"cli\"") == 0);
+  CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "7");
 }
 
 TEST_CASE("beamlinks: a relay that goes away is dropped and found again when it restarts") {
