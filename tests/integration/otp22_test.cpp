@@ -249,3 +249,22 @@ TEST_CASE("otp22 - a peer whose handshake name differs from the dialled one is r
   CHECK_FALSE(bl.connected("t1@127.0.0.1"));
   CHECK(t1.eval("nodes(hidden)") == "[]");
 }
+
+TEST_CASE("otp22 - doctor probes an OTP 22 node with version 5 through the cookie check") {
+  Epmd epmd;
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  auto r = run({beamlink_bin(), "doctor", "--connect", "t1@127.0.0.1", "--json"}, 60s,
+               env_for(epmd.port()));
+  INFO(r.out);
+  INFO(r.err);
+  CHECK(contains(r.out, "OTP 22 or older (eWallet pins 21)"));
+  CHECK(contains(r.out, "the cookies match"));
+  CHECK_FALSE(contains(r.out, "malformed"));
+  ErlNode t2(otp22("t2@127.0.0.1", epmd.port(), 60, "another-cookie"));
+  r = run({beamlink_bin(), "doctor", "--connect", "t2@127.0.0.1", "--json"}, 60s,
+          env_for(epmd.port()));
+  INFO(r.out);
+  CHECK(contains(r.out, "OTP 22 or older (eWallet pins 21)"));
+  CHECK(contains(r.out, "cookies differ"));
+  CHECK_FALSE(contains(r.out, "malformed"));
+}
