@@ -40,6 +40,7 @@ Result<void> DialPool::submit(Job job) {
     if (rc != 0)
       return uv_error(Errc::io_error,
                       std::string("cannot create the dial pool's wakeup: ") + uv_strerror(rc), rc);
+    uv_unref(async_.handle());
     std::lock_guard lock(shared_->m);
     shared_->async = async_.get();
   }
@@ -47,6 +48,7 @@ Result<void> DialPool::submit(Job job) {
     std::lock_guard lock(shared_->m);
     shared_->queue.push_back(std::move(job));
   }
+  if (outstanding_++ == 0) uv_ref(async_.handle());
   // Threads start on demand, up to the bound.
   if (started_ < threads_) {
     try {
@@ -56,6 +58,8 @@ Result<void> DialPool::submit(Job job) {
       if (started_ == 0) {
         std::lock_guard lock(shared_->m);
         shared_->queue.clear();
+        outstanding_ = 0;
+        uv_unref(async_.handle());
         return make_error(Errc::io_error, std::string("cannot start a dial thread: ") + e.what());
       }
     }
@@ -94,6 +98,11 @@ void DialPool::drain() {
   }
   // A completion may destroy this pool (stopping the node): the rest are
   // then dropped, as the contract says for a destroyed pool.
+  outstanding_ -= static_cast<int>(done.size());
+  if (outstanding_ <= 0) {
+    outstanding_ = 0;
+    uv_unref(async_.handle());
+  }
   auto shared = shared_;
   for (auto& j : done) {
     {

@@ -8,6 +8,9 @@
 // when the pool was destroyed meanwhile (to close what `run` opened). Jobs
 // still queued when the pool is destroyed are dropped without running.
 //
+// The pool keeps the loop alive while a job is outstanding (as uv_queue_work
+// does), not when idle.
+//
 // Thread: construct, submit and destroy on the loop's thread. Destroying the
 // pool returns at once: a thread inside a job finishes it (bounded by the
 // job's own timeout), discards its result and ends.
@@ -49,6 +52,7 @@ class DialPool {
   uv_loop_t* loop_;
   int threads_;
   int started_ = 0;
+  int outstanding_ = 0;  // submitted, not yet completed: the wakeup keeps the loop alive
   std::shared_ptr<Shared> shared_;
   UvHandle<uv_async_t> async_;
 };

@@ -119,7 +119,11 @@ void HandshakeDriver::send(std::string bytes) {
 
 void HandshakeDriver::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<HandshakeDriver*>(h->data);
-  std::size_t want = self ? self->core_.bytes_wanted() : 0;
+  if (!self) {
+    *buf = uv_buf_init(nullptr, 0);  // libuv reports UV_ENOBUFS, which on_read ignores
+    return;
+  }
+  std::size_t want = self->core_.bytes_wanted();
   if (want == 0) want = 1;
   if (want > sizeof self->buf_) want = sizeof self->buf_;
   *buf = uv_buf_init(self->buf_, static_cast<unsigned>(want));
