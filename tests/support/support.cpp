@@ -284,10 +284,30 @@ std::string binary_path(const std::string& rel) {
   return std::string(BEAMLINK_BINARY_DIR) + "/" + rel;
 }
 
+namespace {
+std::string compile_fixtures(const std::string& subdir, const std::string& erlc,
+                             const std::vector<std::string>& only);
+}  // namespace
+
 std::string fixtures_ebin() {
+  return compile_fixtures("tests/fixtures_ebin", "erlc", {});
+}
+
+std::string otp22_erl() {
+  return source_path("../shared/otp22/bin/erl");
+}
+
+std::string otp22_fixtures_ebin() {
+  return compile_fixtures("tests/fixtures_ebin_otp22", source_path("../shared/otp22/bin/erlc"),
+                          {"erl_driver"});
+}
+
+namespace {
+std::string compile_fixtures(const std::string& subdir, const std::string& erlc,
+                             const std::vector<std::string>& only) {
   static std::mutex m;
   std::lock_guard lock(m);
-  std::string dir = binary_path("tests/fixtures_ebin");
+  std::string dir = binary_path(subdir);
   std::filesystem::create_directories(dir);
   // ctest runs test processes in parallel: one compiles at a time (erlc
   // writes NAME.bea# then renames it; two at once race on the rename).
@@ -300,26 +320,31 @@ std::string fixtures_ebin() {
   } unlock{lock_fd};
   for (auto& entry : std::filesystem::directory_iterator(source_path("tests/fixtures"))) {
     if (entry.path().extension() != ".erl") continue;
+    if (!only.empty() &&
+        std::find(only.begin(), only.end(), entry.path().stem().string()) == only.end())
+      continue;
     auto beam = std::filesystem::path(dir) / (entry.path().stem().string() + ".beam");
     if (std::filesystem::exists(beam) &&
         std::filesystem::last_write_time(beam) >= entry.last_write_time())
       continue;
-    auto r = run({"erlc", "-o", dir, entry.path().string()}, 60s);
+    auto r = run({erlc, "-o", dir, entry.path().string()}, 60s);
     if (r.code != 0) throw std::runtime_error("erlc failed: " + r.out + r.err);
   }
   return dir;
 }
+}  // namespace
 
 ErlNode::ErlNode(Options opts, bool wait) : opts_(std::move(opts)) {
   // -noshell without -noinput: the driver reads its requests from stdin.
-  std::vector<std::string> argv = {"erl",
+  bool otp22 = opts_.erl != "erl";
+  std::vector<std::string> argv = {opts_.erl,
                                    "-noshell",
                                    "-name",
                                    opts_.name,
                                    "-setcookie",
                                    opts_.cookie,
                                    "-pa",
-                                   fixtures_ebin(),
+                                   otp22 ? otp22_fixtures_ebin() : fixtures_ebin(),
                                    "-kernel",
                                    "net_ticktime",
                                    std::to_string(opts_.ticktime)};
