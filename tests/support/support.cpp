@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -284,10 +285,14 @@ std::string binary_path(const std::string& rel) {
   return std::string(BEAMLINK_BINARY_DIR) + "/" + rel;
 }
 
-std::string fixtures_ebin() {
+namespace {
+
+// Compiles tests/fixtures/*.erl (all, or those in `only`) into DIR with
+// ERLC, each when its .beam is older.
+std::string compile_fixtures(const std::string& dir, const std::string& erlc,
+                             const std::vector<std::string>& only = {}) {
   static std::mutex m;
   std::lock_guard lock(m);
-  std::string dir = binary_path("tests/fixtures_ebin");
   std::filesystem::create_directories(dir);
   // ctest runs test processes in parallel: one compiles at a time (erlc
   // writes NAME.bea# then renames it; two at once race on the rename).
@@ -300,26 +305,49 @@ std::string fixtures_ebin() {
   } unlock{lock_fd};
   for (auto& entry : std::filesystem::directory_iterator(source_path("tests/fixtures"))) {
     if (entry.path().extension() != ".erl") continue;
+    if (!only.empty() &&
+        std::find(only.begin(), only.end(), entry.path().stem().string()) == only.end())
+      continue;
     auto beam = std::filesystem::path(dir) / (entry.path().stem().string() + ".beam");
     if (std::filesystem::exists(beam) &&
         std::filesystem::last_write_time(beam) >= entry.last_write_time())
       continue;
-    auto r = run({"erlc", "-o", dir, entry.path().string()}, 60s);
+    auto r = run({erlc, "-o", dir, entry.path().string()}, 60s);
     if (r.code != 0) throw std::runtime_error("erlc failed: " + r.out + r.err);
   }
   return dir;
 }
 
+}  // namespace
+
+std::string fixtures_ebin() {
+  return compile_fixtures(binary_path("tests/fixtures_ebin"), "erlc");
+}
+
+std::string otp22_root() {
+  return std::filesystem::weakly_canonical(source_path("../shared/otp22")).string();
+}
+
+bool have_otp22() {
+  return ::access((otp22_root() + "/bin/erl").c_str(), X_OK) == 0;
+}
+
+std::string fixtures_ebin_otp22() {
+  // The fixtures written for OTP 21/22 (the others use OTP 23+ functions).
+  return compile_fixtures(binary_path("tests/fixtures_ebin_otp22"), otp22_root() + "/bin/erlc",
+                          {"erl_driver", "pubsub_v1_pg2", "peerage_loop"});
+}
+
 ErlNode::ErlNode(Options opts, bool wait) : opts_(std::move(opts)) {
   // -noshell without -noinput: the driver reads its requests from stdin.
-  std::vector<std::string> argv = {"erl",
+  std::vector<std::string> argv = {opts_.otp22 ? otp22_root() + "/bin/erl" : "erl",
                                    "-noshell",
                                    "-name",
                                    opts_.name,
                                    "-setcookie",
                                    opts_.cookie,
                                    "-pa",
-                                   fixtures_ebin(),
+                                   opts_.otp22 ? fixtures_ebin_otp22() : fixtures_ebin(),
                                    "-kernel",
                                    "net_ticktime",
                                    std::to_string(opts_.ticktime)};

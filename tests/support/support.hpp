@@ -99,6 +99,7 @@ class ErlNode {
     int epmd_port = 4369;
     int ticktime = 60;
     std::vector<std::string> extra_args;
+    bool otp22 = false;  // run ../shared/otp22's erl (fixtures compiled by its erlc)
   };
   // Starts the node; waits until it is up unless wait_ready is false (then
   // call wait_ready() before eval: starting many nodes in parallel).
@@ -123,5 +124,10 @@ std::string source_path(const std::string& rel);
 std::string binary_path(const std::string& rel);
 // The compiled fixtures directory (erlc output), compiled on first use.
 std::string fixtures_ebin();
+// The OTP 22.3 runtime beside the project (../shared/otp22; CI has it at the
+// same path), its erl and erlc, and the fixtures compiled by its erlc.
+std::string otp22_root();
+bool have_otp22();
+std::string fixtures_ebin_otp22();
 
 }  // namespace beamlink::test
