@@ -61,6 +61,9 @@ class Connection {
   const std::string& peer() const { return peer_; }
   bool inbound() const { return inbound_; }
   State state() const { return state_; }
+  // What the peer announced in its handshake (set by the owner before open()).
+  const PeerCaps& caps() const { return caps_; }
+  void set_caps(const PeerCaps& caps) { caps_ = caps; }
   // Unique within the Node: which connection to a peer this is.
   std::uint64_t id() const { return id_; }
 
@@ -110,6 +113,7 @@ class Connection {
   std::string peer_;
   std::uint64_t id_;
   bool inbound_;
+  PeerCaps caps_;
   State state_ = State::up;
   Framer framer_;
   std::string pending_;

@@ -18,26 +18,26 @@ struct ResolveWork {
 };
 
 struct HandshakeWork {
-  uv_work_t req;
-  Liveness::Watch alive;
-  std::function<void(Result<int>)> cb;
   ei_cnode ec;
   std::string peer;
   in_addr addr;
   std::uint16_t port;
   unsigned timeout_ms;
-  Result<int> result = make_error(Errc::io_error, "not run");
+  Result<EiDialed> result = make_error(Errc::io_error, "not run");
 };
 
 }  // namespace
 
-Dialer::Dialer(uv_loop_t* loop, epmd_client::Client& epmd, const ei_cnode& ec,
+Dialer::Dialer(uv_loop_t* loop, epmd_client::Client& epmd, DialPool& pool, const ei_cnode& ec,
                const NodeConfig& config, std::string peer, Done done)
     : loop_(loop),
       epmd_(epmd),
+      pool_(pool),
       ec_(ec),
       epmd_port_(config.epmd_port),
       timeout_(config.connect_timeout),
+      our_name_(config.name),
+      cookie_(config.cookie),
       peer_(std::move(peer)),
       done_(std::move(done)) {
   auto at = peer_.find('@');
@@ -108,59 +108,86 @@ void Dialer::port_please(in_addr addr) {
           return fail(make_error(info.error().code,
                                  "connecting to " + peer_ + ": " + info.error().message,
                                  info.error().domain, info.error().source));
-        if (info->highest_version < 6)
-          return fail(make_error(Errc::handshake_failed,
-                                 peer_ + " speaks distribution version " +
-                                     std::to_string(info->highest_version) +
-                                     " only; beamlink needs OTP 23 or newer (version 6)"));
-        handshake(addr, info->port);
+        if (info->highest_version >= 6) return handshake(addr, info->port);
+        if (info->highest_version == 5 || info->lowest_version <= 5)
+          return handshake_v5(addr, info->port);
+        fail(make_error(Errc::handshake_failed,
+                        peer_ + " speaks distribution versions " +
+                            std::to_string(info->lowest_version) + " to " +
+                            std::to_string(info->highest_version) +
+                            " (epmd's answer); beamlink speaks 5 (OTP 21/22) and 6 (OTP 23+)"));
       });
 }
 
-// handshake: ei's blocking connect and handshake on libuv's pool.
+// handshake: ei's blocking connect and handshake on a dial thread, through
+// the poll() socket callbacks (no fd_set, one deadline).
 void Dialer::handshake(in_addr addr, std::uint16_t port) {
   step_ = Step::handshake;
-  auto* w = new HandshakeWork{};
-  w->req.data = w;
-  w->alive = alive_.watch();
-  w->cb = [this](Result<int> fd) {
-    if (!fd) return fail(std::move(fd).error());
-    succeed(*fd);
-  };
+  auto w = std::make_shared<HandshakeWork>();
   w->ec = ec_;
   w->peer = peer_;
   w->addr = addr;
   w->port = port;
   w->timeout_ms = static_cast<unsigned>(timeout_.count());
-  int rc = uv_queue_work(
-      loop_, &w->req,
-      [](uv_work_t* req) {
-        auto* work = static_cast<HandshakeWork*>(req->data);
-        work->result =
-            handshake_initiate(work->ec, work->peer, work->addr, work->port, work->timeout_ms);
-      },
-      [](uv_work_t* req, int) {
-        std::unique_ptr<HandshakeWork> work(static_cast<HandshakeWork*>(req->data));
-        if (!work->alive) {
-          if (work->result) ::close(*work->result);
-          return;
-        }
-        work->cb(std::move(work->result));
-      });
-  if (rc != 0) {
-    delete w;
-    defer(loop_, alive_.watch(), [this, rc] {
-      fail(uv_error(Errc::io_error,
-                    "connecting to " + peer_ + ": cannot start the handshake: " + uv_strerror(rc),
-                    rc));
+  DialPool::Job job;
+  job.run = [w] {
+    w->result = handshake_initiate(w->ec, w->peer, w->addr, w->port, w->timeout_ms);
+  };
+  job.discard = [w] {
+    if (w->result) ::close(w->result->fd);
+  };
+  job.complete = [this, w, alive = alive_.watch()] {
+    if (!alive) {
+      if (w->result) ::close(w->result->fd);
+      return;
+    }
+    if (!w->result) return fail(std::move(w->result).error());
+    DialedPeer p;
+    p.fd = w->result->fd;
+    p.version = 6;
+    p.name = w->result->peer_name;
+    if (w->result->challenge_seen) {
+      p.flags = w->result->peer_flags;
+    } else {
+      // Not seen (cannot happen with our callbacks): an OTP 23+ peer has at
+      // least OTP 23's flags, which include UNLINK_ID.
+      p.flags = dflag::mandatory_25 | dflag::unlink_id;
+      p.flags_known = false;
+    }
+    succeed(std::move(p));
+  };
+  if (auto r = pool_.submit(std::move(job)); !r)
+    defer(loop_, alive_.watch(), [this, e = r.error()] {
+      fail(make_error(e.code, "connecting to " + peer_ + ": " + e.message, e.domain, e.source));
     });
-  }
 }
 
-void Dialer::succeed(int fd) {
+// handshake, version 5: our core on the loop, one deadline for all of it.
+void Dialer::handshake_v5(in_addr addr, std::uint16_t port) {
+  step_ = Step::handshake;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr = addr;
+  sa.sin_port = htons(port);
+  char ip[INET_ADDRSTRLEN] = "?";
+  inet_ntop(AF_INET, &addr, ip, sizeof ip);
+  HandshakeInitiatorCore core(our_name_, cookie_, dflag::v5_default, 0, std::nullopt, 5);
+  core.expect_peer(peer_);
+  driver_ = std::make_unique<HandshakeDriver>(
+      loop_, std::move(core), sa, timeout_,
+      "connecting to " + peer_ + " at " + ip + ":" + std::to_string(port) + " (version 5)",
+      [this](Result<DialedPeer> p) {
+        auto driver = std::move(driver_);  // destroyed when this returns
+        if (!p) return fail(std::move(p).error());
+        succeed(std::move(*p));
+      });
+  driver_->start();
+}
+
+void Dialer::succeed(DialedPeer p) {
   step_ = Step::done;
   auto done = std::move(done_);
-  done(fd);  // may destroy this Dialer: nothing after it
+  done(std::move(p));  // may destroy this Dialer: nothing after it
 }
 
 void Dialer::fail(Error why) {

@@ -2,11 +2,15 @@
 //
 //   resolve      the host part to an IPv4 address (ei is IPv4-only): a
 //                literal at once, a name on libuv's pool
-//   port_please  the peer's distribution port from its host's epmd
-//                (PORT_PLEASE2; a peer older than version 6 is refused)
-//   handshake    TCP connect and ei's handshake on a worker thread, bounded
-//                by connect_timeout
-//   done         the handshaken fd goes to the callback (the node adopts it)
+//   port_please  the peer's distribution port and versions from its host's
+//                epmd (PORT_PLEASE2)
+//   handshake    version 6 (OTP 23+): TCP connect and ei's handshake on a
+//                worker thread; version 5 (OTP 21/22, highest version 5):
+//                our own core on the loop (HandshakeDriver). Either way
+//                bounded by connect_timeout, and a peer whose handshake name
+//                differs from the one dialled is refused
+//   done         the handshaken fd and what the peer announced go to the
+//                callback (the node adopts it)
 //
 // A failure at any step is reported in one place, naming the peer and the
 // step. Thread: the loop's. The callback is called exactly once, later,
@@ -22,23 +26,27 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "common/result.hpp"
 #include "common/signal.hpp"
+#include "dial_pool.hpp"
 #include "dist/node.hpp"
 #include "epmd_client/client.hpp"
+#include "handshake_driver.hpp"
 
 namespace beamlink::dist {
 
 class Dialer {
  public:
   enum class Step { resolve, port_please, handshake, done };
-  using Done = std::function<void(Result<int> fd)>;
+  using Done = std::function<void(Result<DialedPeer> peer)>;
 
-  // `ec` is copied for the worker thread. The client must outlive the Dialer.
-  Dialer(uv_loop_t* loop, epmd_client::Client& epmd, const ei_cnode& ec, const NodeConfig& config,
-         std::string peer, Done done);
+  // `ec` (the identity with poll_socket_callbacks) is copied for the dial
+  // thread. The client and the pool must outlive the Dialer.
+  Dialer(uv_loop_t* loop, epmd_client::Client& epmd, DialPool& pool, const ei_cnode& ec,
+         const NodeConfig& config, std::string peer, Done done);
   Dialer(const Dialer&) = delete;
   Dialer& operator=(const Dialer&) = delete;
 
@@ -50,20 +58,25 @@ class Dialer {
   void resolve();
   void port_please(in_addr addr);
   void handshake(in_addr addr, std::uint16_t port);
-  void succeed(int fd);
+  void handshake_v5(in_addr addr, std::uint16_t port);
+  void succeed(DialedPeer p);
   // The one place a failure is reported.
   void fail(Error why);
 
   uv_loop_t* loop_;
   epmd_client::Client& epmd_;
+  DialPool& pool_;
   ei_cnode ec_;
   std::uint16_t epmd_port_;
   std::chrono::milliseconds timeout_;
+  std::string our_name_;
+  std::string cookie_;
   std::string peer_;
   std::string alive_name_;
   std::string host_;
   Done done_;
   Step step_ = Step::resolve;
+  std::unique_ptr<HandshakeDriver> driver_;  // version 5
   Liveness alive_;
 };
 

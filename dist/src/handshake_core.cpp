@@ -85,6 +85,18 @@ std::uint32_t random_challenge() {
 
 }  // namespace
 
+std::string name_mismatch_text(const std::string& dialled, const std::string& actual) {
+  auto at = actual.find('@');
+  std::string alive = actual.substr(0, at);
+  std::string dialled_host =
+      dialled.find('@') == std::string::npos ? dialled : dialled.substr(dialled.find('@') + 1);
+  return "the peer calls itself '" + actual + "' but we dialled '" + dialled +
+         "', and Erlang nodes refuse a peer whose name differs from the one they dialled, so "
+         "the connection is closed — dial '" +
+         actual + "' instead, or start the peer as " + alive + "@" + dialled_host +
+         " (NODE_HOST on the peer)";
+}
+
 Md5Digest handshake_digest(std::uint32_t challenge, std::string_view cookie) {
   std::string text(cookie);
   text += std::to_string(challenge);
@@ -112,12 +124,19 @@ std::vector<std::string> missing_mandatory_dflags(std::uint64_t flags) {
   return out;
 }
 
+std::vector<std::string> missing_v5_dflags(std::uint64_t flags) {
+  std::vector<std::string> out;
+  for (const auto& f : kFlagNames)
+    if ((dflag::v5_required & f.bit) && !(flags & f.bit)) out.emplace_back(f.name);
+  return out;
+}
+
 OtpHint otp_hint_from(int handshake_version, std::uint64_t flags) {
   OtpHint h;
   if (handshake_version != 0 && handshake_version < 6) {
     // An OTP 23+ node answers a version 6 name with a version 6 challenge.
     h.at_most = 22;
-    h.text = "OTP 22 or older (handshake version " + std::to_string(handshake_version) + ")";
+    h.text = "OTP 22 or older (eWallet pins 21)";  // the evidence: handshake version < 6
     return h;
   }
   // Lower bounds only, each from a flag first sent by that release.
@@ -157,12 +176,24 @@ std::string_view stage_name(HandshakeStage s) noexcept {
 
 HandshakeInitiatorCore::HandshakeInitiatorCore(std::string our_name, std::string cookie,
                                                std::uint64_t our_flags, std::uint32_t creation,
-                                               std::optional<std::uint32_t> our_challenge)
+                                               std::optional<std::uint32_t> our_challenge,
+                                               int version)
     : our_name_(std::move(our_name)),
       cookie_(std::move(cookie)),
       our_flags_(our_flags),
       creation_(creation),
-      our_challenge_(our_challenge ? *our_challenge : random_challenge()) {}
+      our_challenge_(our_challenge ? *our_challenge : random_challenge()),
+      version_(version == 5 ? 5 : 6) {}
+
+std::size_t HandshakeInitiatorCore::bytes_wanted() const noexcept {
+  if (stage_ != HandshakeStage::recv_status && stage_ != HandshakeStage::recv_challenge &&
+      stage_ != HandshakeStage::recv_challenge_ack)
+    return 0;
+  if (in_.size() < 2) return 2 - in_.size();
+  auto len = static_cast<std::size_t>(get_be(in_, 0, 2));
+  if (len == 0 || len > kMaxMessage) return 1;  // feed() fails on it
+  return 2 + len > in_.size() ? 2 + len - in_.size() : 1;
+}
 
 void HandshakeInitiatorCore::fail(Errc code, std::string message, ErrorDomain domain, int source) {
   if (stage_ == HandshakeStage::failed) return;  // the first finding stands
@@ -184,12 +215,21 @@ std::string HandshakeInitiatorCore::start() {
     fail(Errc::invalid_argument, "the cookie is empty — set the cluster's cookie");
     return {};
   }
-  // send_name, version 6: 'N' Flags:8 Creation:4 Nlen:2 Name.
-  std::string body = "N";
-  put_be(body, our_flags_, 8);
-  put_be(body, creation_, 4);
-  put_be(body, our_name_.size(), 2);
-  body += our_name_;
+  std::string body;
+  if (version_ == 5) {
+    // send_name, version 5: 'n' Version:2 Flags:4 Name.
+    body = "n";
+    put_be(body, 5, 2);
+    put_be(body, our_flags_ & 0xffffffffu, 4);
+    body += our_name_;
+  } else {
+    // send_name, version 6: 'N' Flags:8 Creation:4 Nlen:2 Name.
+    body = "N";
+    put_be(body, our_flags_, 8);
+    put_be(body, creation_, 4);
+    put_be(body, our_name_.size(), 2);
+    body += our_name_;
+  }
   stage_ = HandshakeStage::recv_status;
   return framed(body);
 }
@@ -302,7 +342,7 @@ std::string HandshakeInitiatorCore::on_status(std::string_view msg) {
 std::string HandshakeInitiatorCore::on_challenge(std::string_view msg) {
   std::uint32_t challenge = 0;
   if (msg[0] == 'n') {
-    if (msg.size() < 1 + 2 + 4 + 4) {
+    if (msg.size() < 1 + 2 + 4 + 4 + 1) {
       fail(Errc::protocol_error, "the peer's version 5 challenge is truncated (" +
                                      std::to_string(msg.size()) + " bytes)");
       return {};
@@ -310,16 +350,28 @@ std::string HandshakeInitiatorCore::on_challenge(std::string_view msg) {
     findings_.challenge_received = true;
     findings_.peer_version = static_cast<int>(get_be(msg, 1, 2));
     findings_.peer_flags = get_be(msg, 3, 4);
+    challenge = static_cast<std::uint32_t>(get_be(msg, 7, 4));
     findings_.peer_name = std::string(msg.substr(11));
     findings_.peer_flag_names = dflag_names(findings_.peer_flags);
-    findings_.missing_mandatory = missing_mandatory_dflags(findings_.peer_flags);
     findings_.otp = otp_hint_from(findings_.peer_version, findings_.peer_flags);
-    fail(Errc::handshake_failed,
-         "the peer '" + findings_.peer_name + "' answered with a version " +
-             std::to_string(findings_.peer_version) +
-             " challenge ('n'): the peer is older than OTP 23, and beamlink (like ei in OTP "
-             "25) speaks only handshake version 6 — upgrade the cluster to OTP 23 or newer");
-    return {};
+    if (version_ != 5) {
+      findings_.missing_mandatory = missing_mandatory_dflags(findings_.peer_flags);
+      fail(Errc::handshake_failed,
+           "the peer '" + findings_.peer_name + "' answered with a version " +
+               std::to_string(findings_.peer_version) +
+               " challenge ('n') to our version 6 name: the peer is older than OTP 23 — dial it "
+               "with version 5 (beamlink does when the peer's epmd reports version 5)");
+      return {};
+    }
+    findings_.missing_mandatory = missing_v5_dflags(findings_.peer_flags);
+    if (!findings_.missing_mandatory.empty()) {
+      std::string names;
+      for (auto& n : findings_.missing_mandatory) names += (names.empty() ? "" : ", ") + n;
+      fail(Errc::handshake_failed, "the peer '" + findings_.peer_name + "' lacks " + names +
+                                       ", which beamlink needs — it is not a usable OTP node");
+      return {};
+    }
+    return challenge_reply(challenge);
   }
   if (msg[0] != 'N') {
     fail(Errc::protocol_error, "expected the challenge message 'N' after status '" +
@@ -342,8 +394,15 @@ std::string HandshakeInitiatorCore::on_challenge(std::string_view msg) {
   findings_.peer_flag_names = dflag_names(findings_.peer_flags);
   findings_.missing_mandatory = missing_mandatory_dflags(findings_.peer_flags);
   findings_.otp = otp_hint_from(6, findings_.peer_flags);
+  return challenge_reply(challenge);
+}
 
-  // send_challenge_reply: 'r' OurChallenge:4 Digest:16.
+// send_challenge_reply: 'r' OurChallenge:4 Digest:16 (both versions).
+std::string HandshakeInitiatorCore::challenge_reply(std::uint32_t challenge) {
+  if (!expected_peer_.empty() && findings_.peer_name != expected_peer_) {
+    fail(Errc::handshake_failed, name_mismatch_text(expected_peer_, findings_.peer_name));
+    return {};
+  }
   auto digest = handshake_digest(challenge, cookie_);
   std::string body = "r";
   put_be(body, our_challenge_, 4);
@@ -381,11 +440,18 @@ void HandshakeInitiatorCore::on_closed() {
     case HandshakeStage::recv_status:
       // OTP 25 closes without a status when it cannot parse the name sent;
       // the name form (short or long) does not matter to an accepting node.
-      fail(Errc::handshake_failed,
-           "the peer closed the connection right after our name '" + our_name_ +
-               "', before answering a status: it refused our name as malformed (an Erlang "
-               "node closes like this for a name that is not a valid alive@host) — give "
-               "beamlink a plain name such as beamlink@<pod IP>");
+      if (version_ == 5)
+        fail(Errc::handshake_failed,
+             "the peer closed the connection right after our version 5 name '" + our_name_ +
+                 "', before answering a status: it refused the name (malformed, or it does not "
+                 "speak version 5 — check the version its epmd reports)");
+      else
+        fail(Errc::handshake_failed,
+             "the peer closed the connection right after our name '" + our_name_ +
+                 "', before answering a status: it refused our name as malformed (an Erlang "
+                 "node closes like this for a name that is not a valid alive@host) — give "
+                 "beamlink a plain name such as beamlink@<pod IP>; an OTP 22 or older node "
+                 "closes like this too for a version 6 name (its epmd reports version 5)");
       return;
     case HandshakeStage::recv_challenge:
       fail(Errc::handshake_failed, "the peer closed the connection after status '" +

@@ -8,12 +8,16 @@
 #include <cstring>
 #include <mutex>
 
+#include <unistd.h>
+
+#include "dist/handshake_core.hpp"
+#include "ei_socket.hpp"
 #include "handshake.hpp"
 
 namespace beamlink::dist {
 
 Result<void> init_ei_identity(ei_cnode* ec, const std::string& node_name, const std::string& cookie,
-                              std::uint32_t creation) {
+                              std::uint32_t creation, ei_socket_callbacks* cbs) {
   static std::once_flag once;
   static int init_rc = 0;
   std::call_once(once, [] { init_rc = ei_init(); });
@@ -32,8 +36,11 @@ Result<void> init_ei_identity(ei_cnode* ec, const std::string& node_name, const 
     return make_error(Errc::invalid_argument, "the cookie is empty or longer than " +
                                                   std::to_string(EI_MAX_COOKIE_SIZE) + " bytes");
   in_addr unused{};
-  if (ei_connect_xinit(ec, host.c_str(), alive.c_str(), node_name.c_str(), &unused, cookie.c_str(),
-                       creation) < 0)
+  int rc = cbs ? ei_connect_xinit_ussi(ec, host.c_str(), alive.c_str(), node_name.c_str(), &unused,
+                                       cookie.c_str(), creation, cbs, sizeof *cbs, nullptr)
+               : ei_connect_xinit(ec, host.c_str(), alive.c_str(), node_name.c_str(), &unused,
+                                  cookie.c_str(), creation);
+  if (rc < 0)
     return ei_error(Errc::invalid_argument,
                     "ei rejected the node identity '" + node_name + "' (erl_errno " +
                         std::to_string(erl_errno) + ")",
@@ -41,14 +48,30 @@ Result<void> init_ei_identity(ei_cnode* ec, const std::string& node_name, const 
   return {};
 }
 
-Result<int> handshake_initiate(const ei_cnode& ec, const std::string& peer, in_addr addr,
-                               std::uint16_t port, unsigned timeout_ms) {
+Result<EiDialed> handshake_initiate(const ei_cnode& ec, const std::string& peer, in_addr addr,
+                                    std::uint16_t port, unsigned timeout_ms) {
   ei_cnode local = ec;  // ei keeps per-call state in the cnode; each worker uses its own copy
   errno = 0;
+  HandshakeRecording recording(std::chrono::steady_clock::now() +
+                               std::chrono::milliseconds(timeout_ms));
   int fd = ei_xconnect_host_port_tmo(&local, &addr, port, timeout_ms);
-  if (fd >= 0) return fd;
   int sys = errno;
   int eerr = erl_errno;
+  if (fd >= 0) {
+    EiDialed d;
+    d.fd = fd;
+    if (auto c = parse_received_challenge(recording.received())) {
+      d.challenge_seen = true;
+      d.peer_flags = c->flags;
+      d.peer_name = c->name;
+    }
+    if (d.challenge_seen && d.peer_name != peer) {
+      ::close(fd);  // a BEAM refuses it before its reply; ei cannot, so we close now
+      return make_error(Errc::handshake_failed,
+                        "connecting to " + peer + ": " + name_mismatch_text(peer, d.peer_name));
+    }
+    return d;
+  }
   char ip[INET_ADDRSTRLEN] = "?";
   inet_ntop(AF_INET, &addr, ip, sizeof ip);
   std::string where = peer + " at " + ip + ":" + std::to_string(port);

@@ -79,7 +79,7 @@ std::string describe_name_mismatch(const std::string& expected, const std::strin
 HandshakeReport probe_handshake(const std::string& peer_node_expected, in_addr ip,
                                 std::uint16_t port, const std::string& our_name,
                                 const std::string& cookie, std::chrono::milliseconds timeout,
-                                std::uint64_t our_flags) {
+                                std::uint64_t our_flags, int version) {
   auto t0 = Clock::now();
   auto deadline = t0 + timeout;
   HandshakeReport report;
@@ -129,7 +129,8 @@ HandshakeReport probe_handshake(const std::string& peer_node_expected, in_addr i
   int one = 1;
   (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-  HandshakeInitiatorCore core(our_name, cookie, our_flags);
+  if (version == 5 && our_flags == dflag::probe_default) our_flags = dflag::v5_default;
+  HandshakeInitiatorCore core(our_name, cookie, our_flags, 1, std::nullopt, version);
   std::string out = core.start();
   char buf[4096];
   while (!core.failed()) {

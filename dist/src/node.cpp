@@ -13,6 +13,8 @@
 #include "connection.hpp"
 #include "dialer.hpp"
 #include "dist/control.hpp"
+#include "dist/handshake_core.hpp"
+#include "ei_socket.hpp"
 #include "epmd_client/client.hpp"
 #include "handshake.hpp"
 #include "listener.hpp"
@@ -26,6 +28,8 @@ namespace {
 // Connection::finish): a live BEAM closes at once; a stopped or partitioned
 // one would otherwise hold the exit forever.
 constexpr std::uint64_t kFinishLingerMs = 5000;
+// Version 6 handshakes (ei, blocking) at once; more connects wait their turn.
+constexpr int kDialThreads = 4;
 }  // namespace
 
 Result<std::pair<std::string, std::string>> split_node_name(const std::string& node) {
@@ -42,8 +46,10 @@ struct Node::Impl final : ConnectionOwner {
   explicit Impl(Node& n) : node(n), listener(n.loop_), rpc(n, n.stats_.late_rpc_replies) {}
   Node& node;
   Liveness alive;
-  ei_cnode ec{};
-  int listen_fd = -1;  // until the listener takes it
+  ei_cnode ec{};                        // the acceptors' identity
+  ei_cnode ec_dial{};                   // the dialling identity: ei over poll_socket_callbacks()
+  std::unique_ptr<DialPool> dial_pool;  // version 6 dials, kDialThreads at most
+  int listen_fd = -1;                   // until the listener takes it
   Listener listener;
   std::unique_ptr<epmd_client::Client> epmd;
   std::unique_ptr<epmd_client::Registration> registration;
@@ -76,7 +82,7 @@ struct Node::Impl final : ConnectionOwner {
   void on_registration(const epmd_client::Registration::Event& ev);
   Result<void> registered(std::uint32_t creation);
   void accepted(HandshakeAcceptor::Accepted item);
-  void dialed(const std::string& peer, Result<int> fd);
+  void dialed(const std::string& peer, Result<DialedPeer> fd);
   void report_ready(Result<void> r) {
     if (on_ready) std::exchange(on_ready, nullptr)(std::move(r));
   }
@@ -137,6 +143,10 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
     std::uint32_t creation = (rd() % 0x7ffffff0u) + 4;
     table_.set_creation(creation);
     if (auto r = init_ei_identity(&impl_->ec, config_.name, config_.cookie, creation); !r)
+      return r.error();
+    if (auto r = init_ei_identity(&impl_->ec_dial, config_.name, config_.cookie, creation,
+                                  poll_socket_callbacks());
+        !r)
       return r.error();
     install_builtins();
     impl_->ready = true;
@@ -239,6 +249,9 @@ Result<void> Node::Impl::registered(std::uint32_t creation) {
   const auto& cfg = node.config_;
   node.table_.set_creation(creation);
   if (auto r = init_ei_identity(&ec, cfg.name, cfg.cookie, creation); !r) return r;
+  if (auto r = init_ei_identity(&ec_dial, cfg.name, cfg.cookie, creation, poll_socket_callbacks());
+      !r)
+    return r;
   node.install_builtins();
   ready = true;
   int fd = std::exchange(listen_fd, -1);
@@ -269,7 +282,9 @@ void Node::Impl::accepted(HandshakeAcceptor::Accepted item) {
     return;
   }
   ++node.stats_.accepts;
-  if (auto r = node.adopt(item.fd, item.node, true); !r)
+  // ei accepts version 6 only: an OTP 23+ peer (see Dialer for the flags).
+  PeerCaps caps{6, dflag::mandatory_25 | dflag::unlink_id, false};
+  if (auto r = node.adopt(item.fd, item.node, true, caps); !r)
     spdlog::warn("accepting {}: {}", item.node, r.error().message);
 }
 
@@ -297,7 +312,8 @@ void Node::stop() {
   // Orderly: what was written reaches the peer (see Connection::finish).
   for (auto* c : conns)
     c->finish(make_error(Errc::shutting_down, config_.name + " is stopping"), kFinishLingerMs);
-  impl_->dialers.clear();  // their callbacks are dropped: the waiters hear it here
+  impl_->dialers.clear();    // their callbacks are dropped: the waiters hear it here
+  impl_->dial_pool.reset();  // handshakes under way finish on their threads and are closed
   auto connecting = std::move(impl_->connecting);
   impl_->connecting.clear();
   if (!impl_->destroying)
@@ -329,25 +345,27 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
   auto& waiters = impl_->connecting[node];
   waiters.push_back(std::move(cb));
   if (waiters.size() > 1) return;  // already under way
+  if (!impl_->dial_pool) impl_->dial_pool = std::make_unique<DialPool>(loop_, kDialThreads);
   auto dialer = std::make_unique<Dialer>(
-      loop_, *impl_->epmd, impl_->ec, config_, node,
-      [impl = impl_.get(), node](Result<int> fd) { impl->dialed(node, std::move(fd)); });
+      loop_, *impl_->epmd, *impl_->dial_pool, impl_->ec_dial, config_, node,
+      [impl = impl_.get(), node](Result<DialedPeer> p) { impl->dialed(node, std::move(p)); });
   Dialer& d = *dialer;
   impl_->dialers[node] = std::move(dialer);
   d.start();
 }
 
 // The dialer for `peer` finished (it touches nothing after calling this).
-void Node::Impl::dialed(const std::string& peer, Result<int> fd) {
+void Node::Impl::dialed(const std::string& peer, Result<DialedPeer> p) {
   dialers.erase(peer);
-  if (!fd) return node.finish_connect(peer, std::move(fd).error());
+  if (!p) return node.finish_connect(peer, std::move(p).error());
   if (connections.count(peer)) {
     // An inbound connection from the same node won the race.
-    ::close(*fd);
+    ::close(p->fd);
     return node.finish_connect(peer, {});
   }
   ++node.stats_.connects;
-  node.finish_connect(peer, node.adopt(*fd, peer, false));
+  PeerCaps caps{p->version, p->flags, p->flags_known};
+  node.finish_connect(peer, node.adopt(p->fd, peer, false, caps));
 }
 
 void Node::finish_connect(const std::string& node, Result<void> r) {
@@ -363,8 +381,9 @@ void Node::finish_connect(const std::string& node, Result<void> r) {
   for (auto& f : cbs) f(r);
 }
 
-Result<void> Node::adopt(int fd, const std::string& peer, bool inbound) {
+Result<void> Node::adopt(int fd, const std::string& peer, bool inbound, PeerCaps caps) {
   auto conn = std::make_unique<Connection>(*impl_, fd, peer, inbound, ++last_connection_id_);
+  conn->set_caps(caps);
   if (auto r = conn->open(); !r) {
     conn->close(r.error());  // never in the table: nobody hears of it
     return r.error();
@@ -379,7 +398,9 @@ Result<void> Node::adopt(int fd, const std::string& peer, bool inbound) {
         make_error(Errc::connection_closed, "replaced by a new connection from " + peer));
   }
   impl_->connections.emplace(peer, std::move(conn));
-  spdlog::info("connected to {} ({})", c.peer(), c.inbound() ? "inbound" : "outbound");
+  spdlog::info("connected to {} ({}, handshake version {}{})", c.peer(),
+               c.inbound() ? "inbound" : "outbound", caps.version,
+               caps.has(dflag::unlink_id) ? "" : ", old link protocol");
   node_up_.emit(c.peer());
   return {};
 }
@@ -410,6 +431,12 @@ void Node::connection_closed(Connection& c, const Error& why) {
 
 bool Node::is_connected(const std::string& node) const {
   return impl_->connections.count(node) != 0;
+}
+
+std::optional<PeerCaps> Node::peer_caps(const std::string& node) const {
+  auto it = impl_->connections.find(node);
+  if (it == impl_->connections.end()) return std::nullopt;
+  return it->second->caps();
 }
 
 std::vector<std::string> Node::connected_nodes() const {
@@ -537,6 +564,9 @@ void Node::send_outgoing(const std::vector<Outgoing>& out) {
         control = encode_monitor_p_exit(o.from, o.to, o.ref, reason);
         break;
       case Outgoing::Kind::unlink_id_ack:
+        // Only a peer with UNLINK_ID sends UNLINK_ID; one without it uses the
+        // old protocol (UNLINK, no acknowledgement) and gets none.
+        if (!it->second->caps().has(dflag::unlink_id)) continue;
         control = encode_unlink_id_ack(o.id, std::get<term::Pid>(o.from), o.to);
         break;
     }

@@ -36,6 +36,7 @@ struct Peer {
   bool epmd_failed = false;
   bool handshake_ok = false;
   std::uint16_t port = 0;
+  int version = 6;  // the highest distribution version its epmd reports
 };
 
 struct ProbeWork {
@@ -46,6 +47,7 @@ struct ProbeWork {
   in_addr ip;
   std::uint16_t port;
   std::chrono::milliseconds timeout;
+  int version = 6;
   dist::HandshakeReport report;
 };
 
@@ -259,8 +261,8 @@ struct Doctor::Impl {
                            ", or set PEER_NAME to the name the pods use");
             return stop_peer(i, "epmd.registered");
           }
-          peer_check(i, "epmd.registered", Status::pass,
-                     "'" + p.alive + "' is registered on port " + std::to_string(p.port));
+          std::string registered =
+              "'" + p.alive + "' is registered on port " + std::to_string(p.port);
           if (p.port < opt.port_min || p.port > opt.port_max)
             peer_check(i, "dist.port_range", Status::warn,
                        "distribution port " + std::to_string(p.port) + " is outside " +
@@ -273,6 +275,33 @@ struct Doctor::Impl {
             peer_check(i, "dist.port_range", Status::pass,
                        "port " + std::to_string(p.port) + " is inside " +
                            std::to_string(opt.port_min) + "-" + std::to_string(opt.port_max));
+          versions(i, std::move(registered));
+        });
+  }
+
+  // The versions the node speaks (PORT_PLEASE2): a node whose epmd says
+  // highest version 5 is OTP 22 or older and is probed with version 5.
+  void versions(std::size_t i, std::string registered) {
+    epmd_client::Endpoint ep;
+    ep.host = peers[i].ip;
+    ep.port = opt.epmd_port;
+    epmd->port_please(
+        ep, peers[i].alive, opt.timeout,
+        [this, i, registered, a = alive.watch()](Result<epmd_client::NodeInfo> info) {
+          if (!a) return;
+          Peer& p = peers[i];
+          std::string text = registered;
+          if (info) {
+            p.version = info->highest_version >= 6 ? 6 : 5;
+            text +=
+                " (distribution versions " + std::to_string(info->lowest_version) + "-" +
+                std::to_string(info->highest_version) +
+                (p.version == 5 ? ": OTP 22 or older (eWallet pins 21))" : ": OTP 23 or newer)");
+          }
+          // The registration check goes first in the report.
+          p.checks.insert(std::find_if(p.checks.begin(), p.checks.end(),
+                                       [](const Check& c) { return c.id == "dist.port_range"; }),
+                          Check{"epmd.registered", p.node, Status::pass, text, ""});
           probe(i);
         });
   }
@@ -288,13 +317,16 @@ struct Doctor::Impl {
     inet_pton(AF_INET, p.ip.c_str(), &w->ip);
     w->port = p.port;
     w->timeout = opt.timeout;
+    w->version = p.version;
     w->done = [this, i](dist::HandshakeReport r) { on_probe(i, std::move(r)); };
     uv_queue_work(
         loop, &w->req,
         [](uv_work_t* req) {
           auto* work = static_cast<ProbeWork*>(req->data);
-          work->report = dist::probe_handshake(work->expected, work->ip, work->port, work->our_name,
-                                               work->cookie, work->timeout);
+          work->report = dist::probe_handshake(
+              work->expected, work->ip, work->port, work->our_name, work->cookie, work->timeout,
+              work->version == 5 ? dist::dflag::v5_default : dist::dflag::probe_default,
+              work->version);
         },
         [](uv_work_t* req, int) {
           std::unique_ptr<ProbeWork> work(static_cast<ProbeWork*>(req->data));
@@ -350,7 +382,10 @@ void Doctor::Impl::on_probe(std::size_t i, dist::HandshakeReport r) {
     peer_check(
         i, "handshake.version", Status::fail,
         "version " + std::to_string(peer.peer_version) + ", missing mandatory flags " + missing,
-        "beamlink needs OTP 23 or newer on the peers");
+        peer.peer_version == 5 ? "the peer lacks flags every Erlang node since R13 has: it is "
+                                 "not a usable OTP node"
+                               : "beamlink needs OTP 23 or newer on the peers (or OTP 21/22 "
+                                 "speaking version 5)");
     return stop_peer(i, "handshake.version");
   }
   if (peer.challenge_received)

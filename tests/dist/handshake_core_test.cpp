@@ -335,3 +335,126 @@ TEST_CASE("the handshake digest equals erlang:md5 of cookie and challenge") {
   CHECK(handshake_digest(3735928559u, "beamlink-test-cookie") == big);
   CHECK(handshake_digest(42, "beamlink-test-cookie") == small);
 }
+
+// ----------------------------------------------------------- version 5
+
+namespace {
+
+// The flags a real OTP 22.3 node (../shared/otp22, -name) sent in its version
+// 5 challenge to a hidden version 5 name with our flags: 32 bits, without
+// HANDSHAKE_23 or UNLINK_ID.
+constexpr std::uint64_t kOtp22Flags = 0x1f7f94;
+
+HandshakeInitiatorCore make_v5_core() {
+  return HandshakeInitiatorCore(kOurName, kCookie, dflag::v5_default, 7, kOurChallenge, 5);
+}
+// recv_challenge, version 5: 'n' Version:2 Flags:4 Challenge:4 Name.
+std::string challenge_v5(const std::string& name, std::uint64_t flags = kOtp22Flags) {
+  return frame("n" + be(5, 2) + be(flags, 4) + be(kPeerChallenge, 4) + name);
+}
+
+}  // namespace
+
+TEST_CASE("version 5 send_name is n with version 5 our 32-bit flags and name") {
+  auto core = make_v5_core();
+  auto out = core.start();
+  std::string name = kOurName;
+  CHECK(out == frame("n" + be(5, 2) + be(dflag::v5_default, 4) + name));
+  CHECK(core.version() == 5);
+  CHECK((dflag::v5_default & dflag::published) == 0);  // hidden
+  CHECK((dflag::v5_default >> 32) == 0);
+  CHECK((dflag::v5_default & dflag::handshake_23) == 0);
+  CHECK((dflag::v5_default & dflag::v5_required) == dflag::v5_required);
+}
+
+TEST_CASE("a version 5 handshake completes fed whole and byte by byte") {
+  std::string peer = status("ok") + challenge_v5("t1@127.0.0.1");
+  for (bool bytewise : {false, true}) {
+    auto core = make_v5_core();
+    (void)core.start();
+    std::string out;
+    if (bytewise) {
+      for (char c : peer) {
+        CHECK(core.bytes_wanted() >= 1);
+        out += feed(core, std::string(1, c));
+      }
+    } else {
+      out = feed(core, peer);
+    }
+    CHECK(out == expected_reply());
+    CHECK(core.stage() == HandshakeStage::recv_challenge_ack);
+    CHECK(core.bytes_wanted() == 2);
+    CHECK(feed(core, ack()).empty());
+    CHECK(core.done());
+    CHECK(core.bytes_wanted() == 0);
+    const auto& f = core.findings();
+    CHECK(f.peer_version == 5);
+    CHECK(f.peer_flags == kOtp22Flags);
+    CHECK(f.peer_name == "t1@127.0.0.1");
+    CHECK(f.missing_mandatory.empty());
+    CHECK(f.otp.at_most == 22);
+    CHECK(f.otp.text == "OTP 22 or older (eWallet pins 21)");
+  }
+}
+
+TEST_CASE("bytes_wanted asks for exactly the rest of the current message") {
+  auto core = make_v5_core();
+  (void)core.start();
+  CHECK(core.bytes_wanted() == 2);
+  std::string st = status("ok");
+  (void)feed(core, st.substr(0, 1));
+  CHECK(core.bytes_wanted() == 1);
+  (void)feed(core, st.substr(1, 1));
+  CHECK(core.bytes_wanted() == st.size() - 2);
+  (void)feed(core, st.substr(2));
+  CHECK(core.stage() == HandshakeStage::recv_challenge);
+  CHECK(core.bytes_wanted() == 2);
+}
+
+TEST_CASE(
+    "a version 5 wrong cookie and a closed connection after the reply say the cookies differ") {
+  auto wrong = make_v5_core();
+  (void)wrong.start();
+  (void)feed(wrong, status("ok") + challenge_v5("t1@127.0.0.1"));
+  (void)feed(wrong, ack("other-cookie"));
+  CHECK(wrong.error().code == Errc::cookie_rejected);
+  auto closed = make_v5_core();
+  (void)closed.start();
+  (void)feed(closed, status("ok") + challenge_v5("t1@127.0.0.1"));
+  closed.on_closed();
+  CHECK(closed.error().code == Errc::cookie_rejected);
+  CHECK(contains(closed.error().message, "cookies differ"));
+}
+
+TEST_CASE("a version 5 peer lacking the flags beamlink needs is refused before our reply") {
+  auto core = make_v5_core();
+  (void)core.start();
+  auto out = feed(core, status("ok") + challenge_v5("t1@127.0.0.1", dflag::extended_references));
+  CHECK(out.empty());
+  CHECK(core.failed());
+  CHECK(contains(core.error().message, "DFLAG_EXTENDED_PIDS_PORTS"));
+}
+
+TEST_CASE("a challenge naming another node than the one dialled is refused before our reply") {
+  for (int version : {5, 6}) {
+    HandshakeInitiatorCore core(kOurName, kCookie,
+                                version == 5 ? dflag::v5_default : dflag::probe_default, 7,
+                                kOurChallenge, version);
+    core.expect_peer("t1@localhost");
+    (void)core.start();
+    auto out = feed(core, status("ok") + (version == 5 ? challenge_v5("t1@127.0.0.1")
+                                                       : challenge("t1@127.0.0.1")));
+    CHECK(out.empty());  // no reply: the peer sees us close, as a BEAM closes
+    CHECK(core.failed());
+    CHECK(core.failed_at() == HandshakeStage::recv_challenge);
+    CHECK(contains(core.error().message, "calls itself 't1@127.0.0.1'"));
+    CHECK(contains(core.error().message, "dial 't1@127.0.0.1'"));
+    CHECK(contains(core.error().message, "t1@localhost (NODE_HOST on the peer)"));
+  }
+}
+
+TEST_CASE("a version 6 name closed at once hints at an OTP 22 peer") {
+  auto core = core_after("");
+  core.on_closed();
+  CHECK(contains(core.error().message, "OTP 22 or older"));
+}

@@ -23,7 +23,7 @@ ErlNode::Options otp22(const std::string& name, int epmd_port) {
   ErlNode::Options o;
   o.name = name;
   o.epmd_port = epmd_port;
-  o.otp22 = true;
+  o.erl = otp22_erl();
   return o;
 }
 

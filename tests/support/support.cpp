@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -286,13 +285,33 @@ std::string binary_path(const std::string& rel) {
 }
 
 namespace {
+std::string compile_fixtures(const std::string& subdir, const std::string& erlc,
+                             const std::vector<std::string>& only);
+}  // namespace
 
-// Compiles tests/fixtures/*.erl (all, or those in `only`) into DIR with
-// ERLC, each when its .beam is older.
-std::string compile_fixtures(const std::string& dir, const std::string& erlc,
-                             const std::vector<std::string>& only = {}) {
+std::string fixtures_ebin() {
+  return compile_fixtures("tests/fixtures_ebin", "erlc", {});
+}
+
+std::string otp22_erl() {
+  return source_path("../shared/otp22/bin/erl");
+}
+
+std::string otp22_fixtures_ebin() {
+  return compile_fixtures("tests/fixtures_ebin_otp22", source_path("../shared/otp22/bin/erlc"),
+                          {"erl_driver", "pubsub_v1_pg2", "peerage_loop"});
+}
+
+bool have_otp22() {
+  return ::access(otp22_erl().c_str(), X_OK) == 0;
+}
+
+namespace {
+std::string compile_fixtures(const std::string& subdir, const std::string& erlc,
+                             const std::vector<std::string>& only) {
   static std::mutex m;
   std::lock_guard lock(m);
+  std::string dir = binary_path(subdir);
   std::filesystem::create_directories(dir);
   // ctest runs test processes in parallel: one compiles at a time (erlc
   // writes NAME.bea# then renames it; two at once race on the rename).
@@ -317,37 +336,19 @@ std::string compile_fixtures(const std::string& dir, const std::string& erlc,
   }
   return dir;
 }
-
 }  // namespace
-
-std::string fixtures_ebin() {
-  return compile_fixtures(binary_path("tests/fixtures_ebin"), "erlc");
-}
-
-std::string otp22_root() {
-  return std::filesystem::weakly_canonical(source_path("../shared/otp22")).string();
-}
-
-bool have_otp22() {
-  return ::access((otp22_root() + "/bin/erl").c_str(), X_OK) == 0;
-}
-
-std::string fixtures_ebin_otp22() {
-  // The fixtures written for OTP 21/22 (the others use OTP 23+ functions).
-  return compile_fixtures(binary_path("tests/fixtures_ebin_otp22"), otp22_root() + "/bin/erlc",
-                          {"erl_driver", "pubsub_v1_pg2", "peerage_loop"});
-}
 
 ErlNode::ErlNode(Options opts, bool wait) : opts_(std::move(opts)) {
   // -noshell without -noinput: the driver reads its requests from stdin.
-  std::vector<std::string> argv = {opts_.otp22 ? otp22_root() + "/bin/erl" : "erl",
+  bool otp22 = opts_.erl != "erl";
+  std::vector<std::string> argv = {opts_.erl,
                                    "-noshell",
                                    "-name",
                                    opts_.name,
                                    "-setcookie",
                                    opts_.cookie,
                                    "-pa",
-                                   opts_.otp22 ? fixtures_ebin_otp22() : fixtures_ebin(),
+                                   otp22 ? otp22_fixtures_ebin() : fixtures_ebin(),
                                    "-kernel",
                                    "net_ticktime",
                                    std::to_string(opts_.ticktime)};

@@ -99,7 +99,9 @@ class ErlNode {
     int epmd_port = 4369;
     int ticktime = 60;
     std::vector<std::string> extra_args;
-    bool otp22 = false;  // run ../shared/otp22's erl (fixtures compiled by its erlc)
+    // The erl to run: Debian's OTP 25 by default, otp22_erl() for an OTP 22
+    // peer (the fixtures are then compiled by that release's erlc).
+    std::string erl = "erl";
   };
   // Starts the node; waits until it is up unless wait_ready is false (then
   // call wait_ready() before eval: starting many nodes in parallel).
@@ -124,10 +126,12 @@ std::string source_path(const std::string& rel);
 std::string binary_path(const std::string& rel);
 // The compiled fixtures directory (erlc output), compiled on first use.
 std::string fixtures_ebin();
-// The OTP 22.3 runtime beside the project (../shared/otp22; CI has it at the
-// same path), its erl and erlc, and the fixtures compiled by its erlc.
-std::string otp22_root();
+// The OTP 22.3 runtime beside the project (../shared/otp22: version 5
+// handshake, old link protocol, pg2), and the fixtures written for it
+// (erl_driver, pubsub_v1_pg2, peerage_loop) compiled by its erlc.
+std::string otp22_erl();
+std::string otp22_fixtures_ebin();
+// Whether that runtime is there (tests that need it report themselves skipped).
 bool have_otp22();
-std::string fixtures_ebin_otp22();
 
 }  // namespace beamlink::test

@@ -83,11 +83,25 @@ inline constexpr std::uint64_t mandatory_26 = v4_nc | unlink_id;
 // OTP 23 to 26 require. The probe closes right after the handshake, so it
 // never has to honour these capabilities.
 inline constexpr std::uint64_t probe_default = mandatory_25 | mandatory_26 | mandatory_25_digest;
+
+// What we announce in a version 5 handshake (OTP 21/22 peers): exactly what
+// ei announced in those releases (OTP 22's ei_connect.c send_name_or_challenge),
+// hidden (no `published`). OTP 21/22's dist_util requires a subset of it.
+inline constexpr std::uint64_t v5_default = extended_references | dist_monitor |
+                                            extended_pids_ports | fun_tags | new_fun_tags |
+                                            new_floats | small_atom_tags | utf8_atoms | map_tag |
+                                            big_creation | export_ptr_tag | bit_binaries;
+// What we need from a version 5 peer (ei's recv_challenge checks these).
+inline constexpr std::uint64_t v5_required = extended_references | extended_pids_ports | new_floats;
 }  // namespace dflag
 
 // The handshake digest: MD5(Cookie ++ integer_to_list(Challenge)), the
 // challenge as an unsigned decimal number.
 Md5Digest handshake_digest(std::uint32_t challenge, std::string_view cookie);
+
+// Why a peer whose handshake name `actual` differs from the `dialled` one is
+// refused, with the fix (dial `actual`, or NODE_HOST on the peer).
+std::string name_mismatch_text(const std::string& dialled, const std::string& actual);
 
 // "DFLAG_UTF8_ATOMS" ... for each set bit; "bit N" for bits this build does not know.
 std::vector<std::string> dflag_names(std::uint64_t flags);
@@ -95,6 +109,8 @@ std::vector<std::string> dflag_names(std::uint64_t flags);
 // The mandatory flags (OTP 25's set) missing from `flags`, by name. A peer
 // with mandatory_25_digest set is missing none of them.
 std::vector<std::string> missing_mandatory_dflags(std::uint64_t flags);
+// The flags of dflag::v5_required missing from a version 5 peer's `flags`.
+std::vector<std::string> missing_v5_dflags(std::uint64_t flags);
 
 // The oldest OTP release the peer's handshake proves, with the evidence.
 // Only lower bounds are claimed from flags (a flag's presence proves support;
@@ -127,7 +143,7 @@ struct HandshakeFindings {
   std::uint32_t peer_creation = 0;
   int peer_version = 0;  // 6 for an 'N' challenge, the announced version for 'n'
   std::vector<std::string> peer_flag_names;
-  std::vector<std::string> missing_mandatory;
+  std::vector<std::string> missing_mandatory;  // against OTP 25's set (v6), v5_required (v5)
   OtpHint otp;
   bool challenge_received = false;
   bool ack_verified = false;  // the peer's challenge ack matched our cookie
@@ -140,13 +156,27 @@ class HandshakeInitiatorCore {
   static constexpr std::size_t kMaxMessage = 1024;
 
   // our_name: alive@host. our_challenge: injected by tests; random otherwise.
+  // version: 6 (OTP 23+) or 5 (OTP 21/22: the send_name carries the low 32
+  // bits of our_flags, and the peer's 'n' challenge is answered).
   HandshakeInitiatorCore(std::string our_name, std::string cookie,
                          std::uint64_t our_flags = dflag::probe_default, std::uint32_t creation = 1,
-                         std::optional<std::uint32_t> our_challenge = std::nullopt);
+                         std::optional<std::uint32_t> our_challenge = std::nullopt,
+                         int version = 6);
 
   // The framed send_name message. Moves send_name -> recv_status; returns ""
   // and fails (Errc::invalid_argument) if our name is malformed.
   [[nodiscard]] std::string start();
+
+  // How many more bytes the current handshake message needs (at least 1
+  // while waiting for the peer; 0 when done or failed). A driver that reads
+  // at most this much never reads past the handshake into the first frames.
+  std::size_t bytes_wanted() const noexcept;
+  // The name we dialled: a challenge naming another node fails the handshake
+  // before our reply, as a BEAM refuses it (dist_util: the name in the
+  // challenge must be the node it connects to). Not set by the doctor's
+  // probe, which reports the mismatch instead.
+  void expect_peer(std::string node) { expected_peer_ = std::move(node); }
+  int version() const noexcept { return version_; }
 
   // Consumes received bytes; returns the bytes to send now (our challenge
   // reply, or "false" to an `alive` status), usually empty. Bytes after the
@@ -174,6 +204,7 @@ class HandshakeInitiatorCore {
   std::string on_message(std::string_view msg);
   std::string on_status(std::string_view msg);
   std::string on_challenge(std::string_view msg);
+  std::string challenge_reply(std::uint32_t challenge);
   void on_challenge_ack(std::string_view msg);
 
   std::string our_name_;
@@ -181,6 +212,8 @@ class HandshakeInitiatorCore {
   std::uint64_t our_flags_;
   std::uint32_t creation_;
   std::uint32_t our_challenge_;
+  int version_;
+  std::string expected_peer_;
   HandshakeStage stage_ = HandshakeStage::send_name;
   HandshakeStage failed_at_ = HandshakeStage::send_name;
   Error error_;

@@ -35,11 +35,13 @@ struct HandshakeReport {
 // peer_node_expected: the name we meant to reach (e.g. ewallet@10.0.0.5);
 // ip/port: where its distribution listener is (from epmd); our_name: the name
 // we present; cookie: ours; our_flags: what we announce (tests pass fewer
-// flags to see a peer refuse them).
+// flags to see a peer refuse them); version: 6, or 5 for a peer whose epmd
+// reports highest version 5 (OTP 21/22; our_flags is then dflag::v5_default
+// unless given).
 HandshakeReport probe_handshake(const std::string& peer_node_expected, in_addr ip,
                                 std::uint16_t port, const std::string& our_name,
                                 const std::string& cookie, std::chrono::milliseconds timeout,
-                                std::uint64_t our_flags = dflag::probe_default);
+                                std::uint64_t our_flags = dflag::probe_default, int version = 6);
 
 // The name_mismatch finding for a peer that calls itself `actual` when we
 // dialled `expected`; empty when they are equal.

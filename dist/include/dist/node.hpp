@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,17 @@ struct RpcReply {
   std::string term;  // the reply, encoded with its version byte
 };
 
+// What one connection's peer can handle: the handshake version and the
+// distribution flags it announced (dflag::*). What beamlink sends on a
+// connection depends on them (e.g. no UNLINK_ID_ACK toward a peer without
+// dflag::unlink_id, which uses the old link protocol).
+struct PeerCaps {
+  int version = 6;
+  std::uint64_t flags = 0;
+  bool flags_known = true;  // false: assumed from the version (ei reports none)
+  bool has(std::uint64_t flag) const { return (flags & flag) != 0; }
+};
+
 class Connection;
 
 class Node {
@@ -125,6 +137,8 @@ class Node {
   // once it is up (at once, later, if it already is) or failed.
   void connect(const std::string& node, std::function<void(Result<void>)> cb);
   bool is_connected(const std::string& node) const;
+  // The capabilities of the connection to `node`; nullopt when not connected.
+  std::optional<PeerCaps> peer_caps(const std::string& node) const;
   std::vector<std::string> connected_nodes() const;
   void disconnect(const std::string& node);
 
@@ -183,7 +197,7 @@ class Node {
  private:
   struct Impl;  // also the ConnectionOwner of every Connection
   // Adopts a connected, handshaken socket as the connection to `peer`.
-  Result<void> adopt(int fd, const std::string& peer, bool inbound);
+  Result<void> adopt(int fd, const std::string& peer, bool inbound, PeerCaps caps);
   void connection_closed(Connection& c, const Error& why);
   void dispatch(Connection& c, std::span<const char> control, std::span<const char> message);
   void frames_written(Connection& c);

@@ -1,0 +1,270 @@
+// beamlink against a real OTP 22.3 node (../shared/otp22: handshake version 5,
+// the old link protocol, plain-ref gen_call tags), each test on its own epmd.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+
+#include "dist/handshake_core.hpp"
+#include "node_fixture.hpp"
+#include "term/term_text.hpp"
+
+using namespace beamlink;
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+ErlNode::Options otp22(const std::string& name, int epmd_port, int ticktime = 60,
+                       const std::string& cookie = kCookie) {
+  ErlNode::Options o;
+  o.name = name;
+  o.epmd_port = epmd_port;
+  o.ticktime = ticktime;
+  o.cookie = cookie;
+  o.erl = otp22_erl();
+  return o;
+}
+
+bool contains(const std::string& s, const std::string& needle) {
+  return s.find(needle) != std::string::npos;
+}
+
+std::string beamlink_bin() {
+  return binary_path("app/beamlink");
+}
+
+std::map<std::string, std::string> env_for(int epmd_port, const std::string& cookie = kCookie) {
+  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
+          {"ERLANG_COOKIE", cookie},
+          {"NODE_HOST", "127.0.0.1"},
+          {"RELAY_LISTEN", "off"}};
+}
+
+// Registers `echo`: {From, Msg} -> From ! {echo, Msg}.
+void install_echo(TestNode& node) {
+  node.on_loop([&] {
+    auto r = node->register_name("echo", [n = &*node](const term::Pid&, const dist::Envelope& e) {
+      if (e.kind != dist::Envelope::Kind::message) return;
+      auto in = term::TermReader::from_external(e.term);
+      if (!in) return;
+      auto a = in->read_tuple_header();
+      auto from = in->read_pid();
+      auto msg = in->read_raw();
+      if (!a || *a != 2 || !from || !msg) return;
+      term::TermWriter reply;
+      reply.tuple(2).atom("echo").raw(*msg);
+      (void)n->send(*from, reply.bytes());
+    });
+    REQUIRE(r.ok());
+  });
+}
+
+// Spawns a beamlink process that counts what it receives.
+term::Pid spawn_counter(TestNode& node, std::shared_ptr<std::atomic<int>> got) {
+  return node.on_loop([&] {
+    return node->spawn([got](const term::Pid&, const dist::Envelope& e) {
+      if (e.kind == dist::Envelope::Kind::message) ++*got;
+    });
+  });
+}
+
+}  // namespace
+
+TEST_CASE("otp22 - the OTP 22 runtime speaks handshake version 5 only") {
+  auto r = run({otp22_erl(), "-noshell", "-eval",
+                "io:format(\"~s~n\", [erlang:system_info(otp_release)]), halt()."},
+               60s);
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(r.out == "22\n");
+}
+
+TEST_CASE("otp22 - beamlink dials an OTP 22 node with version 5 and both ping") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  auto caps = bl.on_loop([&] { return bl->peer_caps("t1@127.0.0.1"); });
+  REQUIRE(caps.has_value());
+  CHECK(caps->version == 5);
+  CHECK(caps->flags_known);
+  CHECK_FALSE(caps->has(dist::dflag::unlink_id));
+  CHECK(caps->has(dist::dflag::extended_references));
+  CHECK(t1.eval("lists:member('beamlink@127.0.0.1', nodes(hidden))") == "true");
+  // is_auth over the connection beamlink made: the gen_call tag is a plain ref.
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+}
+
+TEST_CASE("otp22 - beamlink ping and rpc reach an OTP 22 node") {
+  Epmd epmd;
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  auto r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 60s, env_for(epmd.port()));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK(contains(r.out, "pong"));
+  r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node"}, 60s, env_for(epmd.port()));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK(r.out == "'t1@127.0.0.1'\n");
+  r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "lists", "reverse", "[[1, <<\"two\">>, three]]"},
+          60s, env_for(epmd.port()));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK(r.out == "[three,<<\"two\">>,1]\n");
+}
+
+TEST_CASE("otp22 - messages to registered names and pids both ways") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  install_echo(bl);
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  // OTP 22 -> beamlink's registered name, beamlink -> the OTP 22 pid.
+  t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), {hello, <<\"v5\">>, 42}}");
+  CHECK(t1.eval("receive {echo, M} -> M after 10000 -> timeout end") == "{hello,<<\"v5\">>,42}");
+  // beamlink -> an OTP 22 registered name, and OTP 22 -> a beamlink pid.
+  auto got = std::make_shared<std::atomic<int>>(0);
+  auto counter = spawn_counter(bl, got);
+  t1.eval("register(sink, spawn(fun() -> receive {Pb, Mb} -> Pb ! {back, Mb} end end))");
+  auto sent = bl.on_loop([&] {
+    term::TermWriter w;
+    w.tuple(2).pid(counter).atom("ping");
+    return bl->reg_send(counter, "t1@127.0.0.1", "sink", w.bytes()).ok();
+  });
+  CHECK(sent);
+  CHECK(wait_until([&] { return got->load() == 1; }, 60s));
+}
+
+TEST_CASE("otp22 - links use the old protocol and exits reach the OTP 22 side") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  install_echo(bl);
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  auto got = std::make_shared<std::atomic<int>>(0);
+  auto a = spawn_counter(bl, got);
+  auto b = spawn_counter(bl, got);
+  // The pids come from a message beamlink sends to the shell, registered as `sink`.
+  t1.eval("register(sink, self())");
+  bl.on_loop([&] {
+    term::TermWriter w;
+    w.tuple(2).pid(a).pid(b);
+    return bl->reg_send(a, "t1@127.0.0.1", "sink", w.bytes()).ok();
+  });
+  REQUIRE(t1.eval("receive {A, B} when is_pid(A) -> put(a, A), put(b, B), ok after 10000 -> "
+                  "timeout end") == "ok");
+  t1.eval("process_flag(trap_exit, true)");
+  // Link to both, unlink from b (old UNLINK, no ack expected), then both exit.
+  CHECK(t1.eval("link(get(a))") == "true");
+  CHECK(t1.eval("link(get(b))") == "true");
+  CHECK(t1.eval("unlink(get(b))") == "true");
+  CHECK(t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), sync}, receive {echo, sync} -> ok after "
+                "10000 -> timeout end") == "ok");
+  bl.on_loop([&] {
+    bl->exit(a, "kill_a");
+    bl->exit(b, "kill_b");
+    return 0;
+  });
+  CHECK(t1.eval("receive {'EXIT', P, R} -> {P =:= get(a), R} after 10000 -> timeout end") ==
+        "{true,kill_a}");
+  CHECK(t1.eval("receive {'EXIT', _, R} -> R after 1000 -> none end") == "none");
+  // The connection is still up and healthy.
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  CHECK(bl.connected("t1@127.0.0.1"));
+}
+
+// erts sends MONITOR_P only to a peer with DFLAG_DIST_MONITOR_NAME, which ei
+// (and so beamlink) does not announce: a BEAM monitor on a beamlink process
+// watches the connection, as for any C node.
+TEST_CASE("otp22 - a monitor from the OTP 22 side fires when the connection goes") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  auto got = std::make_shared<std::atomic<int>>(0);
+  auto a = spawn_counter(bl, got);
+  t1.eval("register(sink, self())");
+  bl.on_loop([&] {
+    term::TermWriter w;
+    w.tuple(2).atom("pid").pid(a);
+    return bl->reg_send(a, "t1@127.0.0.1", "sink", w.bytes()).ok();
+  });
+  REQUIRE(t1.eval("receive {pid, A} -> put(a, A), ok after 10000 -> timeout end") == "ok");
+  CHECK(t1.eval("put(m, erlang:monitor(process, get(a))), ok") == "ok");
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  bl.on_loop([&] {
+    bl->disconnect("t1@127.0.0.1");
+    return 0;
+  });
+  CHECK(t1.eval("Mr = get(m), receive {'DOWN', Mr, process, _, R} -> R after 10000 -> timeout "
+                "end") == "noconnection");
+}
+
+TEST_CASE("otp22 - ticks keep the connection and a stopped OTP 22 node is detected") {
+  Epmd epmd;
+  LoopThread lt;
+  auto cfg = test_node_config(epmd.port());
+  cfg.ticktime = 4000ms;
+  TestNode bl(lt, cfg);
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port(), 4));
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  // Both sides tick: at ticktime/4 = 1 s, several ticks arrive within 60 s
+  // and the connection outlives a whole ticktime.
+  CHECK(wait_until([&] { return bl.on_loop([&] { return bl->stats().ticks_in; }) >= 5; }, 60s));
+  CHECK(bl.connected("t1@127.0.0.1"));
+  CHECK(bl.on_loop([&] { return bl->stats().tick_timeouts; }) == 0);
+  ::kill(t1.pid(), SIGSTOP);
+  CHECK(wait_until([&] { return !bl.connected("t1@127.0.0.1"); }, 60s));
+  CHECK(bl.on_loop([&] { return bl->stats().tick_timeouts; }) == 1);
+  ::kill(t1.pid(), SIGCONT);
+}
+
+TEST_CASE("otp22 - a wrong cookie outbound says the cookies differ") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port(), 60, "another-cookie"));
+  auto err = bl.connect("t1@127.0.0.1");
+  INFO(err);
+  CHECK(contains(err, "version 5"));
+  CHECK(contains(err, "cookies differ"));
+  CHECK(contains(err, "after our challenge reply"));
+  CHECK_FALSE(bl.connected("t1@127.0.0.1"));
+}
+
+TEST_CASE("otp22 - a peer whose handshake name differs from the dialled one is refused") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  auto err = bl.connect("t1@localhost");
+  INFO(err);
+  CHECK(contains(err, "calls itself 't1@127.0.0.1'"));
+  CHECK(contains(err, "dial 't1@127.0.0.1'"));
+  CHECK(contains(err, "NODE_HOST"));
+  CHECK_FALSE(bl.connected("t1@localhost"));
+  CHECK_FALSE(bl.connected("t1@127.0.0.1"));
+  CHECK(t1.eval("nodes(hidden)") == "[]");
+}
+
+TEST_CASE("otp22 - doctor probes an OTP 22 node with version 5 through the cookie check") {
+  Epmd epmd;
+  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  auto r = run({beamlink_bin(), "doctor", "--connect", "t1@127.0.0.1", "--json"}, 60s,
+               env_for(epmd.port()));
+  INFO(r.out);
+  INFO(r.err);
+  CHECK(contains(r.out, "OTP 22 or older (eWallet pins 21)"));
+  CHECK(contains(r.out, "the cookies match"));
+  CHECK_FALSE(contains(r.out, "malformed"));
+  ErlNode t2(otp22("t2@127.0.0.1", epmd.port(), 60, "another-cookie"));
+  r = run({beamlink_bin(), "doctor", "--connect", "t2@127.0.0.1", "--json"}, 60s,
+          env_for(epmd.port()));
+  INFO(r.out);
+  CHECK(contains(r.out, "OTP 22 or older (eWallet pins 21)"));
+  CHECK(contains(r.out, "cookies differ"));
+  CHECK_FALSE(contains(r.out, "malformed"));
+}
