@@ -393,3 +393,63 @@ TEST_CASE("a 1.1 bridge joins {phx NAME} through pg2's exchange and hears broadc
   CHECK(b.received("room:1") == std::vector<std::string>{"hello", "#{status => ok}", "two"});
   CHECK(b.received("room:2") == std::vector<std::string>{});
 }
+
+TEST_CASE(
+    "1.1 on a real OTP 22 pg2: beamlink is a member of {phx NAME} and hears and publishes "
+    "once") {
+  if (!have_otp22()) {
+    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)");
+    return;
+  }
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  auto o22 = erl("v22a@127.0.0.1", epmd.port());
+  o22.erl = otp22_erl();
+  ErlNode t1(o22);
+  const std::string m = "pubsub_v1_pg2:";
+  const std::string name = "\"EWalletAPI.PubSub\"";
+  REQUIRE(t1.eval(m + "start_spec(\"1.1:EWalletAPI.PubSub\")") == "ok");
+  REQUIRE(t1.eval(m + "subscribe(" + name + ", \"room:1\")") == "ok");
+  for (auto version :
+       {pubsub::PubSubOptions::Version::v1_1, pubsub::PubSubOptions::Version::automatic}) {
+    INFO("version " << pubsub::to_string(version));
+    pubsub::PubSubOptions o;
+    o.name = "EWalletAPI.PubSub";
+    o.version = version;
+    o.pg2_announce = 300ms;
+    auto b = std::make_unique<Bridge>(bl, o);
+    b->subscribe("room:1");
+    if (!bl.connected("v22a@127.0.0.1")) REQUIRE(bl.connect("v22a@127.0.0.1") == "");
+    // The real pg2 stores beamlink's member from the exchange cast (auto:
+    // once erlang:registered() through OTP 22's rex says 1.1).
+    auto members = [&] { return t1.eval(m + "member_nodes(" + name + ")"); };
+    REQUIRE(wait_until(
+        [&] { return members() == "[<<\"beamlink@127.0.0.1\">>,<<\"v22a@127.0.0.1\">>]"; }, 60s));
+    CHECK(t1.eval("length(pg2:get_members({phx, 'Elixir.EWalletAPI.PubSub'}))") == "2");
+
+    // 1.1.2's broadcast reaches beamlink's subscriber once; beamlink's
+    // publish reaches the pod's subscriber once and does not come back.
+    REQUIRE(t1.eval(m + "clear(" + name + ", \"room:1\")") == "ok");
+    REQUIRE(t1.eval(m + "broadcast(" + name + ", \"room:1\", #{status => ok})") == "ok");
+    REQUIRE(wait_until([&] { return b->received("room:1").size() >= 1; }, 60s));
+    CHECK(b->publish("room:1", "mine") == 1);
+    CHECK(b->publish("room:1", "done") == 1);
+    REQUIRE(t1.eval(m + "wait_for(" + name + ", \"room:1\", done, 1, 60000)") == "1");
+    CHECK(t1.eval(m + "messages(" + name + ", \"room:1\")") == "[#{status => ok},mine,done]");
+    REQUIRE(t1.eval(m + "broadcast(" + name + ", \"room:1\", last)") == "ok");
+    REQUIRE(wait_until([&] { return b->received("room:1").size() >= 2; }, 60s));
+    CHECK(b->received("room:1") == std::vector<std::string>{"#{status => ok}", "last"});
+
+    // A restarted pg2 (empty) gets the membership back.
+    CHECK(t1.eval(m + "restart_pg2(), ok") == "ok");
+    CHECK(wait_until(
+        [&] { return members() == "[<<\"beamlink@127.0.0.1\">>,<<\"v22a@127.0.0.1\">>]"; }, 60s));
+    CHECK(t1.eval(m + "errors()") == "[]");
+    // pg2 drops the member when the connection closes (a BEAM monitor on a
+    // C node's process watches the connection).
+    b.reset();
+    bl.on_loop([&] { bl->disconnect("v22a@127.0.0.1"); });
+    CHECK(wait_until([&] { return members() == "[<<\"v22a@127.0.0.1\">>]"; }, 60s));
+  }
+}
