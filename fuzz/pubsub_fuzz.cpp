@@ -23,5 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   (void)pubsub::decode_forward_to_local(message);
+  (void)pubsub::decode_forward_to_local_any(message);
   return 0;
 }

@@ -246,6 +246,7 @@ struct Broadcast {
     for (auto& b : bridges) raw.push_back(b.get());
     term::JsonTermOptions jo;
     jo.atom_keys = opts.atom_keys;
+    jo.atom_value_keys = opts.atom_values;
     hub = std::make_unique<relay::ClusterHub>(*delivery, raw, jo);
     return true;
   }

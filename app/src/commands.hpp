@@ -45,7 +45,8 @@ struct BroadcastCmdOptions {
   std::vector<std::string> pubsub;    // PUBSUB entries
   std::string pg_scope = "Elixir.Phoenix.PubSub";
   bool atom_keys = false;
-  int timeout_ms = 5000;  // to connect, learn the pubsubs, and write
+  std::vector<std::string> atom_values;  // keys whose string values become atoms (status)
+  int timeout_ms = 5000;                 // to connect, learn the pubsubs, and write
 };
 int cmd_broadcast(const Config& cfg, const BroadcastCmdOptions& opts);
 

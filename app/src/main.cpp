@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
       ->required();
   add_pg_scope_option(*bcast, bc_opts.pg_scope);
   bcast->add_flag("--atom-keys", bc_opts.atom_keys, "payload keys become atoms");
+  bcast
+      ->add_option("--atom-values", bc_opts.atom_values,
+                   "keys whose string values become atoms, e.g. status (as --relay-atom-values: "
+                   "with --atom-keys, eWallet's {\"status\":\"ok\"} becomes #{status => ok})")
+      ->delimiter(',');
   bcast->add_option("--timeout", bc_opts.timeout_ms, "milliseconds")->capture_default_str();
   bcast->add_option("TOPIC", bc_opts.topic, "the topic, e.g. room:lobby")->required();
   bcast->add_option("EVENT", bc_opts.event, "the event, e.g. new_msg")->required();

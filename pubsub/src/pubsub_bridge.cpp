@@ -84,6 +84,64 @@ Result<std::string> encode_forward_to_local_v1(std::string_view fastlane, std::s
   return owned(w);
 }
 
+Result<ForwardToLocal> decode_forward_to_local_v1(std::span<const char> message,
+                                                  std::optional<term::Pid>* from) {
+  auto r = term::TermReader::from_external(message);
+  if (!r) return r.error();
+  auto a = r->read_tuple_header();
+  if (!a || *a != 5 || !r->expect_atom("forward_to_local").ok())
+    return make_error(Errc::unexpected_message,
+                      "pubsub: not {forward_to_local, Fastlane, From, Topic, Message}");
+  auto fastlane = r->read_atom();
+  if (!fastlane)
+    return make_error(Errc::bad_term, "pubsub: forward_to_local with a non-atom fastlane");
+  // From: a pid, or the atom none (broadcast/3).
+  if (r->next_is_atom()) {
+    if (!r->read_atom())
+      return make_error(Errc::bad_term, "pubsub: forward_to_local with a bad From");
+  } else {
+    auto pid = r->read_pid();
+    if (!pid)
+      return make_error(Errc::bad_term,
+                        "pubsub: forward_to_local with a From neither pid nor atom");
+    if (from) *from = *pid;
+  }
+  auto topic = r->read_binary();
+  if (!topic) return make_error(Errc::bad_term, "pubsub: forward_to_local with a non-binary topic");
+  auto msg = r->read_raw();
+  if (!msg) return msg.error();
+  return ForwardToLocal{*topic, *msg, std::move(*fastlane)};
+}
+
+Result<ForwardToLocal> decode_forward_to_local_any(std::span<const char> message,
+                                                   std::optional<term::Pid>* from) {
+  auto v2 = decode_forward_to_local(message);
+  if (v2 || v2.error().code != Errc::unexpected_message) return v2;
+  return decode_forward_to_local_v1(message, from);
+}
+
+Result<std::string> encode_pg2_group(std::string_view pubsub_name) {
+  term::TermWriter w;
+  w.tuple(2).atom("phx").atom(elixir_atom(pubsub_name));
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w).substr(1);  // without the version byte
+}
+
+Result<std::string> encode_pg2_exchange(std::string_view our_node, std::string_view pubsub_name,
+                                        const term::Pid& member) {
+  // pg2.erl: handle_cast({exchange, _Node, List}) -> store(List), where List
+  // is [[Name, Members]]: creates the group, joins each pid it lacks.
+  term::TermWriter w;
+  w.tuple(2).atom("$gen_cast");
+  w.tuple(3).atom("exchange").atom(our_node);
+  w.list(1).list(2);
+  w.tuple(2).atom("phx").atom(elixir_atom(pubsub_name));
+  w.list(1).pid(member).nil();
+  w.nil().nil();
+  if (auto s = w.status(); !s) return s.error();
+  return owned(w);
+}
+
 Result<PubSubOptions::Version> parse_pubsub_version(std::string_view text) {
   if (text == "2" || text == "2.x") return PubSubOptions::Version::v2;
   if (text == "1.1") return PubSubOptions::Version::v1_1;
@@ -106,6 +164,11 @@ std::string_view to_string(PubSubOptions::Version v) {
 
 // ---------------------------------------------------------------------------
 
+// The periodic pg2 announce: its data points to the bridge while it runs.
+struct PubSubBridge::AnnounceTimer {
+  UvHandle<uv_timer_t> h;
+};
+
 // A reprobe timer: its data points to this, cleared when it is closed.
 struct PubSubBridge::ReprobeTimer {
   PubSubBridge* owner = nullptr;
@@ -125,6 +188,7 @@ Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(dist::Node& node, PgS
   b->node_up_ = node.on_node_up([self_ptr](const std::string& peer) {
     self_ptr->targets_dirty_ = true;
     if (self_ptr->options_.version == PubSubOptions::Version::automatic) self_ptr->probe(peer);
+    if (self_ptr->options_.version == PubSubOptions::Version::v1_1) self_ptr->announce_pg2(peer);
   });
   b->node_down_ = node.on_node_down([self_ptr](const std::string& peer, const Error&) {
     self_ptr->targets_dirty_ = true;
@@ -135,7 +199,37 @@ Result<std::unique_ptr<PubSubBridge>> PubSubBridge::create(dist::Node& node, PgS
       self_ptr->reprobe_attempts_.erase(peer);
     }
   });
-  if (b->options_.version == PubSubOptions::Version::v1_1) return b;
+  if (b->options_.version != PubSubOptions::Version::v2) {
+    // 1.1's receiving side: one member process, announced to pg2.
+    auto member = node.spawn(
+        [alive = b->alive_.watch(), self_ptr](const term::Pid&, const dist::Envelope& e) {
+          if (alive) self_ptr->on_worker_message(e);
+        });
+    b->pg2_member_ = member;
+    auto x = encode_pg2_exchange(node.name(), b->options_.name, member);
+    if (!x) return x.error();
+    b->pg2_exchange_ = std::move(*x);
+    if (b->options_.pg2_announce.count() > 0) {
+      auto t = std::make_unique<AnnounceTimer>();
+      if (int rc = t->h.init(node.loop(), self_ptr, uv_timer_init); rc != 0)
+        return uv_error(
+            Errc::io_error,
+            std::string("pubsub: cannot start the pg2 announce timer: ") + uv_strerror(rc), rc);
+      auto every = static_cast<std::uint64_t>(b->options_.pg2_announce.count());
+      uv_timer_start(
+          t->h.get(),
+          [](uv_timer_t* timer) {
+            if (auto* self = static_cast<PubSubBridge*>(timer->data)) self->announce_pg2();
+          },
+          every, every);
+      uv_unref(t->h.handle());
+      b->announce_timer_ = std::move(t);
+    }
+    if (b->options_.version == PubSubOptions::Version::v1_1) {
+      b->announce_pg2();
+      return b;
+    }
+  }
   if (auto r = b->grow_to(1); !r) return r.error();
   b->change_id_ = scope.on_change([self_ptr](const std::string& peer) {
     PubSubBridge& self = *self_ptr;
@@ -190,6 +284,7 @@ void PubSubBridge::probe(const std::string& peer) {
               bool v1 = has_name && !has_adapter;
               self.probed_[peer] = v1;
               self.targets_dirty_ = true;
+              if (v1) self.announce_pg2(peer);
               // Neither yet: the app may still be starting (libcluster-style
               // setups connect first). Ask again, with backoff.
               if (!has_name && !has_adapter)
@@ -198,9 +293,9 @@ void PubSubBridge::probe(const std::string& peer) {
                 self.reprobe_attempts_.erase(peer);
               if (v1)
                 spdlog::info(
-                    "pubsub {}: {} runs Phoenix.PubSub 1.1: publishing to it (its own "
-                    "broadcasts cannot reach beamlink: pg2 left OTP in 24)",
-                    self.atom_, peer);
+                    "pubsub {}: {} runs Phoenix.PubSub 1.1: publishing to its PG2Server and "
+                    "joining {{phx, {}}} through its pg2 (OTP 21/22; OTP 24+ has no pg2)",
+                    self.atom_, peer, self.atom_);
               else if (auto it = self.reprobe_attempts_.find(peer);
                        !has_adapter && (it == self.reprobe_attempts_.end() || it->second <= 1))
                 spdlog::info(
@@ -286,6 +381,13 @@ PubSubBridge::PubSubBridge(dist::Node& node, PgScope& scope, PubSubOptions optio
 PubSubBridge::~PubSubBridge() {
   alive_.expire();
   reprobe_timers_.clear();
+  if (announce_timer_) {
+    announce_timer_->h.get()->data = nullptr;
+    announce_timer_.reset();  // closes the timer
+  }
+  // pg2 drops the member when its monitor fires (the connection goes) or
+  // when the process exits.
+  if (pg2_member_) node_.exit(*pg2_member_, "shutdown");
   if (change_id_) scope_.remove_on_change(change_id_);
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     scope_.leave(pubsub_group(options_.name, static_cast<int>(i + 1)), workers_[i]);
@@ -317,15 +419,47 @@ Subscription PubSubBridge::subscribe(const std::string& topic, Subscriber cb) {
 
 void PubSubBridge::on_worker_message(const dist::Envelope& e) {
   if (e.kind != dist::Envelope::Kind::message) return;
-  auto f = decode_forward_to_local(e.term);
+  // The 2.x workers and the 1.1 member both accept both shapes, as 1.1.2's
+  // PG2Server does; each broadcast is sent to one of them only.
+  std::optional<term::Pid> from;
+  auto f = decode_forward_to_local_any(e.term, &from);
   if (!f) {
     ++ignored_;
     spdlog::debug("pubsub {}: ignoring a message: {}", atom_, f.error().message);
     return;
   }
   ++received_;
-  PubSubMessage m{f->topic, f->message, f->dispatcher, e.from};
+  PubSubMessage m{f->topic, f->message, f->dispatcher, from ? &*from : e.from};
   subscribers_.emit(f->topic, m);  // a subscriber may drop any subscription meanwhile
+}
+
+bool PubSubBridge::takes_pg2(const std::string& peer) const {
+  switch (options_.version) {
+    case PubSubOptions::Version::v1_1:
+      return true;
+    case PubSubOptions::Version::v2:
+      return false;
+    case PubSubOptions::Version::automatic: {
+      auto it = probed_.find(peer);
+      return it != probed_.end() && it->second;
+    }
+  }
+  return false;
+}
+
+void PubSubBridge::announce_pg2(const std::string& peer) {
+  if (!pg2_member_ || peer == node_.name() || !node_.is_connected(peer) || !takes_pg2(peer)) return;
+  auto r = node_.reg_send(*pg2_member_, peer, "pg2",
+                          std::span<const char>(pg2_exchange_.data(), pg2_exchange_.size()));
+  if (!r) {
+    spdlog::debug("pubsub {}: cannot announce to pg2 on {}: {}", atom_, peer, r.error().message);
+    return;
+  }
+  ++pg2_announcements_;
+}
+
+void PubSubBridge::announce_pg2() {
+  for (auto& peer : node_.connected_nodes()) announce_pg2(peer);
 }
 
 std::vector<std::string> PubSubBridge::nodes() const {

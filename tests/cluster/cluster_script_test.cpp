@@ -267,3 +267,71 @@ TEST_CASE("scripts/cluster CLUSTER_PUBSUB 1.1: two PG2Servers - forward_to_local
 
   CHECK(c.cmd({"down"}).code == 0);
 }
+
+TEST_CASE(
+    "scripts/cluster CLUSTER_OTP=22: OTP 22 pods mesh by DNS with Phoenix.PubSub 1.1.2 on pg2") {
+  NEED_NETNS();
+  if (!have_otp22()) {
+    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)");
+    return;
+  }
+  Cluster c;
+  c.env["CLUSTER_OTP"] = "22";
+  // 2.x needs pg (OTP 23+): refused before anything is made.
+  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub";
+  auto r = c.cmd({"up", "3"});
+  CHECK(r.code == 1);
+  CHECK(r.err.find("OTP 22 pods offer 1.1:NAME") != std::string::npos);
+
+  c.env["CLUSTER_PUBSUB"] = "1.1:EWalletAPI.PubSub,1.1:AdminAPI.PubSub";
+  r = c.cmd({"up", "3"}, std::chrono::seconds(180));
+  REQUIRE_MESSAGE(r.code == 0, std::string(r.out + r.err));
+  CHECK(r.out.find("3 pods meshed") != std::string::npos);
+  CHECK(c.vars()["CLUSTER_OTP"] == "22");
+  auto ips = c.pod_ips();
+  REQUIRE(ips.size() == 3);
+  std::string all_pods = "[";
+  for (auto& ip : ips)
+    all_pods += std::string(all_pods.size() > 1 ? "," : "") + "\"ewallet@" + ip + "\"";
+  all_pods += "]";
+
+  for (int p = 1; p <= 3; ++p) {
+    CHECK(pubsub(c, p, "list_to_binary(erlang:system_info(otp_release))") == "\"22\"");
+    // The PG2Servers of every pod are members of {phx, NAME} (pg2's own
+    // exchange between visible nodes) and registered under the name.
+    CHECK(pubsub(c, p, "member_nodes(\"EWalletAPI.PubSub\")") == all_pods);
+    CHECK(pubsub(c, p, "member_nodes(\"AdminAPI.PubSub\")") == all_pods);
+    CHECK(pubsub(c, p,
+                 "[lists:member(N, registered()) || N <- ['Elixir.EWalletAPI.PubSub', "
+                 "'Elixir.AdminAPI.PubSub', pg2]]") == "[true,true,true]");
+    CHECK(pubsub(c, p, "whereis(pg)") == "null");  // no pg on OTP 22
+    REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"room:1\")") == kOk);
+  }
+
+  // A 1.1 broadcast on pod 1 reaches each pod's subscribers once.
+  CHECK(pubsub(c, 1,
+               "broadcast(\"EWalletAPI.PubSub\", \"room:1\", #{status => ok, data => 1}),"
+               " fence(\"EWalletAPI.PubSub\", \"room:1\")") ==
+        "{\"ewallet@" + ips[1] + "\":1,\"ewallet@" + ips[2] + "\":1}");
+  for (int p = 2; p <= 3; ++p)
+    CHECK(pubsub(c, p, "wait_for(\"EWalletAPI.PubSub\", \"room:1\", fence_message(), 1, 60000)") ==
+          "1");
+  CHECK(pubsub(c, 1, "messages(\"EWalletAPI.PubSub\", \"room:1\")") ==
+        R"([{"data":1,"status":{"$atom":"ok"}}])");
+  for (int p = 2; p <= 3; ++p) {
+    CHECK(pubsub(c, p, "messages(\"EWalletAPI.PubSub\", \"room:1\")") ==
+          R"([{"data":1,"status":{"$atom":"ok"}},{"$atom":"$fence"}])");
+    CHECK(pubsub(c, p, "errors()") == "[]");
+  }
+
+  // A restarted pod comes back with its pubsubs and its pg2 membership.
+  CHECK(c.cmd({"kill-pod", "2"}).code == 0);
+  r = c.cmd({"start-pod", "2"}, std::chrono::seconds(120));
+  REQUIRE_MESSAGE(r.code == 0, std::string(r.out + r.err));
+  CHECK(r.out.find("with pubsub 1.1:EWalletAPI.PubSub 1.1:AdminAPI.PubSub") != std::string::npos);
+  CHECK(pubsub(c, 1,
+               "wait_until(fun() -> member_nodes(\"EWalletAPI.PubSub\") end, fun(L) -> length(L) "
+               "== 3 end, 60000)") == all_pods);
+
+  CHECK(c.cmd({"down"}).code == 0);
+}

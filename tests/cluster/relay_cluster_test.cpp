@@ -345,3 +345,137 @@ TEST_CASE(
           std::string::npos);
   if (expired > 0) CHECK(relay.proc->err().find("dropped") != std::string::npos);
 }
+
+namespace {
+
+// How many times `needle` occurs in `s`.
+int occurrences(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (auto at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// Pod `pod`'s pg2 members of {phx, NAME} include `node` (within 60 s).
+bool pg2_member(Cluster& c, int pod, const std::string& name, const std::string& node) {
+  auto m = pubsub(c, pod,
+                  "wait_until(fun() -> member_nodes(\"" + name +
+                      "\") end, fun(L) -> lists:member(<<\"" + node + "\">>, L) end, 60000)");
+  return m.find("\"" + node + "\"") != std::string::npos;
+}
+
+// An OTP 22 Erlang expression: a %Phoenix.Socket.Broadcast{} on topic.
+std::string socket_broadcast22(const std::string& topic, const std::string& event,
+                               const std::string& payload) {
+  return "#{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', topic => <<\"" + topic +
+         "\">>, event => <<\"" + event + "\">>, payload => " + payload + "}";
+}
+
+}  // namespace
+
+TEST_CASE(
+    "relay in an OTP 22 cluster: Phoenix.PubSub 1.1 on pg2 both ways - POST and WebSocket and "
+    "subscribe and restarts") {
+  NEED_NETNS();
+  if (!have_otp22()) {
+    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)");
+    return;
+  }
+  Cluster c;
+  c.env["CLUSTER_OTP"] = "22";
+  c.env["CLUSTER_PUBSUB"] = "1.1:EWalletAPI.PubSub,1.1:AdminAPI.PubSub";
+  auto up = c.cmd({"up", "2"}, 180s);
+  REQUIRE_MESSAGE(up.code == 0, std::string(up.out + up.err));
+  const std::vector<std::string> names = {"EWalletAPI.PubSub", "AdminAPI.PubSub"};
+  // eWallet's serializer reads atom keys and status =:= ok.
+  Relay relay(c, "EWalletAPI.PubSub,AdminAPI.PubSub",
+              {"--relay-atom-keys", "--relay-atom-values", "status"});
+  CHECK(relay.proc->wait_err("runs Phoenix.PubSub 1.1", 60s));
+  // beamlink's member is in {phx, NAME} on every pod (pg2's exchange cast).
+  for (auto& n : names)
+    for (int p = 1; p <= 2; ++p) CHECK(pg2_member(c, p, n, relay.node()));
+
+  // POST: each pod's 1.1 subscribers get each broadcast once, in order, with
+  // atom keys and status => ok.
+  for (auto& n : names)
+    for (int p = 1; p <= 2; ++p)
+      REQUIRE(pubsub(c, p, "subscribe(\"" + n + "\", \"room:1\")") == kOk);
+  REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 60s));
+  REQUIRE(wait_until(
+      [&] {
+        auto before = relay.metric("beamlink_relay_messages_queued_total");
+        if (relay.http("POST", "/v1/broadcast", broadcast("probe", "p", 0)).status != 202)
+          return false;
+        return relay.metric("beamlink_relay_messages_queued_total") - before == 4;
+      },
+      60s));
+  const int count = 10;
+  for (int i = 0; i < count; ++i) {
+    auto body = R"({"topic":"room:1","event":"new_msg","payload":{"status":"ok","data":{"n":)" +
+                std::to_string(i) + "}}}";
+    auto r = relay.http("POST", "/v1/broadcast", body);
+    REQUIRE_MESSAGE(r.status == 202, r.body);
+  }
+  for (auto& n : names)
+    for (int p = 1; p <= 2; ++p) {
+      CHECK(pubsub(c, p,
+                   "wait_count(\"" + n + "\", \"room:1\", " + std::to_string(count) + ", 60000)") ==
+            std::to_string(count));
+      CHECK(pubsub(c, p,
+                   "[N || #{'__struct__' := 'Elixir.Phoenix.Socket.Broadcast', event := "
+                   "<<\"new_msg\">>, payload := #{status := ok, data := #{n := N}}} <- "
+                   "messages(\"" +
+                       n + "\", \"room:1\")]") == seq(0, count - 1));
+      CHECK(pubsub(c, p, "errors()") == "[]");
+    }
+
+  // A pod's 1.1 broadcast reaches a WebSocket client (the phoenix client)
+  // and `beamlink subscribe` once each.
+  auto js = source_path("tests/js/phoenix_client.js");
+  Subprocess ws(relay.in_ns({"node", js, "ws://127.0.0.1:7070/socket", "room:a"}));
+  REQUIRE_MESSAGE(ws.wait_out("joined room:a", 60s), ws.err());
+  auto v = c.vars();
+  Subprocess sub(relay.in_ns({binary_path("app/beamlink"), "subscribe", "--cookie-file",
+                              v["CLUSTER_COOKIE_FILE"], "--pubsub", "EWalletAPI.PubSub:1.1",
+                              "--connect", "ewallet@" + c.pod_ips().at(0), "--connect",
+                              "ewallet@" + c.pod_ips().at(1), "room:a"}),
+                 Subprocess::Options{{{"NODE_HOST", v["NODE_HOST"]}, {"NET_TICKTIME", "10"}}});
+  REQUIRE_MESSAGE(sub.wait_err("subscribed as", 60s), sub.err());
+  const std::string sub_node = "beamlink_" + std::to_string(sub.pid()) + "@" + v["NODE_HOST"];
+  for (int p = 1; p <= 2; ++p) REQUIRE(pg2_member(c, p, "EWalletAPI.PubSub", sub_node));
+  for (int p = 1; p <= 2; ++p)
+    pubsub(
+        c, p,
+        "broadcast(\"EWalletAPI.PubSub\", \"room:a\", " +
+            socket_broadcast22("room:a", "hello", "#{<<\"from\">> => " + std::to_string(p) + "}") +
+            ", 'Elixir.Phoenix.Channel.Server')");
+  pubsub(c, 1,
+         "broadcast(\"EWalletAPI.PubSub\", \"room:a\", " +
+             socket_broadcast22("room:a", "fence", "#{}") + ", 'Elixir.Phoenix.Channel.Server')");
+  REQUIRE(ws.wait(60s).has_value());
+  REQUIRE(wait_until([&] { return occurrences(sub.out(), "\"fence\"") >= 1; }, 60s));
+  auto out_ws = ws.out(), out_sub = sub.out();
+  INFO("client:\n" << out_ws << "subscribe:\n" << out_sub);
+  CHECK(occurrences(out_ws, "msg room:a hello {\"from\":1}") == 1);
+  CHECK(occurrences(out_ws, "msg room:a hello {\"from\":2}") == 1);
+  CHECK(occurrences(out_sub, "\"from\":1") == 1);
+  CHECK(occurrences(out_sub, "\"from\":2") == 1);
+  CHECK(occurrences(out_sub, "\"fence\"") == 1);
+
+  // A pod whose pg2 restarted (empty) gets beamlink's membership back from
+  // the periodic announce; a restarted pod, on reconnect.
+  pubsub(c, 1, "restart_pg2()");
+  CHECK(pg2_member(c, 1, "EWalletAPI.PubSub", relay.node()));
+  REQUIRE(c.cmd({"kill-pod", "2"}).code == 0);
+  auto started = c.cmd({"start-pod", "2"}, 120s);
+  REQUIRE_MESSAGE(started.code == 0, std::string(started.out + started.err));
+  CHECK(pg2_member(c, 2, "EWalletAPI.PubSub", relay.node()));
+  CHECK(pg2_member(c, 2, "AdminAPI.PubSub", relay.node()));
+  Subprocess ws2(relay.in_ns({"node", js, "ws://127.0.0.1:7070/socket", "room:r"}));
+  REQUIRE(ws2.wait_out("joined room:r", 60s));
+  pubsub(c, 2,
+         "broadcast(\"EWalletAPI.PubSub\", \"room:r\", " +
+             socket_broadcast22("room:r", "fence", "#{<<\"after\">> => <<\"restart\">>}") +
+             ", 'Elixir.Phoenix.Channel.Server')");
+  CHECK(ws2.wait_out("msg room:r fence {\"after\":\"restart\"}", 60s));
+  CHECK(pubsub(c, 1, "errors()") == "[]");
+}

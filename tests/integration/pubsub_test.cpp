@@ -296,3 +296,160 @@ TEST_CASE("a 1.1 publish reaches the PG2Server under the pubsub name once per no
       10s));
   CHECK(t1.eval(kExpectBroadcast) == "ok");
 }
+
+// pg2 (OTP 21/22) as far as beamlink meets it: a process registered as pg2
+// that stores the members of each exchange cast as pg2's store/1 does (a pid
+// it already has is not added again) and keeps the casts it got. OTP 25 has
+// no pg2; the real one is exercised against ../shared/otp22 in the cluster
+// tests. erl_driver keeps bindings between lines: every expression here
+// binds nothing at the top (funs), so each can run again.
+const std::string kFakePg2 =
+    "register(pg2, spawn(fun() -> (fun Loop(Casts, Members) -> receive "
+    "{'$gen_cast', {exchange, _, List}} = C -> "
+    "Loop([C | Casts], lists:foldl(fun([G, Ps], Acc) -> "
+    "Old = maps:get(G, Acc, []), Acc#{G => Old ++ (Ps -- Old)} end, Members, List)); "
+    "{get, From} -> From ! {pg2, lists:reverse(Casts), Members}, Loop(Casts, Members) end end)"
+    "([], #{}) end))";
+
+// Evaluates `body` inside a fun: its variables are its own.
+std::string in_fun(const std::string& body) {
+  return "(fun() -> " + body + " end)()";
+}
+
+TEST_CASE("a 1.1 bridge joins {phx NAME} through pg2's exchange and hears broadcasts once") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  REQUIRE(t1.eval(kFakePg2) == "true");
+  CHECK(t1.eval("pubsub_fixture:start_v1(<<\"EWalletAPI.PubSub\">>)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
+  pubsub::PubSubOptions o;
+  o.name = "EWalletAPI.PubSub";
+  o.version = pubsub::PubSubOptions::Version::v1_1;
+  o.pg2_announce = 200ms;
+  Bridge b(bl, o);
+  b.subscribe("room:1");
+  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+
+  // On connect: {'$gen_cast', {exchange, OurNode, [[{phx, NAME}, [Member]]]}}.
+  const std::string members = in_fun(
+      "pg2 ! {get, self()}, receive {pg2, Cs, Ms} -> {length(Cs) > 0, "
+      "[{G, [node(P) || P <- Ps]} || {G, Ps} <- maps:to_list(Ms)]} after 5000 -> timeout end");
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval(members) ==
+               "{true,[{{phx,'Elixir.EWalletAPI.PubSub'},['beamlink@127.0.0.1']}]}";
+      },
+      60s));
+  CHECK(t1.eval(in_fun("pg2 ! {get, self()}, receive {pg2, [C | _], _} -> "
+                       "case C of {'$gen_cast', {exchange, 'beamlink@127.0.0.1', "
+                       "[[{phx, 'Elixir.EWalletAPI.PubSub'}, [P]]]}} when is_pid(P) -> ok; "
+                       "_ -> C end end")) == "ok");
+  // Announced again periodically: the member stays one pid.
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval(in_fun("pg2 ! {get, self()}, receive {pg2, Cs, _} -> length(Cs) >= 3 "
+                              "end")) == "true";
+      },
+      60s));
+  CHECK(t1.eval(members) == "{true,[{{phx,'Elixir.EWalletAPI.PubSub'},['beamlink@127.0.0.1']}]}");
+
+  // 1.1.2's broadcast sends the 1.x tuple to the member; the 2.x one is
+  // taken too. Each reaches beamlink's subscriber once.
+  CHECK(t1.eval(in_fun(
+            "pg2 ! {get, self()}, receive {pg2, _, #{{phx, "
+            "'Elixir.EWalletAPI.PubSub'} := [M]}} -> "
+            "M ! {forward_to_local, nil, none, <<\"room:1\">>, hello}, "
+            "M ! {forward_to_local, 'Elixir.Phoenix.Channel.Server', self(), <<\"room:1\">>, "
+            "#{status => ok}}, "
+            "M ! {forward_to_local, <<\"room:1\">>, two, 'Elixir.Phoenix.PubSub'}, "
+            "M ! {forward_to_local, <<\"room:2\">>, other, 'Elixir.Phoenix.PubSub'}, "
+            "M ! not_a_forward, ok end")) == "ok");
+  REQUIRE(wait_until([&] { return b.received("room:1").size() >= 3; }, 60s));
+  CHECK(b.received("room:1") == std::vector<std::string>{"hello", "#{status => ok}", "two"});
+
+  // A restarted pg2 (empty) gets the membership back from the periodic
+  // announce.
+  CHECK(t1.eval(in_fun("P = whereis(pg2), unregister(pg2), exit(P, kill), ok")) == "ok");
+  REQUIRE(t1.eval(kFakePg2) == "true");
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval(members) ==
+               "{true,[{{phx,'Elixir.EWalletAPI.PubSub'},['beamlink@127.0.0.1']}]}";
+      },
+      60s));
+
+  // beamlink's 1.1 publish goes to the PG2Server under the name (dispatched
+  // there once) and does not come back to beamlink's own member.
+  CHECK(b.publish("room:1", "mine") == 1);
+  CHECK(b.publish("room:1", "done") == 1);
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval("lists:member(done, pubsub_fixture:received(<<\"room:1\">>))") == "true";
+      },
+      60s));
+  CHECK(t1.eval("pubsub_fixture:received(<<\"room:1\">>)") == "[mine,done]");
+  CHECK(b.received("room:1") == std::vector<std::string>{"hello", "#{status => ok}", "two"});
+  CHECK(b.received("room:2") == std::vector<std::string>{});
+}
+
+TEST_CASE(
+    "1.1 on a real OTP 22 pg2: beamlink is a member of {phx NAME} and hears and publishes "
+    "once") {
+  if (!have_otp22()) {
+    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)");
+    return;
+  }
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  auto o22 = erl("v22a@127.0.0.1", epmd.port());
+  o22.erl = otp22_erl();
+  ErlNode t1(o22);
+  const std::string m = "pubsub_v1_pg2:";
+  const std::string name = "\"EWalletAPI.PubSub\"";
+  REQUIRE(t1.eval(m + "start_spec(\"1.1:EWalletAPI.PubSub\")") == "ok");
+  REQUIRE(t1.eval(m + "subscribe(" + name + ", \"room:1\")") == "ok");
+  for (auto version :
+       {pubsub::PubSubOptions::Version::v1_1, pubsub::PubSubOptions::Version::automatic}) {
+    INFO("version " << pubsub::to_string(version));
+    pubsub::PubSubOptions o;
+    o.name = "EWalletAPI.PubSub";
+    o.version = version;
+    o.pg2_announce = 300ms;
+    auto b = std::make_unique<Bridge>(bl, o);
+    b->subscribe("room:1");
+    if (!bl.connected("v22a@127.0.0.1")) REQUIRE(bl.connect("v22a@127.0.0.1") == "");
+    // The real pg2 stores beamlink's member from the exchange cast (auto:
+    // once erlang:registered() through OTP 22's rex says 1.1).
+    auto members = [&] { return t1.eval(m + "member_nodes(" + name + ")"); };
+    REQUIRE(wait_until(
+        [&] { return members() == "[<<\"beamlink@127.0.0.1\">>,<<\"v22a@127.0.0.1\">>]"; }, 60s));
+    CHECK(t1.eval("length(pg2:get_members({phx, 'Elixir.EWalletAPI.PubSub'}))") == "2");
+
+    // 1.1.2's broadcast reaches beamlink's subscriber once; beamlink's
+    // publish reaches the pod's subscriber once and does not come back.
+    REQUIRE(t1.eval(m + "clear(" + name + ", \"room:1\")") == "ok");
+    REQUIRE(t1.eval(m + "broadcast(" + name + ", \"room:1\", #{status => ok})") == "ok");
+    REQUIRE(wait_until([&] { return b->received("room:1").size() >= 1; }, 60s));
+    CHECK(b->publish("room:1", "mine") == 1);
+    CHECK(b->publish("room:1", "done") == 1);
+    REQUIRE(t1.eval(m + "wait_for(" + name + ", \"room:1\", done, 1, 60000)") == "1");
+    CHECK(t1.eval(m + "messages(" + name + ", \"room:1\")") == "[#{status => ok},mine,done]");
+    REQUIRE(t1.eval(m + "broadcast(" + name + ", \"room:1\", last)") == "ok");
+    REQUIRE(wait_until([&] { return b->received("room:1").size() >= 2; }, 60s));
+    CHECK(b->received("room:1") == std::vector<std::string>{"#{status => ok}", "last"});
+
+    // A restarted pg2 (empty) gets the membership back.
+    CHECK(t1.eval(m + "restart_pg2(), ok") == "ok");
+    CHECK(wait_until(
+        [&] { return members() == "[<<\"beamlink@127.0.0.1\">>,<<\"v22a@127.0.0.1\">>]"; }, 60s));
+    CHECK(t1.eval(m + "errors()") == "[]");
+    // pg2 drops the member when the connection closes (a BEAM monitor on a
+    // C node's process watches the connection).
+    b.reset();
+    bl.on_loop([&] { bl->disconnect("v22a@127.0.0.1"); });
+    CHECK(wait_until([&] { return members() == "[<<\"v22a@127.0.0.1\">>]"; }, 60s));
+  }
+}

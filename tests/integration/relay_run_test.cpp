@@ -409,6 +409,22 @@ TEST_CASE("relay: --relay-atom-keys and --relay-atom-values give eWallet's paylo
         "[#{data => #{amount => 100,status => confirmed},status => ok,tag => {ok,1}}]");
 }
 
+TEST_CASE("beamlink broadcast --atom-keys --atom-values gives a 1.1 pubsub eWallet's payload") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start_v1(<<\"EWalletAPI.PubSub\">>)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"user:1\">>)") == "ok");
+  auto r = run({binary_path("app/beamlink"), "broadcast", "--pubsub", "EWalletAPI.PubSub:1.1",
+                "--connect", "t1@127.0.0.1", "--atom-keys", "--atom-values", "status", "user:1",
+                "transaction", R"({"status":"ok","data":{"amount":100},"error":null})"},
+               30s, env_for(epmd.port()));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  REQUIRE(wait_until(
+      [&] { return t1.eval("length(pubsub_fixture:received(<<\"user:1\">>))") == "1"; }));
+  CHECK(t1.eval("[P || #{payload := P} <- pubsub_fixture:received(<<\"user:1\">>)]") ==
+        "[#{data => #{amount => 100},error => nil,status => ok}]");
+}
+
 TEST_CASE("relay: SIGTERM writes what was accepted before it stops") {
   Epmd epmd;
   ErlNode t1(erl("t1@127.0.0.1", epmd.port()));

@@ -299,7 +299,11 @@ std::string otp22_erl() {
 
 std::string otp22_fixtures_ebin() {
   return compile_fixtures("tests/fixtures_ebin_otp22", source_path("../shared/otp22/bin/erlc"),
-                          {"erl_driver"});
+                          {"erl_driver", "pubsub_v1_pg2", "peerage_loop"});
+}
+
+bool have_otp22() {
+  return ::access(otp22_erl().c_str(), X_OK) == 0;
 }
 
 namespace {

@@ -127,8 +127,11 @@ std::string binary_path(const std::string& rel);
 // The compiled fixtures directory (erlc output), compiled on first use.
 std::string fixtures_ebin();
 // The OTP 22.3 runtime beside the project (../shared/otp22: version 5
-// handshake, old link protocol, pg2), and erl_driver compiled by its erlc.
+// handshake, old link protocol, pg2), and the fixtures written for it
+// (erl_driver, pubsub_v1_pg2, peerage_loop) compiled by its erlc.
 std::string otp22_erl();
 std::string otp22_fixtures_ebin();
+// Whether that runtime is there (tests that need it report themselves skipped).
+bool have_otp22();
 
 }  // namespace beamlink::test

@@ -11,17 +11,28 @@
 // Publishing sends that tuple once per BEAM node that has the pubsub, to the
 // registered name 'Elixir.NAME.Adapter' there.
 //
-// Wire version 1.1 (Phoenix.PubSub.PG2Server on pg2): publish only. The
-// message {forward_to_local, Fastlane, none, Topic, Msg} goes once to the
-// name 'Elixir.NAME' on every connected node. pg2 is gone from OTP 24+, so
-// receiving 1.1 broadcasts is not supported.
+// Wire version 1.1 (Phoenix.PubSub.PG2Server on pg2, OTP 21/22). Publish:
+// the message {forward_to_local, Fastlane, none, Topic, Msg} goes once to
+// the name 'Elixir.NAME' on every connected node (the PG2Server there
+// dispatches it locally only, so it never comes back to us). Receive: the
+// bridge has a member process of its own and makes it a member of the pg2
+// group {phx, 'Elixir.NAME'} on every node by casting pg2's exchange,
+//   {'$gen_cast', {exchange, OurNode, [[{phx, 'Elixir.NAME'}, [Member]]]}}
+// to {pg2, Node}, on node up and every pg2_announce (pg2 sends its own
+// exchange to visible nodes only, never to a hidden one; a restarted pg2
+// starts empty; pg2 ignores a pid it already has). 1.1.2's broadcast then
+// sends {forward_to_local, Fastlane, From, Topic, Msg} to the member, once
+// per broadcast; the member accepts that and the 2.x shape. On OTP 24+ nodes
+// there is no pg2: the cast goes nowhere and no 1.1 broadcast reaches us
+// (phoenix_pubsub 1.1 there sends to visible nodes only).
 //
 // Version `automatic` finds out per node: a node whose scope has the pool's
 // groups speaks 2.x; otherwise, once connected, the bridge asks it for
 // erlang:registered() and a node that registers 'Elixir.NAME' but not
 // 'Elixir.NAME.Adapter' speaks 1.1 (2.x registers both: the Registry under
 // the name and the worker under the group). A node with neither has no such
-// pubsub and gets nothing.
+// pubsub and gets nothing. A node found to speak 1.1 is announced to as
+// for a 1.1 pubsub (above).
 //
 // The codec functions are the core without I/O; PubSubBridge is the adapter.
 //
@@ -77,6 +88,21 @@ Result<std::string> encode_forward_to_local(std::string_view topic, std::span<co
 // 1.1: {forward_to_local, Fastlane, none, Topic, Message} with version byte.
 Result<std::string> encode_forward_to_local_v1(std::string_view fastlane, std::string_view topic,
                                                std::span<const char> message);
+// Decodes a 1.1 {forward_to_local, Fastlane, From, Topic, Message} (with
+// version byte; From a pid or the atom none); `dispatcher` is the fastlane
+// (nil or e.g. Elixir.Phoenix.Channel.Server). Errors as
+// decode_forward_to_local. `from` (optional) gets From when it is a pid.
+Result<ForwardToLocal> decode_forward_to_local_v1(std::span<const char> message,
+                                                  std::optional<term::Pid>* from = nullptr);
+// Either shape (2.x first, then 1.1), as a 1.1.2 PG2Server accepts them.
+Result<ForwardToLocal> decode_forward_to_local_any(std::span<const char> message,
+                                                   std::optional<term::Pid>* from = nullptr);
+// 1.1's pg2 group {phx, 'Elixir.NAME'} (no version byte).
+Result<std::string> encode_pg2_group(std::string_view pubsub_name);
+// pg2's exchange cast joining `member` to {phx, 'Elixir.NAME'}, with version
+// byte: {'$gen_cast', {exchange, OurNode, [[{phx, 'Elixir.NAME'}, [Member]]]}}.
+Result<std::string> encode_pg2_exchange(std::string_view our_node, std::string_view pubsub_name,
+                                        const term::Pid& member);
 
 inline constexpr std::string_view kChannelServer = "Elixir.Phoenix.Channel.Server";
 
@@ -86,6 +112,9 @@ struct PubSubOptions {
   Version version = Version::v2;
   std::string fastlane = "nil";                   // 1.1 only: the Fastlane atom of forward_to_local
   std::chrono::milliseconds probe_timeout{5000};  // automatic: the erlang:registered() rpc
+  // 1.1 (and automatic nodes found to be 1.1): how often the pg2 exchange
+  // is cast again to every such node (0: on node up only).
+  std::chrono::milliseconds pg2_announce{5000};
 };
 
 // "2" / "2.x" -> v2, "1.1" -> v1_1, "auto" -> automatic; invalid_argument else.
@@ -133,6 +162,13 @@ class PubSubBridge {
   const std::string& name() const { return atom_; }  // "Elixir.NAME"
   int pool_size() const { return static_cast<int>(workers_.size()); }
   std::vector<term::Pid> workers() const { return workers_; }
+  // 1.1 and automatic: the process announced as the member of
+  // {phx, 'Elixir.NAME'} (unset for 2.x).
+  const std::optional<term::Pid>& pg2_member() const { return pg2_member_; }
+  // Casts pg2's exchange now to every node that takes it (1.1: every
+  // connected node; automatic: the nodes found to be 1.1).
+  void announce_pg2();
+  std::uint64_t pg2_announcements() const { return pg2_announcements_; }
 
   // Local subscribers of a topic, until the Subscription goes (it may
   // outlive the bridge). A callback may drop any subscription or destroy
@@ -170,6 +206,8 @@ class PubSubBridge {
   PubSubBridge(dist::Node& node, PgScope& scope, PubSubOptions options);
   Result<void> grow_to(int n);
   void on_worker_message(const dist::Envelope& e);
+  void announce_pg2(const std::string& node);
+  bool takes_pg2(const std::string& node) const;
   void probe(const std::string& node);
   // automatic: asks again later (1 s, doubling to 30 s) while connected.
   void schedule_reprobe(const std::string& node);
@@ -200,6 +238,11 @@ class PubSubBridge {
   std::map<std::string, int> reprobe_attempts_;
   struct ReprobeTimer;  // a timer and its peer, defined with the adapter
   std::map<std::string, std::unique_ptr<ReprobeTimer>> reprobe_timers_;
+  std::optional<term::Pid> pg2_member_;
+  std::string pg2_exchange_;  // the exchange cast, encoded once
+  struct AnnounceTimer;       // the periodic pg2 announce, defined with the adapter
+  std::unique_ptr<AnnounceTimer> announce_timer_;
+  std::uint64_t pg2_announcements_ = 0;
   std::uint64_t received_ = 0;
   std::uint64_t ignored_ = 0;
 };
