@@ -5,7 +5,9 @@ closes one (a deadline, a cap), it is opened again, so N stay open for as long
 as this runs. Prints "holding N" once all are open, then a line every 5 s
 with how many were reopened. Ends on SIGTERM or SIGINT.
 
-usage: handshake_flood.py HOST PORT N
+usage: handshake_flood.py HOST PORT N [SOURCE_IP]
+SOURCE_IP: bind the connections to this address (e.g. 127.0.0.2: an attacker
+on another host than the legitimate peers); default: the kernel's choice.
 """
 import errno
 import resource
@@ -18,6 +20,7 @@ import time
 
 def main():
     host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    source = sys.argv[4] if len(sys.argv) > 4 else None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = n + 256
     if soft < want:
@@ -35,6 +38,8 @@ def main():
     def open_one():
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
+        if source:
+            s.bind((source, 0))
         try:
             s.connect((host, port))
         except BlockingIOError:

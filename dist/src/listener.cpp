@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -184,12 +185,24 @@ void Listener::accept_one() {
   p->address = std::string(ip) + ":" + std::to_string(port);
   p->started_ms = p->last_data_ms = uv_now(loop_);
 
-  // The caps: the oldest handshake in progress from this source (or overall)
-  // makes room for the new one.
+  // The caps: a handshake in progress from this source (or overall) makes
+  // room for the new one — the oldest that has not even sent its name, else
+  // the oldest. A legitimate peer sends its name at once, so a flood of
+  // connections that say nothing (or reconnect as fast as they are shed)
+  // from the same address does not shed it.
   if (auto s = by_source_.find(p->source);
-      s != by_source_.end() && s->second.size() >= opts_.max_per_source)
-    shed(s->second.front()->self);
-  if (pending_.size() >= opts_.max_total) shed(pending_.begin());
+      s != by_source_.end() && s->second.size() >= opts_.max_per_source) {
+    auto victim = std::find_if(s->second.begin(), s->second.end(), [](const Pending* q) {
+      return q->core.stage() == AcceptorStage::recv_name;
+    });
+    shed((victim != s->second.end() ? *victim : s->second.front())->self);
+  }
+  if (pending_.size() >= opts_.max_total) {
+    auto victim = std::find_if(pending_.begin(), pending_.end(), [](const auto& q) {
+      return q->core.stage() == AcceptorStage::recv_name;
+    });
+    shed(victim != pending_.end() ? victim : pending_.begin());
+  }
 
   uv_tcp_nodelay(p->tcp.get(), 1);
   if (int rc = uv_read_start(p->tcp.stream(), on_alloc, on_read); rc != 0) {
@@ -204,6 +217,18 @@ void Listener::accept_one() {
   by_source_[raw->source].push_back(raw);
   stats_.in_progress = pending_.size();
   if (pending_.size() == 1) arm_deadline();
+  // Read what the peer sent already (a legitimate peer sends its name right
+  // after connecting): libuv accepts a whole burst of connections before it
+  // reads any of them, and a handshake that got its name is not shed for
+  // the idle ones accepted after it in the same burst.
+  int fd = -1;
+  if (uv_fileno(raw->tcp.handle(), &fd) == 0) {
+    ssize_t n = ::recv(fd, read_buf_, sizeof read_buf_, MSG_DONTWAIT);
+    if (n > 0) {
+      uv_buf_t b = uv_buf_init(read_buf_, static_cast<unsigned>(n));
+      on_read(raw->tcp.stream(), n, &b);  // may fail or complete it: touch nothing after
+    }
+  }
 }
 
 void Listener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {

@@ -8,9 +8,11 @@
 // - one deadline for the whole handshake (handshake_timeout), however the
 //   peer splits or trickles its bytes;
 // - at most max_per_source handshakes in progress from one source address
-//   and max_total overall: a new connection over a cap sheds the OLDEST
-//   handshake in progress from that source (or overall), which is the one
-//   most likely to be an idle or stalled attacker; the new one goes on;
+//   and max_total overall: a new connection over a cap sheds the oldest
+//   handshake in progress from that source (or overall) that has not sent
+//   its name yet, else the oldest: the one most likely to be an idle or
+//   stalled attacker (a legitimate peer sends its name at once, so even a
+//   flood from its own address does not shed it); the new one goes on;
 // - no pause or backoff after a failure: the next peer is served at once;
 // - one log line per failure (peer address, step, why), at most kLogBurst
 //   per reason per kLogWindowMs (a garbage flood does not hide the one

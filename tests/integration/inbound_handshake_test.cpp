@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -206,6 +207,39 @@ TEST_CASE("pings get pong while 10000 idle connections are held open") {
   MESSAGE("shed " << st.handshakes_shed << ", in progress " << st.handshakes_in_progress);
   CHECK(st.handshakes_shed > 9000);
   CHECK(st.handshakes_in_progress <= 64);
+}
+
+TEST_CASE("pings get pong while idle connections stream in from the same address") {
+  // The worst case for the per-source cap: new idle connections from the
+  // pinging node's own address as fast as they can be opened, each
+  // shedding an older one. The ones that never sent a name are shed first.
+  REQUIRE(raise_fd_limit(40000) >= 12000);
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  const int port = bl->listen_port();
+  std::deque<int> held;
+  {
+    Load stream(
+        [&] {
+          int fd = connect_to(port);
+          if (fd >= 0) held.push_back(fd);
+          if (held.size() > 2000) {
+            linger reset{1, 0};
+            setsockopt(held.front(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+            ::close(held.front());
+            held.pop_front();
+          }
+        },
+        0ms);
+    auto worst = ping_rounds(t1, 20);
+    MESSAGE("slowest of 20 pings with idle connections streaming in: " << worst << " ms");
+  }
+  for (int fd : held) ::close(fd);
+  auto shed = bl.on_loop([&] { return bl->stats().handshakes_shed; });
+  MESSAGE("shed " << shed);
+  CHECK(shed > 100);
 }
 
 TEST_CASE("pings get pong with 1000 half-finished handshakes and slow-drip connections") {
