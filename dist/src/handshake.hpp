@@ -1,11 +1,8 @@
-// The distribution handshake, run by ei on worker threads (ei's calls block).
-//
-// handshake_initiator: connect to a known address and port (found by our own
-// epmd client) and run ei's handshake with a timeout.
-// handshake_acceptor: threads blocked in ei_accept_tmo on our listen socket;
-// each handshaken fd is handed to a callback (called on that worker thread).
-//
-// After the handshake ei never touches the fd again.
+// The initiating distribution handshake, run by ei on worker threads (ei's
+// calls block): connect to a known address and port (found by our own epmd
+// client) and run ei's handshake with a timeout. After the handshake ei never
+// touches the fd again. (Inbound handshakes run on the loop in our own core:
+// handshake_acceptor_core.hpp, listener.hpp.)
 #pragma once
 
 #include <ei.h>
@@ -43,32 +40,5 @@ struct EiDialed {
 // closes) a peer whose handshake name is not `peer`, as a BEAM does.
 Result<EiDialed> handshake_initiate(const ei_cnode& ec, const std::string& peer, in_addr addr,
                                     std::uint16_t port, unsigned timeout_ms);
-
-class HandshakeAcceptor {
- public:
-  struct Accepted {
-    int fd = -1;       // >= 0 on success
-    std::string node;  // the peer's node name
-    Error error;       // when fd < 0
-  };
-  using Callback = std::function<void(Accepted)>;  // called on a worker thread
-
-  // Takes ownership of listen_fd: it is closed when the last worker thread
-  // has finished (a worker may still be inside a handshake after stop()).
-  HandshakeAcceptor(const ei_cnode& ec, int listen_fd, int threads, unsigned timeout_ms,
-                    Callback cb);
-  ~HandshakeAcceptor();
-  void start();
-  // Wakes the threads (shutdown on the listen socket) and lets them go:
-  // returns at once, and no callback runs after it returns. A thread inside
-  // a handshake finishes it (bounded by timeout_ms), closes that fd and ends.
-  void stop();
-
- private:
-  struct Shared;
-  static void run(const std::shared_ptr<Shared>& shared);
-  std::shared_ptr<Shared> shared_;
-  int threads_;
-};
 
 }  // namespace beamlink::dist

@@ -2,14 +2,21 @@
 // guide, "Distribution Protocol", section "Distribution Handshake").
 #include "dist/handshake_core.hpp"
 
+#include "handshake_wire.hpp"
+
 #include <cstring>
-#include <random>
 #include <string>
 #include <utility>
 
 #include "common/utf8.hpp"
 
 namespace beamlink::dist {
+
+using wire::byte_text;
+using wire::framed;
+using wire::get_be;
+using wire::put_be;
+using wire::random_challenge;
 
 namespace {
 
@@ -52,38 +59,6 @@ constexpr FlagName kFlagNames[] = {
     {dflag::local_ext, "DFLAG_LOCAL_EXT"},
     {dflag::altact_sig, "DFLAG_ALTACT_SIG"},
 };
-
-std::uint64_t get_be(std::string_view s, std::size_t at, std::size_t n) {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
-  return v;
-}
-
-void put_be(std::string& out, std::uint64_t v, std::size_t n) {
-  for (std::size_t i = n; i-- > 0;) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-// A handshake message with its 2-byte length.
-std::string framed(std::string_view body) {
-  std::string out;
-  put_be(out, body.size(), 2);
-  out.append(body);
-  return out;
-}
-
-std::string byte_text(unsigned char c) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s = "0x";
-  s.push_back(kHex[c >> 4]);
-  s.push_back(kHex[c & 0xf]);
-  if (c >= 0x20 && c < 0x7f) s += std::string(" ('") + static_cast<char>(c) + "')";
-  return s;
-}
-
-std::uint32_t random_challenge() {
-  std::random_device rd;
-  return static_cast<std::uint32_t>(rd());
-}
 
 }  // namespace
 

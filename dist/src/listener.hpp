@@ -1,24 +1,45 @@
 // The listening side of the node: the distribution port (the first free one
-// of the range, as inet_dist_listen_min/max) and the hand-off of inbound
-// handshakes from ei's acceptor threads to the loop.
+// of the range, as inet_dist_listen_min/max), accepted with libuv, and every
+// inbound handshake run on the loop by HandshakeAcceptorCore — no thread, no
+// blocking read, no select().
 //
-// Thread: construct, start, stop and destroy on the loop's thread; the
-// acceptor threads only queue what they accepted and wake the loop.
+// Guards against peers that stall or flood (a BEAM's own inet_tcp_dist has
+// a handshake timer per connection; we add caps):
+// - one deadline for the whole handshake (handshake_timeout), however the
+//   peer splits or trickles its bytes;
+// - at most max_per_source handshakes in progress from one source address
+//   and max_total overall: a new connection over a cap sheds the oldest
+//   handshake in progress from that source (or overall) that has not sent
+//   its name yet, else the oldest: the one most likely to be an idle or
+//   stalled attacker (a legitimate peer sends its name at once, so even a
+//   flood from its own address does not shed it); the new one goes on;
+// - no pause or backoff after a failure: the next peer is served at once;
+// - one log line per failure (peer address, step, why), at most kLogBurst
+//   per reason per kLogWindowMs (a garbage flood does not hide the one
+//   wrong-cookie line), then one summary line with the count by reason.
+//
+// On success the listener detaches the socket (a dup of its fd; the
+// handshake's uv handle is closed) and hands it with the peer as the
+// handshake proved it (name, version, flags, creation) to on_accepted.
+//
+// Thread: the loop's thread only. Callbacks are never called from inside
+// start() or after stop(); on_accepted may stop or destroy the Listener.
 #pragma once
 
-#include <ei.h>
 #include <uv.h>
 
+#include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <list>
+#include <map>
 #include <memory>
-#include <mutex>
+#include <string>
 #include <utility>
 
 #include "common/result.hpp"
 #include "common/uv_handle.hpp"
-#include "handshake.hpp"
+#include "dist/handshake_acceptor_core.hpp"
 
 namespace beamlink::dist {
 
@@ -30,33 +51,81 @@ Result<std::pair<int, std::uint16_t>> listen_in_range(std::uint16_t port_min,
 
 class Listener {
  public:
-  // Called on the loop for each inbound handshake: a connected fd and the
-  // peer's name, or the failure (fd < 0).
-  using Accepted = std::function<void(HandshakeAcceptor::Accepted)>;
+  struct Options {
+    std::string our_name;  // alive@host
+    std::string cookie;
+    std::uint32_t creation = 1;
+    std::chrono::milliseconds handshake_timeout{5000};  // the whole handshake
+    std::size_t max_per_source = 8;
+    std::size_t max_total = 64;
+  };
+  struct Accepted {
+    int fd = -1;          // connected, handshaken; the receiver owns it
+    AcceptedPeer peer;    // as the handshake proved it
+    std::string address;  // "ip:port" of the peer
+  };
+  struct Stats {
+    std::uint64_t accepted = 0;
+    std::uint64_t failed = 0;
+    std::map<std::string, std::uint64_t> failed_by_reason;  // HandshakeAcceptorCore::reason()
+    std::uint64_t shed = 0;  // in-progress handshakes closed for a newer one (caps)
+    std::size_t in_progress = 0;
+  };
+  using OnAccepted = std::function<void(Accepted)>;
+  using NameStatusFn = std::function<NameStatus(const std::string&)>;
 
-  explicit Listener(uv_loop_t* loop) : loop_(loop) {}
-  ~Listener() { stop(); }
+  // How many failures of one reason are logged per window before they are
+  // only counted.
+  static constexpr int kLogBurst = 5;
+  static constexpr std::uint64_t kLogWindowMs = 10000;
+
+  explicit Listener(uv_loop_t* loop);
+  ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
-  // Takes ownership of listen_fd (also on failure) and starts the acceptor
-  // threads. `on_accepted` is never called from inside start or after stop.
-  Result<void> start(const ei_cnode& ec, int listen_fd, int threads, unsigned timeout_ms,
-                     Accepted on_accepted);
-  // Stops the acceptors (they own the listen socket) and closes the fds of
-  // handshakes not yet handed over. Idempotent.
+  // Takes ownership of listen_fd (also on failure) and accepts on it.
+  Result<void> start(int listen_fd, Options opts, NameStatusFn name_status, OnAccepted on_accepted);
+  // Stops accepting and closes every handshake in progress. Idempotent.
   void stop();
 
+  const Stats& stats() const { return stats_; }
+
  private:
-  struct Inbox {
-    std::mutex mutex;
-    std::deque<HandshakeAcceptor::Accepted> items;
-  };
+  struct Pending;
+  using List = std::list<std::unique_ptr<Pending>>;
+
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  void accept_one();
+  void shed(List::iterator it);
+  void remove(List::iterator it);
+  // Sends bytes (try_write, then a queued write for what did not fit).
+  // Returns false when the socket failed (the handshake was failed).
+  bool send(Pending& p, std::string bytes);
+  void fail(List::iterator it);
+  void succeed(List::iterator it);
+  void arm_deadline();
+  void expire();
+  void log_failure(const std::string& line, std::string_view reason);
+  void flush_log_summary();
+
   uv_loop_t* loop_;
-  Accepted on_accepted_;
-  std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
-  UvHandle<uv_async_t> wake_;  // data: this
-  std::unique_ptr<HandshakeAcceptor> acceptor_;
+  Options opts_;
+  NameStatusFn name_status_;
+  OnAccepted on_accepted_;
+  UvHandle<uv_tcp_t> server_;                             // data: this
+  UvHandle<uv_timer_t> deadline_;                         // the oldest handshake's deadline
+  UvHandle<uv_timer_t> log_timer_;                        // flushes the suppressed-failure summary
+  List pending_;                                          // oldest first
+  std::map<std::string, std::list<Pending*>> by_source_;  // oldest first
+  Stats stats_;
+  char read_buf_[4096];
+  // Log rate limiting.
+  std::uint64_t log_window_start_ = 0;
+  std::map<std::string, int> logged_in_window_;  // by reason
+  std::map<std::string, std::uint64_t> suppressed_;
   bool stopped_ = false;
 };
 

@@ -69,7 +69,8 @@ struct Node::Impl final : ConnectionOwner {
   // Outbound connects under way, and who waits for each.
   std::map<std::string, std::unique_ptr<Dialer>> dialers;
   std::map<std::string, std::vector<std::function<void(Result<void>)>>> connecting;
-  std::map<std::string, std::uint64_t> last_accept_warning;  // message -> uv_now when warned
+  // What the handshake of each inbound connection proved, by peer name.
+  std::map<std::string, AcceptedPeer> inbound_peers;
   RpcClient rpc;
   bool started = false;
   bool ready = false;       // the ei identity exists: connects and rpcs may run
@@ -81,7 +82,8 @@ struct Node::Impl final : ConnectionOwner {
   void flush_dirty();
   void on_registration(const epmd_client::Registration::Event& ev);
   Result<void> registered(std::uint32_t creation);
-  void accepted(HandshakeAcceptor::Accepted item);
+  void accepted(Listener::Accepted item);
+  NameStatus name_status(const std::string& peer) const;
   void dialed(const std::string& peer, Result<DialedPeer> fd);
   void report_ready(Result<void> r) {
     if (on_ready) std::exchange(on_ready, nullptr)(std::move(r));
@@ -166,6 +168,10 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
   ro.epmd.port = config_.epmd_port;
   ro.alive = parts->first;
   ro.port = listen_port_;
+  // Our acceptor speaks versions 5 and 6. An OTP 21/22 node reads the lowest
+  // version from epmd and sends version 0 ("no common version") in its name
+  // when it is above 5.
+  ro.lowest = 5;
   impl_->registration = std::make_unique<epmd_client::Registration>(
       loop_, ro, [impl = impl_.get()](const auto& ev) { impl->on_registration(ev); });
   impl_->registration->start();
@@ -255,37 +261,40 @@ Result<void> Node::Impl::registered(std::uint32_t creation) {
   node.install_builtins();
   ready = true;
   int fd = std::exchange(listen_fd, -1);
-  return listener.start(ec, fd, cfg.acceptor_threads,
-                        static_cast<unsigned>(cfg.accept_timeout.count()),
-                        [this](HandshakeAcceptor::Accepted a) { accepted(std::move(a)); });
+  Listener::Options lo;
+  lo.our_name = cfg.name;
+  lo.cookie = cfg.cookie;
+  lo.creation = creation;
+  lo.handshake_timeout = cfg.accept_timeout;
+  lo.max_per_source = cfg.max_handshakes_per_source;
+  lo.max_total = cfg.max_handshakes;
+  return listener.start(
+      fd, std::move(lo), [this](const std::string& peer) { return name_status(peer); },
+      [this](Listener::Accepted a) { accepted(std::move(a)); });
 }
 
-// An inbound handshake ended: adopt the connection, or count and log the
-// failure (the same one, e.g. a pod with another cookie redialling every
-// few seconds, is a warning once a minute).
-void Node::Impl::accepted(HandshakeAcceptor::Accepted item) {
+// send_status for an inbound name: our own name is refused; a name we hold
+// a connection to is asked "alive" (dist_util's answer: the peer says true
+// when it restarted, and its new connection replaces the old one).
+NameStatus Node::Impl::name_status(const std::string& peer) const {
+  if (peer == node.config_.name) return NameStatus::not_allowed;
+  if (connections.count(peer)) return NameStatus::alive;
+  return NameStatus::ok;
+}
+
+// An inbound handshake completed (the listener counted and logged the
+// failures): adopt the connection.
+void Node::Impl::accepted(Listener::Accepted item) {
   if (stopped) {
-    if (item.fd >= 0) ::close(item.fd);
-    return;
-  }
-  if (item.fd < 0) {
-    ++node.stats_.accept_failures;
-    ++node.accept_failure_reasons_[std::string(errc_name(item.error.code))];
-    auto now = uv_now(node.loop_);
-    auto [at, fresh] = last_accept_warning.try_emplace(item.error.message, now);
-    if (fresh || now - at->second >= 60000) {
-      at->second = now;
-      spdlog::warn("{}", item.error.message);
-    } else {
-      spdlog::debug("{}", item.error.message);
-    }
+    ::close(item.fd);
     return;
   }
   ++node.stats_.accepts;
-  // ei accepts version 6 only: an OTP 23+ peer (see Dialer for the flags).
-  PeerCaps caps{6, dflag::mandatory_25 | dflag::unlink_id, false};
-  if (auto r = node.adopt(item.fd, item.node, true, caps); !r)
-    spdlog::warn("accepting {}: {}", item.node, r.error().message);
+  auto peer = item.peer.name;
+  // The capabilities are what the peer's own handshake declared.
+  PeerCaps caps{item.peer.version, item.peer.flags, true};
+  if (auto r = node.adopt(item.fd, peer, true, caps, &item.peer); !r)
+    spdlog::warn("accepting {} from {}: {}", peer, item.address, r.error().message);
 }
 
 void Node::stop() {
@@ -381,7 +390,8 @@ void Node::finish_connect(const std::string& node, Result<void> r) {
   for (auto& f : cbs) f(r);
 }
 
-Result<void> Node::adopt(int fd, const std::string& peer, bool inbound, PeerCaps caps) {
+Result<void> Node::adopt(int fd, const std::string& peer, bool inbound, PeerCaps caps,
+                         const AcceptedPeer* handshake) {
   auto conn = std::make_unique<Connection>(*impl_, fd, peer, inbound, ++last_connection_id_);
   conn->set_caps(caps);
   if (auto r = conn->open(); !r) {
@@ -398,6 +408,10 @@ Result<void> Node::adopt(int fd, const std::string& peer, bool inbound, PeerCaps
         make_error(Errc::connection_closed, "replaced by a new connection from " + peer));
   }
   impl_->connections.emplace(peer, std::move(conn));
+  if (handshake)
+    impl_->inbound_peers[peer] = *handshake;
+  else
+    impl_->inbound_peers.erase(peer);
   spdlog::info("connected to {} ({}, handshake version {}{})", c.peer(),
                c.inbound() ? "inbound" : "outbound", caps.version,
                caps.has(dflag::unlink_id) ? "" : ", old link protocol");
@@ -411,6 +425,7 @@ void Node::connection_closed(Connection& c, const Error& why) {
   if (it == impl_->connections.end() || it->second.get() != &c) return;  // never adopted
   impl_->closed.push_back(std::move(it->second));
   impl_->connections.erase(it);
+  impl_->inbound_peers.erase(c.peer());
   if (!impl_->reap_scheduled) {
     impl_->reap_scheduled = true;
     defer(loop_, impl_->alive.watch(), [this] {
@@ -437,6 +452,24 @@ std::optional<PeerCaps> Node::peer_caps(const std::string& node) const {
   auto it = impl_->connections.find(node);
   if (it == impl_->connections.end()) return std::nullopt;
   return it->second->caps();
+}
+
+const NodeStats& Node::stats() const {
+  const auto& ls = impl_->listener.stats();
+  stats_.accept_failures = ls.failed;
+  stats_.handshakes_shed = ls.shed;
+  stats_.handshakes_in_progress = ls.in_progress;
+  return stats_;
+}
+
+const std::map<std::string, std::uint64_t>& Node::accept_failures_by_reason() const {
+  return impl_->listener.stats().failed_by_reason;
+}
+
+std::optional<AcceptedPeer> Node::inbound_handshake(const std::string& node) const {
+  auto it = impl_->inbound_peers.find(node);
+  if (it == impl_->inbound_peers.end()) return std::nullopt;
+  return it->second;
 }
 
 std::vector<std::string> Node::connected_nodes() const {
@@ -737,9 +770,17 @@ void Node::write_metrics(MetricsWriter& m) const {
   for (auto& [why, n] : connect_failure_reasons_)
     m.sample("beamlink_connect_failures_total", n, {{"reason", why}});
   m.counter("beamlink_accepts_total", "Inbound connections accepted.", s.accepts);
-  m.family("beamlink_accept_failures_total", T::counter, "Inbound handshakes that failed.");
-  for (auto& [why, n] : accept_failure_reasons_)
+  m.family("beamlink_accept_failures_total", T::counter,
+           "Inbound handshakes that failed, by step and cause (digest_mismatch, timeout, "
+           "name_refused, protocol, version, flags, closed, ...).");
+  const auto& ls = impl_->listener.stats();
+  for (auto& [why, n] : ls.failed_by_reason)
     m.sample("beamlink_accept_failures_total", n, {{"reason", why}});
+  m.gauge("beamlink_handshakes_in_progress", "Inbound handshakes in progress.",
+          static_cast<double>(ls.in_progress));
+  m.counter("beamlink_handshakes_shed_total",
+            "Inbound handshakes closed to make room for newer ones (caps per source and total).",
+            ls.shed);
   m.counter("beamlink_frames_in_total", "Distribution frames received (ticks excluded).",
             s.frames_in);
   m.counter("beamlink_frames_out_total", "Distribution frames sent (ticks excluded).",

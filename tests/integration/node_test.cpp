@@ -309,8 +309,8 @@ TEST_CASE("stop returns at once even with an inbound handshake stalled") {
   auto cfg = test_node_config(epmd.port());
   cfg.accept_timeout = 10s;
   TestNode bl(lt, cfg);
-  // A client that connects to the distribution port and says nothing: an
-  // acceptor thread sits in the handshake until accept_timeout.
+  // A client that connects to the distribution port and says nothing: its
+  // handshake stays in progress until accept_timeout.
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;

@@ -1,8 +1,9 @@
 // A hidden Erlang distribution node on a libuv loop.
 //
 // The node listens on the first free port of its range, registers with epmd,
-// accepts and initiates connections (the handshake runs through ei on worker
-// threads; port lookups go through our own epmd client), and then owns each
+// accepts connections (the handshake runs on the loop in our own core, see
+// dist/src/listener.hpp) and initiates them (through ei on worker threads;
+// port lookups go through our own epmd client), and then owns each
 // socket on the loop with its own framing: ticks, a maximum frame size,
 // batched bounded writes. Built-in processes: net_kernel (answers is_auth, so
 // net_adm:ping gets pong) and an rpc client speaking rex's gen_call protocol.
@@ -29,6 +30,7 @@
 #include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "common/signal.hpp"
+#include "dist/handshake_acceptor_core.hpp"
 #include "dist/process_table.hpp"
 #include "term/term.hpp"
 
@@ -44,10 +46,15 @@ struct NodeConfig {
   std::uint16_t port_max = 6909;
   std::chrono::milliseconds ticktime{60000};        // net_ticktime
   std::chrono::milliseconds connect_timeout{5000};  // epmd lookup, TCP connect and handshake
-  std::chrono::milliseconds accept_timeout{5000};   // an inbound handshake
+  // An inbound handshake, from accept to our ack: one deadline however the
+  // peer splits its bytes.
+  std::chrono::milliseconds accept_timeout{5000};
   std::size_t max_frame = 128u << 20;
   std::size_t max_outbound = 16u << 20;  // bytes queued per peer before send() says queue_full
-  int acceptor_threads = 2;
+  // Inbound handshakes in progress, per source address and in all: over a
+  // cap the oldest one in progress (from that address, or overall) is shed.
+  std::size_t max_handshakes_per_source = 8;
+  std::size_t max_handshakes = 64;
 };
 
 // Counters for logs, tests and metrics.
@@ -58,6 +65,8 @@ struct NodeStats {
   std::uint64_t malformed_frames = 0, unknown_controls = 0, dropped_messages = 0;
   std::uint64_t tick_timeouts = 0, queue_full = 0, late_rpc_replies = 0;
   std::uint64_t epmd_reregistrations = 0;
+  std::uint64_t handshakes_shed = 0;         // inbound handshakes shed by the caps
+  std::uint64_t handshakes_in_progress = 0;  // inbound, now
 };
 
 // The completion of one accepted send: called exactly once, later, never
@@ -116,15 +125,16 @@ class Node {
   const NodeConfig& config() const { return config_; }
   std::uint16_t listen_port() const { return listen_port_; }
   std::uint32_t creation() const { return table_.creation(); }
-  const NodeStats& stats() const { return stats_; }
-  // Failed connects and accepts by reason (errc_name of the error:
-  // "cookie_rejected", "connection_refused", "timeout", ...), for metrics.
+  // Counters, the inbound handshake ones taken from the listener now.
+  const NodeStats& stats() const;
+  // Failed connects by reason (errc_name of the error: "cookie_rejected",
+  // "connection_refused", "timeout", ...) and failed inbound handshakes by
+  // HandshakeAcceptorCore::reason() ("digest_mismatch", "timeout",
+  // "name_refused", "protocol", ...), for metrics.
   const std::map<std::string, std::uint64_t>& connect_failures_by_reason() const {
     return connect_failure_reasons_;
   }
-  const std::map<std::string, std::uint64_t>& accept_failures_by_reason() const {
-    return accept_failure_reasons_;
-  }
+  const std::map<std::string, std::uint64_t>& accept_failures_by_reason() const;
   // The node's /metrics families: epmd registration, peers, connects and
   // accepts (failures by reason), frames, bytes and the drops of NodeStats.
   void write_metrics(MetricsWriter& m) const;
@@ -139,6 +149,10 @@ class Node {
   bool is_connected(const std::string& node) const;
   // The capabilities of the connection to `node`; nullopt when not connected.
   std::optional<PeerCaps> peer_caps(const std::string& node) const;
+  // How a connected peer that dialled us handshook (name, version 5 or 6,
+  // its flags, creation); nullopt for outbound connections and unknown
+  // nodes. What beamlink sends on a connection may depend on it.
+  std::optional<AcceptedPeer> inbound_handshake(const std::string& node) const;
   std::vector<std::string> connected_nodes() const;
   void disconnect(const std::string& node);
 
@@ -197,7 +211,11 @@ class Node {
  private:
   struct Impl;  // also the ConnectionOwner of every Connection
   // Adopts a connected, handshaken socket as the connection to `peer`.
-  Result<void> adopt(int fd, const std::string& peer, bool inbound, PeerCaps caps);
+  // Adopts a connected, handshaken socket as the connection to `peer`, with
+  // the capabilities its handshake showed. `handshake`: for inbound
+  // connections, what the peer's handshake proved.
+  Result<void> adopt(int fd, const std::string& peer, bool inbound, PeerCaps caps,
+                     const AcceptedPeer* handshake = nullptr);
   void connection_closed(Connection& c, const Error& why);
   void dispatch(Connection& c, std::span<const char> control, std::span<const char> message);
   void frames_written(Connection& c);
@@ -209,14 +227,13 @@ class Node {
   uv_loop_t* loop_;
   NodeConfig config_;
   ProcessTable table_;
-  NodeStats stats_;
+  mutable NodeStats stats_;  // stats() refreshes the listener's counters
   std::uint16_t listen_port_ = 0;
   Signal<const std::string&> node_up_;
   Signal<const std::string&, const Error&> node_down_;
   Signal<const std::string&> written_;
   std::uint64_t last_connection_id_ = 0;
   std::map<std::string, std::uint64_t> connect_failure_reasons_;
-  std::map<std::string, std::uint64_t> accept_failure_reasons_;
   bool registered_ = false;
   std::unique_ptr<Impl> impl_;
 };

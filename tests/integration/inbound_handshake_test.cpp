@@ -1,0 +1,372 @@
+// Inbound handshakes on the loop against an attacker: a real OTP 25 erl node
+// keeps pinging beamlink (a Node in this process, so the test can hold
+// descriptors in the same process) while the test holds thousands of idle,
+// half-finished and slow-drip connections, floods it with garbage and with a
+// wrong-cookie BEAM; afterwards a fresh node gets pong at once. Plus
+// handshakes with 1,100 and 20,000 descriptors open, and OTP 22 (version 5)
+// pinging beamlink.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "node_fixture.hpp"
+
+using namespace beamlink;
+using namespace beamlink::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Raises this process's descriptor limit (soft and, with CAP_SYS_RESOURCE,
+// hard) to `want`; returns the soft limit reached (the hard limit caps it
+// without the capability: 20,000 on the CI machines).
+rlim_t raise_fd_limit(rlim_t want) {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_max < want) {
+    rlimit up{want, want};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) return want;
+  }
+  rl.rlim_cur = std::min(want, rl.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &rl);
+  getrlimit(RLIMIT_NOFILE, &rl);
+  return rl.rlim_cur;
+}
+
+// Closes every descriptor it holds.
+struct Fds {
+  std::vector<int> fds;
+  ~Fds() {
+    for (int fd : fds) ::close(fd);
+  }
+};
+
+int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string be(std::uint64_t v, int n) {
+  std::string s;
+  for (int i = n - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  return s;
+}
+
+// A valid version 6 send_name from `name`, with OTP 25's flags.
+std::string send_name(const std::string& name) {
+  std::string body = "N" + be(0xd07df7fbdull, 8) + be(1, 4) + be(name.size(), 2) + name;
+  return be(body.size(), 2) + body;
+}
+
+ErlNode::Options erl(const std::string& name, int epmd_port, const std::string& cookie = kCookie) {
+  ErlNode::Options o;
+  o.name = name;
+  o.epmd_port = epmd_port;
+  o.cookie = cookie;
+  return o;
+}
+
+// A fresh handshake each time: drop the connection, then ping, timed by the
+// BEAM itself. Returns {result, milliseconds}.
+std::pair<std::string, long> timed_ping(ErlNode& n) {
+  // The driver keeps bindings between evals: fresh variable names each time.
+  static std::atomic<int> seq{0};
+  auto v = std::to_string(++seq);
+  auto r = n.eval("begin erlang:disconnect_node('beamlink@127.0.0.1'), {T" + v + ", R" + v +
+                      "} = timer:tc(net_adm, ping, ['beamlink@127.0.0.1']), {R" + v + ", T" + v +
+                      " div 1000} end",
+                  60s);
+  // {pong,12}
+  auto comma = r.find(',');
+  if (r.size() < 4 || r[0] != '{' || comma == std::string::npos ||
+      !std::isdigit(static_cast<unsigned char>(r[comma + 1])))
+    return {r, -1};
+  return {r.substr(1, comma - 1), std::stol(r.substr(comma + 1))};
+}
+
+// Pings `rounds` times; every ping must answer pong (a lockout makes pang
+// or a driver timeout). Returns the slowest, in ms.
+long ping_rounds(ErlNode& n, int rounds) {
+  long worst = 0;
+  for (int i = 0; i < rounds; ++i) {
+    auto [r, ms] = timed_ping(n);
+    CAPTURE(i);
+    CHECK(r == "pong");
+    worst = std::max(worst, ms);
+  }
+  return worst;
+}
+
+// Captures spdlog's lines for the test's duration.
+struct LogCapture {
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  spdlog::level::level_enum previous_level = spdlog::get_level();
+  LogCapture() {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", ring));
+    spdlog::set_level(spdlog::level::info);
+  }
+  ~LogCapture() {
+    spdlog::set_default_logger(previous);
+    spdlog::set_level(previous_level);
+  }
+  int count(const std::string& needle) {
+    int n = 0;
+    for (auto& line : ring->last_formatted())
+      if (line.find(needle) != std::string::npos) ++n;
+    return n;
+  }
+};
+
+// A background load that runs `step` until stopped, paced by `period`
+// (0: as fast as it can).
+class Load {
+ public:
+  Load(std::function<void()> step, std::chrono::milliseconds period)
+      : thread_([this, step = std::move(step), period] {
+          std::unique_lock lock(mutex_);
+          while (!stop_) {
+            lock.unlock();
+            step();
+            lock.lock();
+            if (period.count() > 0) cv_.wait_for(lock, period, [this] { return stop_; });
+          }
+        }) {}
+  ~Load() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+void fresh_node_pings_at_once(int epmd_port) {
+  ErlNode fresh(erl("fresh@127.0.0.1", epmd_port));
+  auto [r, ms] = timed_ping(fresh);
+  CHECK(r == "pong");
+  MESSAGE("a fresh node's ping afterwards took " << ms << " ms");
+  CHECK(ms < 2000);
+}
+
+}  // namespace
+
+TEST_CASE("pings get pong while 10000 idle connections are held open") {
+  REQUIRE(raise_fd_limit(40000) >= 12000);
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(timed_ping(t1).first == "pong");
+  Fds idle;
+  for (int i = 0; i < 10000; ++i) {
+    int fd = connect_to(bl->listen_port());
+    REQUIRE(fd >= 0);
+    idle.fds.push_back(fd);
+    // A ping now and then while they are being opened.
+    if (i % 2500 == 1250) CHECK(timed_ping(t1).first == "pong");
+  }
+  auto worst = ping_rounds(t1, 10);
+  MESSAGE("slowest of 10 pings with 10000 idle connections held open: " << worst << " ms");
+  auto st = bl.on_loop([&] { return bl->stats(); });
+  MESSAGE("shed " << st.handshakes_shed << ", in progress " << st.handshakes_in_progress);
+  CHECK(st.handshakes_shed > 9000);
+  CHECK(st.handshakes_in_progress <= 64);
+}
+
+TEST_CASE("pings get pong while idle connections stream in from the same address") {
+  // The worst case for the per-source cap: new idle connections from the
+  // pinging node's own address as fast as they can be opened, each
+  // shedding an older one. The ones that never sent a name are shed first.
+  REQUIRE(raise_fd_limit(40000) >= 12000);
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  const int port = bl->listen_port();
+  std::deque<int> held;
+  {
+    Load stream(
+        [&] {
+          int fd = connect_to(port);
+          if (fd >= 0) held.push_back(fd);
+          if (held.size() > 2000) {
+            linger reset{1, 0};
+            setsockopt(held.front(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+            ::close(held.front());
+            held.pop_front();
+          }
+        },
+        0ms);
+    auto worst = ping_rounds(t1, 20);
+    MESSAGE("slowest of 20 pings with idle connections streaming in: " << worst << " ms");
+  }
+  for (int fd : held) ::close(fd);
+  auto shed = bl.on_loop([&] { return bl->stats().handshakes_shed; });
+  MESSAGE("shed " << shed);
+  CHECK(shed > 100);
+}
+
+TEST_CASE("pings get pong with 1000 half-finished handshakes and slow-drip connections") {
+  REQUIRE(raise_fd_limit(40000) >= 12000);
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  Fds half;
+  for (int i = 0; i < 1000; ++i) {
+    int fd = connect_to(bl->listen_port());
+    REQUIRE(fd >= 0);
+    auto name = send_name("half" + std::to_string(i) + "@127.0.0.1");
+    REQUIRE(::write(fd, name.data(), name.size()) == static_cast<ssize_t>(name.size()));
+    half.fds.push_back(fd);
+  }
+  CHECK(ping_rounds(t1, 5) >= 0);
+
+  // 16 connections dripping a valid name one byte a second.
+  Fds drip;
+  std::string name = send_name("drip@127.0.0.1");
+  for (int i = 0; i < 16; ++i) drip.fds.push_back(connect_to(bl->listen_port()));
+  std::size_t at = 0;
+  {
+    Load dripper(
+        [&] {
+          if (at >= name.size()) return;
+          for (int fd : drip.fds) (void)::write(fd, &name[at], 1);
+          ++at;
+        },
+        1000ms);
+    auto worst = ping_rounds(t1, 6);
+    MESSAGE("slowest ping with slow-drip connections: " << worst << " ms");
+  }
+  auto failed = bl.on_loop([&] { return bl->accept_failures_by_reason(); });
+  auto shed = bl.on_loop([&] { return bl->stats().handshakes_shed; });
+  MESSAGE("shed " << shed << ", timed out " << (failed.count("timeout") ? failed["timeout"] : 0));
+  CHECK(shed + (failed.count("timeout") ? failed["timeout"] : 0) >= 900);
+  fresh_node_pings_at_once(epmd.port());
+}
+
+TEST_CASE("pings get pong through a garbage flood and a wrong-cookie flood - logged as such") {
+  LogCapture log;
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode good(erl("good@127.0.0.1", epmd.port()));
+  ErlNode bad(erl("bad@127.0.0.1", epmd.port(), "some-other-cookie"));
+  const int port = bl->listen_port();
+  {
+    std::mt19937 rng(7);
+    Load garbage(
+        [&] {
+          int fd = connect_to(port);
+          if (fd < 0) return;
+          linger reset{1, 0};  // close with RST: no TIME_WAIT piling up on our ports
+          setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+          std::string junk(64, '\0');
+          for (auto& c : junk) c = static_cast<char>(rng());
+          (void)::write(fd, junk.data(), junk.size());
+          ::close(fd);
+        },
+        1ms);
+    // The wrong-cookie BEAM pings in a loop meanwhile.
+    bad.process().write_stdin("0 [net_adm:ping('beamlink@127.0.0.1') || _ <- lists:seq(1, 40)]\n");
+    auto worst = ping_rounds(good, 10);
+    MESSAGE("slowest ping through the floods: " << worst << " ms");
+    CHECK(bad.process().wait_out("@@0 [pang", 60s));
+  }
+  auto failed = bl.on_loop([&] { return bl->accept_failures_by_reason(); });
+  CHECK(failed["digest_mismatch"] >= 1);
+  CHECK(failed["protocol"] + failed["closed"] >= 10);
+  CHECK(log.count("digest mismatch — the cookies differ (peer bad@127.0.0.1)") >= 1);
+  // A flood does not fill the log: a few lines per 10 s and a summary.
+  auto total_failures = bl.on_loop([&] { return bl->stats().accept_failures; });
+  MESSAGE(total_failures << " failures, " << log.count("inbound handshake from")
+                         << " logged one by one");
+  CHECK(log.count("inbound handshake from") <= 5 * 20);
+  fresh_node_pings_at_once(epmd.port());
+}
+
+TEST_CASE("inbound handshakes work with 1100 and 20000 descriptors open") {
+  auto limit = static_cast<int>(raise_fd_limit(40000));
+  // 20,000, or as close as the hard limit allows (a few left for the test).
+  int most = std::min(20000, limit - 64);
+  MESSAGE("descriptor limit " << limit << ": holding descriptors up to " << most);
+  REQUIRE(most > 1100);
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  Fds held;
+  for (int target : {1100, most}) {
+    CAPTURE(target);
+    while (true) {
+      int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      REQUIRE_MESSAGE(fd >= 0, "open: " << std::string(std::strerror(errno)) << " after "
+                                        << held.fds.size() << " held");
+      held.fds.push_back(fd);
+      if (fd >= target) break;
+    }
+    auto [r, ms] = timed_ping(t1);
+    CHECK(r == "pong");
+    CHECK(bl.connected("t1@127.0.0.1"));
+    MESSAGE("ping with descriptors up to " << target << ": " << ms << " ms");
+  }
+}
+
+TEST_CASE("an OTP 22 node pings beamlink with handshake version 5") {
+  const std::string erl22 = "/work/shared/otp22/bin/erl";
+  if (::access(erl22.c_str(), X_OK) != 0) {
+    MESSAGE("skipped: no OTP 22 runtime at " << erl22);
+    return;
+  }
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  Subprocess::Options o;
+  o.env["ERL_EPMD_PORT"] = std::to_string(epmd.port());
+  o.env["HOME"] = binary_path("tests");
+  Subprocess old({erl22, "-noshell", "-name", "old22@127.0.0.1", "-setcookie", kCookie, "-eval",
+                  "io:format(\"~p~n\", [net_adm:ping('beamlink@127.0.0.1')])"},
+                 o);
+  CHECK(wait_until([&] { return bl.connected("old22@127.0.0.1"); }, 60s));
+  auto hs = bl.on_loop([&] { return bl->inbound_handshake("old22@127.0.0.1"); });
+  REQUIRE(hs.has_value());
+  CHECK(hs->version == 5);
+  CHECK(hs->flags == 0xdf7fbdu);  // what OTP 22.3 announces
+  CHECK_MESSAGE(old.wait_out("pong", 60s), old.out() << old.err());
+}
