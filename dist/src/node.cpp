@@ -15,10 +15,12 @@
 #include <random>
 #include <unordered_map>
 
+#include "common/log_event.hpp"
 #include "common/uv_util.hpp"
 #include "connection.hpp"
 #include "dist/control.hpp"
 #include "dist/framer.hpp"
+#include "dist/io_request.hpp"
 #include "epmd_client/client.hpp"
 #include "handshake.hpp"
 #include "term/term_text.hpp"
@@ -247,7 +249,8 @@ Result<void> Node::start(std::function<void(Result<void>)> on_ready) {
                 ++self->stats_.accepts;
                 auto* c = new Connection(*self, item.fd, item.node, true);
                 if (auto r = c->open(); !r) {
-                  spdlog::warn("accepting {}: {}", item.node, r.error().message);
+                  log_event(spdlog::level::warn, {"accept failed", item.node, r.error().message},
+                            "accepting {}: {}", item.node, r.error().message);
                   c->close(r.error());
                   continue;
                 }
@@ -520,12 +523,15 @@ void Node::connection_up(Connection* c) {
     // The peer handshook again while we still hold a connection to it: it
     // restarted (or lost the old one first). ei has already told it "ok", so
     // the new connection is the live one; the old one goes, as erts does.
-    spdlog::info("{} connected again: replacing the previous connection", c->peer());
+    log_event(spdlog::level::info, {"reconnected", c->peer(), "replacing the previous connection"},
+              "{} connected again: replacing the previous connection", c->peer());
     old->second->close(
         make_error(Errc::connection_closed, "replaced by a new connection from " + c->peer()));
   }
   impl_->connections.emplace(c->peer(), c);
-  spdlog::info("connected to {} ({})", c->peer(), c->inbound() ? "inbound" : "outbound");
+  const char* direction = c->inbound() ? "inbound" : "outbound";
+  log_event(spdlog::level::info, {"connected", c->peer(), direction}, "connected to {} ({})",
+            c->peer(), direction);
   auto handlers = node_up_;  // a handler may add handlers
   for (auto& f : handlers) f(c->peer());
 }
@@ -543,7 +549,8 @@ void Node::connection_closed(Connection* c, const Error& why) {
   if (why.code == Errc::shutting_down)
     spdlog::debug("closing connection to {}", c->peer());
   else
-    spdlog::warn("connection to {} closed: {}", c->peer(), why.message);
+    log_event(spdlog::level::warn, {"disconnected", c->peer(), why.message},
+              "connection to {} closed: {}", c->peer(), why.message);
   table_.node_down(c->peer());
   // Fail pending rpcs to that node now rather than at their timeout.
   std::vector<term::Ref> lost;
@@ -919,29 +926,9 @@ void Node::install_builtins() {
       auto from = io.read_pid();
       auto reply_as = io.read_raw();
       if (!from || !reply_as) return;
-      term::TermReader req = io;
-      bool put_chars = false;
-      if (auto ra = req.read_tuple_header(); ra && *ra >= 2)
-        if (auto a = req.read_atom(); a && *a == "put_chars") {
-          put_chars = true;
-          // {put_chars, Encoding, Chars} or {put_chars, Encoding, M, F, A}
-          if (*ra == 3) {
-            (void)req.skip();
-            auto chars = req.peek();
-            if (chars && chars->tag == ERL_BINARY_EXT) {
-              if (auto b = req.read_binary()) spdlog::info("rpc output: {}", *b);
-            } else if (auto s = req.read_string()) {
-              spdlog::info("rpc output: {}", *s);
-            }
-          }
-        }
-      term::TermWriter reply;
-      reply.tuple(3).atom("io_reply").raw(*reply_as);
-      if (put_chars)
-        reply.atom("ok");
-      else
-        reply.tuple(2).atom("error").atom("enotsup");
-      if (reply.ok()) (void)send(*from, reply.bytes());
+      auto request = io.read_raw();
+      if (!request) return;
+      serve_io_request(*request, node_io_hooks(*this, *from, span_str(*reply_as)));
     }
   });
   if (rpc) impl_->rpc_pid = *rpc;
