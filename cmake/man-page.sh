@@ -32,6 +32,6 @@ POLL_INTERVAL, PUBSUB, PG_SCOPE and the relay's RELAY_* variables.
 configuration.
 TEXT
 } >"$inc"
-help2man --no-info --no-discard-stderr \
+LC_ALL=C.UTF-8 help2man --locale=C.UTF-8 --no-info --no-discard-stderr \
   --name 'a C++ peer for BEAM (Erlang/Elixir) clusters' \
   --include "$inc" --output "$out" "$bin"

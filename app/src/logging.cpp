@@ -94,7 +94,7 @@ class JsonFormatter final : public spdlog::formatter {
     std::time_t tt = static_cast<std::time_t>(secs.count());
     std::tm tm{};
     gmtime_r(&tt, &tm);
-    char buf[40];
+    char buf[96];  // room for any int in each field: no truncation warning
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                   static_cast<int>(ms));

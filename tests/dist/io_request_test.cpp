@@ -65,7 +65,7 @@ TEST_CASE("io request: the new put_chars form with an encoding") {
 }
 
 TEST_CASE("io request: put_chars with M F A asks for M:F(A) - old and new forms") {
-  auto s = steps_of("{put_chars, io_lib, format, [\"~p~n\", [42]]}");
+  auto s = steps_of("{put_chars, io_lib, format, [\"~p~n\", [x]]}");
   REQUIRE(s.size() == 1);
   auto* a = std::get_if<IoApply>(&s[0]);
   REQUIRE(a);
@@ -74,7 +74,7 @@ TEST_CASE("io request: put_chars with M F A asks for M:F(A) - old and new forms"
   CHECK(a->encoding == IoEncoding::latin1);
   auto args = term::TermReader::from_external(std::span<const char>(a->args.data(), a->args.size()));
   REQUIRE(args);
-  CHECK(term::format_term(*args).value() == "[\"~p~n\",[42]]");
+  CHECK(term::format_term(*args).value() == "[\"~p~n\",[x]]");
 
   s = steps_of("{put_chars, unicode, io_lib, fwrite, [\"~ts\", [<<\"x\">>]]}");
   a = std::get_if<IoApply>(&s[0]);
