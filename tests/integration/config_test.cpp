@@ -79,6 +79,7 @@ std::map<std::string, std::string> effective(const Home& home, const std::string
                                              const std::vector<std::string>& flags,
                                              std::map<std::string, std::string> env,
                                              const std::vector<std::string>& args = {}) {
+  if (!env.count("NODE_HOST")) env["NODE_HOST"] = "127.0.0.1";
   std::vector<std::string> argv = {"env"};
   for (const char* v : kConfigVars)
     if (!env.count(v)) argv.insert(argv.end(), {"-u", v});
@@ -87,10 +88,9 @@ std::map<std::string, std::string> effective(const Home& home, const std::string
   argv.push_back("--print-config");
   argv.insert(argv.end(), flags.begin(), flags.end());
   argv.insert(argv.end(), args.begin(), args.end());
-  if (!env.count("NODE_HOST")) env["NODE_HOST"] = "127.0.0.1";
   env["HOME"] = home.path();
   auto r = run(argv, 10s, env);
-  REQUIRE_MESSAGE(r.code == 0, sub + ": " + r.err);
+  REQUIRE_MESSAGE(r.code == 0, sub << ": " << r.err);
   std::map<std::string, std::string> out;
   std::istringstream lines(r.out);
   for (std::string line; std::getline(lines, line);) {

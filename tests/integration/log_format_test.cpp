@@ -64,7 +64,7 @@ TEST_CASE("LOG_FORMAT=json: one JSON object per line - connect and disconnect sa
   REQUIRE(bl.wait(10s));
 
   auto parsed = parse_json_lines(bl.err());
-  REQUIRE_MESSAGE(parsed.code == 0, parsed.err + "\n" + bl.err());
+  REQUIRE_MESSAGE(parsed.code == 0, parsed.err << "\n" << bl.err());
   CHECK(parsed.out.find("info|connected|t1@127.0.0.1|outbound\n") != std::string::npos);
   CHECK(parsed.out.find("warning|disconnected|t1@127.0.0.1|") != std::string::npos);
   CHECK(parsed.out.find("warning|lost; redialling|t1@127.0.0.1|") != std::string::npos);

@@ -33,7 +33,8 @@ fail() {
 }
 
 echo "deb test: cpack -G DEB"
-(cd "$work" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/pkg" >/dev/null)
+(cd "$work" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/pkg" >/dev/null 2>&1) ||
+  fail "cpack failed"
 deb=$(ls "$work"/pkg/beamlink_*.deb)
 echo "deb test: $(basename "$deb")"
 depends=$(dpkg-deb -f "$deb" Depends)
@@ -41,8 +42,9 @@ echo "deb test: Depends: $depends"
 for lib in libuv1 libc-ares2 libspdlog libfmt libstdc++6 libc6; do
   [[ $depends == *"$lib"* ]] || fail "Depends lacks $lib"
 done
-dpkg-deb -c "$deb" | grep -q '/usr/bin/beamlink$' || fail "no /usr/bin/beamlink in the package"
-dpkg-deb -c "$deb" | grep -q '/usr/share/man/man1/beamlink.1' || fail "no man page in the package"
+contents=$(dpkg-deb -c "$deb")
+grep -q '/usr/bin/beamlink$' <<<"$contents" || fail "no /usr/bin/beamlink in the package"
+grep -q '/usr/share/man/man1/beamlink.1' <<<"$contents" || fail "no man page in the package"
 
 echo "deb test: installing it into a fresh bookworm chroot (mmdebstrap)"
 sources=()
