@@ -166,8 +166,8 @@ int main(int argc, char** argv) {
   try {
     // --print-config: what the subcommand would run with, then exit.
     const std::pair<CLI::App*, const Config*> configs[] = {
-        {run, &run_cfg},     {watch, &watch_cfg}, {subscribe, &sub_cfg}, {bcast, &bc_cfg},
-        {ping, &ping_cfg},   {names, &names_cfg}, {rpc, &rpc_cfg},       {doctor, &doctor_cfg}};
+        {run, &run_cfg},   {watch, &watch_cfg}, {subscribe, &sub_cfg}, {bcast, &bc_cfg},
+        {ping, &ping_cfg}, {names, &names_cfg}, {rpc, &rpc_cfg},       {doctor, &doctor_cfg}};
     for (auto& [cmd, c] : configs)
       if (*cmd && c->print_config) return print_config(*cmd, *c, cmd == run);
     if (*run) {

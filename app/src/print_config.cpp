@@ -45,8 +45,8 @@ int print_config(const CLI::App& cmd, const Config& cfg, bool publish) {
   out += "node=" + nc->name + "\n";
   out += "cookie=" + cookie_source(cfg) + " (the cookie is never printed)\n";
   out += "epmd=" + nc->epmd_host + ":" + std::to_string(nc->epmd_port) + "\n";
-  out += "dist-port-range=" + std::to_string(nc->port_min) + "-" + std::to_string(nc->port_max) +
-         "\n";
+  out +=
+      "dist-port-range=" + std::to_string(nc->port_min) + "-" + std::to_string(nc->port_max) + "\n";
   out += "net-ticktime=" +
          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(nc->ticktime).count()) +
          "\n";

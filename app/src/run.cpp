@@ -251,8 +251,9 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     // ("connected to NODE (outbound)", "connection to NODE closed: why") and
     // the PeerManager.
     if (opts.watch) {
-      node.on_node_up(
-          [&](const std::string& n) { say(spdlog::level::info, "up", n, {"up", n, {}}); });
+      node.on_node_up([&](const std::string& n) {
+        say(spdlog::level::info, "up", n, {"up", n, {}});
+      });
       node.on_node_down([&](const std::string& n, const Error& why) {
         if (why.code != Errc::shutting_down)
           say(spdlog::level::warn, "down", n + ": " + why.message, {"down", n, why.message});

@@ -180,8 +180,8 @@ void parse_into(term::TermReader in, std::vector<IoStep>& steps, int depth) {
     return;
   }
   // Input and options: no terminal here, as erl_call's group leader says.
-  if (*tag == "get_until" || *tag == "get_chars" || *tag == "get_line" ||
-      *tag == "get_geometry" || *tag == "setopts" || *tag == "get_password")
+  if (*tag == "get_until" || *tag == "get_chars" || *tag == "get_line" || *tag == "get_geometry" ||
+      *tag == "setopts" || *tag == "get_password")
     return refuse("enotsup");
   refuse("request");
 }
@@ -207,9 +207,9 @@ struct Serving : std::enable_shared_from_this<Serving> {
         if (!r) return self->hooks.reply(reply_error(apply.fun));
         auto in = term::TermReader::from_external(*r);
         if (!in) return self->hooks.reply(reply_error(apply.fun));
-        auto text = chardata_to_utf8(std::span<const char>(in->data() + in->index(),
-                                                           in->size() - in->index()),
-                                     apply.encoding);
+        auto text = chardata_to_utf8(
+            std::span<const char>(in->data() + in->index(), in->size() - in->index()),
+            apply.encoding);
         if (!text) return self->hooks.reply(reply_error("badarg"));
         if (!text->empty()) self->hooks.output(*text);
         self->run();
@@ -242,7 +242,9 @@ std::string io_reply_ok() {
   return std::string(b.data(), b.size());
 }
 
-std::string io_reply_error(std::string_view reason) { return reply_error(reason); }
+std::string io_reply_error(std::string_view reason) {
+  return reply_error(reason);
+}
 
 void serve_io_request(std::span<const char> request, IoHooks hooks) {
   auto s = std::make_shared<Serving>();

@@ -108,8 +108,7 @@ std::vector<Outgoing> ProcessTable::exit(const term::Pid& p, std::string_view re
   auto proc = it->second;  // keep alive: this may run inside the process's own handler
   procs_.erase(it);
   if (!proc->name.empty()) names_.erase(proc->name);
-  for (auto& remote : proc->links)
-    out.push_back(exit_signal(p, remote, std::string(reason_term)));
+  for (auto& remote : proc->links) out.push_back(exit_signal(p, remote, std::string(reason_term)));
   for (auto& [ref, watcher] : proc->monitors) {
     std::variant<term::Pid, std::string> from = p;
     if (watcher.second) from = proc->name;

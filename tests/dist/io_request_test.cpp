@@ -72,7 +72,8 @@ TEST_CASE("io request: put_chars with M F A asks for M:F(A) - old and new forms"
   CHECK(a->mod == "io_lib");
   CHECK(a->fun == "format");
   CHECK(a->encoding == IoEncoding::latin1);
-  auto args = term::TermReader::from_external(std::span<const char>(a->args.data(), a->args.size()));
+  auto args =
+      term::TermReader::from_external(std::span<const char>(a->args.data(), a->args.size()));
   REQUIRE(args);
   CHECK(term::format_term(*args).value() == "[\"~p~n\",[x]]");
 
@@ -115,9 +116,9 @@ TEST_CASE("io request: input and options and unknown requests are refused as erl
 }
 
 TEST_CASE("io request: serve prints each step and applies M:F(A) and replies once") {
-  auto r = req(
-      "{requests, [{put_chars, <<\"a\">>}, {put_chars, io_lib, format, [\"~p\", [1]]}, "
-      "{put_chars, unicode, <<\"c\">>}]}");
+  auto r =
+      req("{requests, [{put_chars, <<\"a\">>}, {put_chars, io_lib, format, [\"~p\", [1]]}, "
+          "{put_chars, unicode, <<\"c\">>}]}");
   std::string printed;
   std::vector<std::string> replies;
   std::function<void(Result<std::string>)> pending;

@@ -29,10 +29,10 @@ std::string beamlink_bin() {
 // Every variable beamlink reads: unset for each run but those a case sets,
 // so the machine's own environment cannot decide a case.
 const char* const kConfigVars[] = {
-    "NODE_HOST",         "NODE_NAME",   "PEER_NAME",    "ERLANG_COOKIE", "ERL_EPMD_PORT",
-    "DIST_PORT_MIN",     "DIST_PORT_MAX", "NET_TICKTIME", "LOG_LEVEL",    "LOG_FORMAT",
-    "NODE_DNS",          "POLL_INTERVAL", "PUBSUB",      "PG_SCOPE",      "RELAY_LISTEN",
-    "RELAY_TOKEN",       "RELAY_ATOM_KEYS", "RELAY_ATOM_VALUES"};
+    "NODE_HOST",     "NODE_NAME",       "PEER_NAME",        "ERLANG_COOKIE", "ERL_EPMD_PORT",
+    "DIST_PORT_MIN", "DIST_PORT_MAX",   "NET_TICKTIME",     "LOG_LEVEL",     "LOG_FORMAT",
+    "NODE_DNS",      "POLL_INTERVAL",   "PUBSUB",           "PG_SCOPE",      "RELAY_LISTEN",
+    "RELAY_TOKEN",   "RELAY_ATOM_KEYS", "RELAY_ATOM_VALUES"};
 
 // A HOME with a private ~/.erlang.cookie: the default cookie source.
 class Home {
@@ -110,9 +110,9 @@ const std::vector<std::string>& args_of(const std::string& sub) {
 
 // One option: in each of `subs`, flag beats env beats default.
 struct Case {
-  std::vector<std::string> flag;               // e.g. {"--epmd-port", "14370"}
-  std::map<std::string, std::string> env;      // e.g. {{"ERL_EPMD_PORT", "14369"}}
-  std::string key;                             // the --print-config key to read
+  std::vector<std::string> flag;                // e.g. {"--epmd-port", "14370"}
+  std::map<std::string, std::string> env;       // e.g. {{"ERL_EPMD_PORT", "14369"}}
+  std::string key;                              // the --print-config key to read
   std::string from_flag, from_env, by_default;  // what it must say in each case
 };
 
@@ -178,15 +178,25 @@ TEST_CASE("config precedence: identity - --name over NODE_NAME and --host over N
     e = effective(home, sub, {}, {{"NODE_HOST", "10.9.9.1"}}, args);
     CHECK(e["node"].substr(e["node"].find('@')) == "@10.9.9.1");
   }
-  check_precedence(home, {{"--peer-name", "flagpeer"}, {{"PEER_NAME", "envpeer"}}, "--peer-name",
-                          "flagpeer", "envpeer", "ewallet"},
+  check_precedence(home,
+                   {{"--peer-name", "flagpeer"},
+                    {{"PEER_NAME", "envpeer"}},
+                    "--peer-name",
+                    "flagpeer",
+                    "envpeer",
+                    "ewallet"},
                    all_subcommands());
 }
 
 TEST_CASE("config precedence: epmd - --epmd-port over ERL_EPMD_PORT") {
   Home home;
-  check_precedence(home, {{"--epmd-port", "14370"}, {{"ERL_EPMD_PORT", "14369"}}, "epmd",
-                          "127.0.0.1:14370", "127.0.0.1:14369", "127.0.0.1:4369"},
+  check_precedence(home,
+                   {{"--epmd-port", "14370"},
+                    {{"ERL_EPMD_PORT", "14369"}},
+                    "epmd",
+                    "127.0.0.1:14370",
+                    "127.0.0.1:14369",
+                    "127.0.0.1:4369"},
                    all_subcommands());
 }
 
@@ -195,10 +205,13 @@ TEST_CASE("config precedence: cookie - --cookie-file over ERLANG_COOKIE over ~/.
   auto file = home.path() + "/flag.cookie";
   { std::ofstream(file) << "from-the-flag\n"; }
   ::chmod(file.c_str(), 0400);
-  check_precedence(home, {{"--cookie-file", file}, {{"ERLANG_COOKIE", "from-env"}}, "cookie",
-                          file + " (the cookie is never printed)",
-                          "ERLANG_COOKIE (the cookie is never printed)",
-                          home.cookie() + " (the cookie is never printed)"},
+  check_precedence(home,
+                   {{"--cookie-file", file},
+                    {{"ERLANG_COOKIE", "from-env"}},
+                    "cookie",
+                    file + " (the cookie is never printed)",
+                    "ERLANG_COOKIE (the cookie is never printed)",
+                    home.cookie() + " (the cookie is never printed)"},
                    all_subcommands());
   // The cookie itself is never printed.
   auto r = run({beamlink_bin(), "ping", "--print-config", "x@127.0.0.1"}, 10s,
@@ -209,44 +222,62 @@ TEST_CASE("config precedence: cookie - --cookie-file over ERLANG_COOKIE over ~/.
 
 TEST_CASE("config precedence: distribution ports and ticktime") {
   Home home;
-  check_precedence(home, {{"--dist-ports", "7100-7101"},
-                          {{"DIST_PORT_MIN", "7000"}, {"DIST_PORT_MAX", "7001"}},
-                          "dist-port-range", "7100-7101", "7000-7001", "6900-6909"},
+  check_precedence(home,
+                   {{"--dist-ports", "7100-7101"},
+                    {{"DIST_PORT_MIN", "7000"}, {"DIST_PORT_MAX", "7001"}},
+                    "dist-port-range",
+                    "7100-7101",
+                    "7000-7001",
+                    "6900-6909"},
                    all_subcommands());
-  check_precedence(home, {{"--ticktime", "20"}, {{"NET_TICKTIME", "30"}}, "net-ticktime", "20",
-                          "30", "60"},
-                   all_subcommands());
+  check_precedence(
+      home, {{"--ticktime", "20"}, {{"NET_TICKTIME", "30"}}, "net-ticktime", "20", "30", "60"},
+      all_subcommands());
 }
 
-TEST_CASE("config precedence: logging - --log-level over LOG_LEVEL and --log-format over "
-          "LOG_FORMAT") {
+TEST_CASE(
+    "config precedence: logging - --log-level over LOG_LEVEL and --log-format over "
+    "LOG_FORMAT") {
   Home home;
-  check_precedence(home, {{"--log-level", "debug"}, {{"LOG_LEVEL", "error"}}, "--log-level",
-                          "debug", "error", ""},
-                   all_subcommands());
-  check_precedence(home, {{"--log-format", "text"}, {{"LOG_FORMAT", "json"}}, "--log-format",
-                          "text", "json", "text"},
-                   all_subcommands());
+  check_precedence(
+      home,
+      {{"--log-level", "debug"}, {{"LOG_LEVEL", "error"}}, "--log-level", "debug", "error", ""},
+      all_subcommands());
+  check_precedence(
+      home,
+      {{"--log-format", "text"}, {{"LOG_FORMAT", "json"}}, "--log-format", "text", "json", "text"},
+      all_subcommands());
 }
 
-TEST_CASE("config precedence: discovery - --dns over NODE_DNS and --poll-interval over "
-          "POLL_INTERVAL") {
+TEST_CASE(
+    "config precedence: discovery - --dns over NODE_DNS and --poll-interval over "
+    "POLL_INTERVAL") {
   Home home;
   const std::vector<std::string> subs = {"run", "watch", "subscribe", "broadcast", "doctor"};
-  check_precedence(home, {{"--dns", "flag.example"}, {{"NODE_DNS", "env.example"}}, "--dns",
-                          "flag.example", "env.example", ""},
+  check_precedence(home,
+                   {{"--dns", "flag.example"},
+                    {{"NODE_DNS", "env.example"}},
+                    "--dns",
+                    "flag.example",
+                    "env.example",
+                    ""},
                    subs);
-  check_precedence(home, {{"--poll-interval", "7"}, {{"POLL_INTERVAL", "9"}}, "--poll-interval",
-                          "7", "9", "5"},
-                   subs);
+  check_precedence(
+      home, {{"--poll-interval", "7"}, {{"POLL_INTERVAL", "9"}}, "--poll-interval", "7", "9", "5"},
+      subs);
 }
 
 TEST_CASE("config precedence: pubsub - --pubsub over PUBSUB and --pg-scope over PG_SCOPE") {
   Home home;
   // subscribe and broadcast require a pubsub: their cases give it by flag
   // or environment themselves.
-  check_precedence(home, {{"--pubsub", "Flag.PubSub"}, {{"PUBSUB", "Env.PubSub"}}, "--pubsub",
-                          "Flag.PubSub", "Env.PubSub", ""},
+  check_precedence(home,
+                   {{"--pubsub", "Flag.PubSub"},
+                    {{"PUBSUB", "Env.PubSub"}},
+                    "--pubsub",
+                    "Flag.PubSub",
+                    "Env.PubSub",
+                    ""},
                    {"run", "doctor"});
   for (const std::string sub : {"subscribe", "broadcast"}) {
     CAPTURE(sub);
@@ -257,22 +288,44 @@ TEST_CASE("config precedence: pubsub - --pubsub over PUBSUB and --pg-scope over 
           "Flag.PubSub");
     CHECK(effective(home, sub, {}, {{"PUBSUB", "Env.PubSub"}}, rest)["--pubsub"] == "Env.PubSub");
   }
-  check_precedence(home, {{"--pg-scope", "flag_scope"}, {{"PG_SCOPE", "env_scope"}}, "--pg-scope",
-                          "flag_scope", "env_scope", "Elixir.Phoenix.PubSub"},
+  check_precedence(home,
+                   {{"--pg-scope", "flag_scope"},
+                    {{"PG_SCOPE", "env_scope"}},
+                    "--pg-scope",
+                    "flag_scope",
+                    "env_scope",
+                    "Elixir.Phoenix.PubSub"},
                    {"run", "subscribe", "broadcast", "doctor"});
 }
 
-TEST_CASE("config precedence: relay options - flags over RELAY_LISTEN and RELAY_ATOM_KEYS and RELAY_ATOM_VALUES") {
+TEST_CASE(
+    "config precedence: relay options - flags over RELAY_LISTEN and RELAY_ATOM_KEYS and "
+    "RELAY_ATOM_VALUES") {
   Home home;
   const std::vector<std::string> run_only = {"run"};
-  check_precedence(home, {{"--relay-listen", "127.0.0.1:7072"}, {{"RELAY_LISTEN", "127.0.0.1:7071"}},
-                          "--relay-listen", "127.0.0.1:7072", "127.0.0.1:7071", "127.0.0.1:7070"},
+  check_precedence(home,
+                   {{"--relay-listen", "127.0.0.1:7072"},
+                    {{"RELAY_LISTEN", "127.0.0.1:7071"}},
+                    "--relay-listen",
+                    "127.0.0.1:7072",
+                    "127.0.0.1:7071",
+                    "127.0.0.1:7070"},
                    run_only);
-  check_precedence(home, {{"--relay-atom-values", "kind"}, {{"RELAY_ATOM_VALUES", "status"}},
-                          "--relay-atom-values", "kind", "status", ""},
+  check_precedence(home,
+                   {{"--relay-atom-values", "kind"},
+                    {{"RELAY_ATOM_VALUES", "status"}},
+                    "--relay-atom-values",
+                    "kind",
+                    "status",
+                    ""},
                    run_only);
-  check_precedence(home, {{"--relay-atom-keys=false"}, {{"RELAY_ATOM_KEYS", "true"}},
-                          "--relay-atom-keys", "false", "true", ""},
+  check_precedence(home,
+                   {{"--relay-atom-keys=false"},
+                    {{"RELAY_ATOM_KEYS", "true"}},
+                    "--relay-atom-keys",
+                    "false",
+                    "true",
+                    ""},
                    run_only);
   // The token is never printed, only whether there is one.
   auto e = effective(home, "run", {}, {{"RELAY_TOKEN", "tok-from-env"}});
@@ -296,10 +349,10 @@ TEST_CASE("config precedence: --relay-token wins over RELAY_TOKEN at the relay")
                 o);
   REQUIRE_MESSAGE(bl.wait_err("relay listening", 10s), bl.err());
   auto status = [&](const std::string& token) {
-    auto r = run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                  "Authorization: Bearer " + token,
-                  "http://127.0.0.1:" + std::to_string(port) + "/healthz"},
-                 10s);
+    auto r = run(
+        {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+         "Authorization: Bearer " + token, "http://127.0.0.1:" + std::to_string(port) + "/healthz"},
+        10s);
     return r.out;
   };
   CHECK(status("env-token") == "401");
