@@ -3,9 +3,9 @@
 // input (separated by newlines), against a hub that records pushes.
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <string>
 
+#include "common/topic_registry.hpp"
 #include "common/utf8.hpp"
 #include "relay/channel_hub.hpp"
 #include "relay/phoenix_channels.hpp"
@@ -14,13 +14,10 @@ using namespace beamlink;
 
 namespace {
 struct Hub : relay::ChannelHub {
-  std::map<int, std::pair<std::string, Listener>> subs;
-  int next = 1;
-  int subscribe(const std::string& topic, Listener l) override {
-    subs.emplace(next, std::make_pair(topic, std::move(l)));
-    return next++;
+  TopicRegistry<const relay::ChannelBroadcast&> subs;
+  Subscription subscribe(const std::string& topic, Listener l) override {
+    return subs.subscribe(topic, std::move(l));
   }
-  void unsubscribe(int id) override { subs.erase(id); }
   Result<void> publish(std::string_view, std::string_view, std::string_view) override { return {}; }
 };
 }  // namespace

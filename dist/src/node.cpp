@@ -8,6 +8,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "common/log_event.hpp"
 #include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "connection.hpp"

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "support.hpp"
 
@@ -221,4 +222,20 @@ TEST_CASE("beamlink subscribe prints the cluster's broadcasts on its topics as J
   CHECK(out.find("room:2") == std::string::npos);
   CHECK(out.find("{\"pubsub\":\"My.PubSub\",\"topic\":\"room:1\",\"message\":{") !=
         std::string::npos);
+}
+
+TEST_CASE("beamlink --version prints the version and the git commit it was built from") {
+  auto r = run({beamlink_bin(), "--version"}, 10s);
+  CHECK(r.code == 0);
+  // The version project() declares in CMakeLists.txt.
+  std::ifstream lists(source_path("CMakeLists.txt"));
+  std::string text((std::istreambuf_iterator<char>(lists)), std::istreambuf_iterator<char>());
+  auto at = text.find("project(beamlink VERSION ");
+  REQUIRE(at != std::string::npos);
+  at += std::string("project(beamlink VERSION ").size();
+  std::string version = text.substr(at, text.find(' ', at) - at);
+  // The commit: HEAD's when the source is a git checkout, else "unknown".
+  auto git = run({"git", "-C", source_path(""), "rev-parse", "--short", "HEAD"}, 10s);
+  std::string commit = git.code == 0 ? git.out.substr(0, git.out.find('\n')) : "unknown";
+  CHECK(r.out == "beamlink " + version + " (commit " + commit + ")\n");
 }

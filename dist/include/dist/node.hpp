@@ -47,6 +47,9 @@ struct NodeConfig {
   std::size_t max_frame = 128u << 20;
   std::size_t max_outbound = 16u << 20;  // bytes queued per peer before send() says queue_full
   int acceptor_threads = 2;
+  // Where the output of our rpcs goes (we are their group leader): UTF-8
+  // text as the calls print it. Unset: logged at info.
+  std::function<void(const std::string& utf8)> rpc_output;
 };
 
 // Counters for logs, tests and metrics.
