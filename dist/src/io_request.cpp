@@ -5,10 +5,7 @@
 #include <memory>
 #include <optional>
 
-#include <spdlog/spdlog.h>
-
 #include "common/bytes.hpp"
-#include "dist/node.hpp"
 #include "term/term.hpp"
 
 namespace beamlink::dist {
@@ -251,30 +248,6 @@ void serve_io_request(std::span<const char> request, IoHooks hooks) {
   s->steps = parse_io_request(request);
   s->hooks = std::move(hooks);
   s->run();
-}
-
-IoHooks node_io_hooks(Node& node, const term::Pid& from, std::string reply_as) {
-  IoHooks h;
-  h.output = [&node](const std::string& text) {
-    if (node.config().rpc_output) return node.config().rpc_output(text);
-    std::string_view line = text;
-    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
-    spdlog::info("rpc output: {}", line);
-  };
-  h.apply = [&node, peer = from.node](const IoApply& a,
-                                      std::function<void(Result<std::string>)> done) {
-    node.rpc(peer, a.mod, a.fun, a.args, std::chrono::seconds(10),
-             [done = std::move(done)](Result<RpcReply> r) {
-               if (!r) return done(r.error());
-               done(std::move(r->term));
-             });
-  };
-  h.reply = [&node, from, reply_as = std::move(reply_as)](const std::string& reply) {
-    term::TermWriter w;
-    w.tuple(3).atom("io_reply").raw(reply_as).raw(reply);
-    if (w.ok()) (void)node.send(from, w.bytes());
-  };
-  return h;
 }
 
 }  // namespace beamlink::dist

@@ -263,7 +263,8 @@ void Node::Impl::accepted(HandshakeAcceptor::Accepted item) {
     auto [at, fresh] = last_accept_warning.try_emplace(item.error.message, now);
     if (fresh || now - at->second >= 60000) {
       at->second = now;
-      spdlog::warn("{}", item.error.message);
+      log_event(spdlog::level::warn, {"accept failed", item.node, item.error.message}, "{}",
+                item.error.message);
     } else {
       spdlog::debug("{}", item.error.message);
     }
@@ -271,7 +272,8 @@ void Node::Impl::accepted(HandshakeAcceptor::Accepted item) {
   }
   ++node.stats_.accepts;
   if (auto r = node.adopt(item.fd, item.node, true); !r)
-    spdlog::warn("accepting {}: {}", item.node, r.error().message);
+    log_event(spdlog::level::warn, {"accept failed", item.node, r.error().message},
+              "accepting {}: {}", item.node, r.error().message);
 }
 
 void Node::stop() {
@@ -375,12 +377,15 @@ Result<void> Node::adopt(int fd, const std::string& peer, bool inbound) {
     // The peer handshook again while we still hold a connection to it: it
     // restarted (or lost the old one first). ei has already told it "ok", so
     // the new connection is the live one; the old one goes, as erts does.
-    spdlog::info("{} connected again: replacing the previous connection", peer);
+    log_event(spdlog::level::info, {"reconnected", peer, "replacing the previous connection"},
+              "{} connected again: replacing the previous connection", peer);
     old->second->close(
         make_error(Errc::connection_closed, "replaced by a new connection from " + peer));
   }
   impl_->connections.emplace(peer, std::move(conn));
-  spdlog::info("connected to {} ({})", c.peer(), c.inbound() ? "inbound" : "outbound");
+  const char* direction = c.inbound() ? "inbound" : "outbound";
+  log_event(spdlog::level::info, {"connected", c.peer(), direction}, "connected to {} ({})",
+            c.peer(), direction);
   node_up_.emit(c.peer());
   return {};
 }
@@ -401,7 +406,8 @@ void Node::connection_closed(Connection& c, const Error& why) {
   if (why.code == Errc::shutting_down)
     spdlog::debug("closing connection to {}", c.peer());
   else
-    spdlog::warn("connection to {} closed: {}", c.peer(), why.message);
+    log_event(spdlog::level::warn, {"disconnected", c.peer(), why.message},
+              "connection to {} closed: {}", c.peer(), why.message);
   table_.node_down(c.peer());
   // Fail pending rpcs to that node now rather than at their timeout.
   impl_->rpc.node_down(c.peer(), why);

@@ -61,20 +61,15 @@ std::string io_reply_error(std::string_view reason);
 
 // Serves one request: prints each step's text through `output`, applies
 // M:F(A) through `apply` (which calls back with the encoded result, version
-// byte included), and answers once through `reply` with the reply term
-// (encoded, no version byte): ok, or the first step's error — {error, F}
-// when M:F(A) failed, as erl_call's group leader answers.
+// byte included; at once or later), and answers once through `reply` with
+// the reply term (encoded, no version byte): ok, or the first step's error —
+// {error, F} when M:F(A) failed, as erl_call's group leader answers. The
+// driver on a Node (the rpc client's group leader) is dist/src/io_server.hpp.
 struct IoHooks {
   std::function<void(const std::string& utf8)> output;
   std::function<void(const IoApply&, std::function<void(Result<std::string>)>)> apply;
   std::function<void(const std::string& reply)> reply;
 };
 void serve_io_request(std::span<const char> request, IoHooks hooks);
-
-class Node;
-// The hooks of a request that `from` sent to one of `node`'s processes:
-// output to NodeConfig::rpc_output, M:F(A) by an rpc to from's node, the
-// reply {io_reply, ReplyAs, Reply} sent to from.
-IoHooks node_io_hooks(Node& node, const term::Pid& from, std::string reply_as);
 
 }  // namespace beamlink::dist
