@@ -99,14 +99,14 @@ echo "image test: beamlink run from the image"
 in_image /usr/local/bin/tini -s -- /usr/local/bin/beamlink-entrypoint run --log-level info \
   >"$log" 2>&1 &
 bl_pid=$!
-wait_for 20 grep -q "is up" "$log" || fail "beamlink did not start"
+wait_for 60 grep -q "is up" "$log" || fail "beamlink did not start"
 IFS=, read -r -a ips <<<"$CLUSTER_POD_IPS"
 ((${#ips[@]} == 3)) || fail "expected 3 pods, got $CLUSTER_POD_IPS"
 for ip in "${ips[@]}"; do
-  wait_for 30 grep -q "connected to ewallet@$ip" "$log" || fail "not connected to ewallet@$ip"
+  wait_for 60 grep -q "connected to ewallet@$ip" "$log" || fail "not connected to ewallet@$ip"
 done
 for i in 1 2 3; do
-  wait_for 30 sh -c "'$src/scripts/cluster' nodes $i --hidden | grep -qx 'beamlink@$NODE_HOST'" ||
+  wait_for 60 sh -c "'$src/scripts/cluster' nodes $i --hidden | grep -qx 'beamlink@$NODE_HOST'" ||
     fail "pod $i does not list beamlink@$NODE_HOST in nodes(hidden)"
 done
 echo "image test: joined all 3 pods"
@@ -131,7 +131,7 @@ probe_reaches_all() {
   after=$(queued)
   (( ${after%.*} - ${before%.*} == 3 ))
 }
-wait_for 30 probe_reaches_all || fail "the relay never queued a probe for all 3 pods"
+wait_for 60 probe_reaches_all || fail "the relay never queued a probe for all 3 pods"
 status=$(post room:img 1)
 [[ $status == 202 ]] || fail "POST answered $status"
 for i in 1 2 3; do

@@ -33,43 +33,11 @@ std::map<std::string, std::string> env_for(int epmd_port, const std::string& coo
           {"RELAY_LISTEN", "off"}};
 }
 
-// A loopback port with nothing listening that no one else can take while
-// this holds it (bound, not listening: a connect is refused). An ended
-// epmd's port could be reused by a test running alongside.
-class RefusedPort {
- public:
-  RefusedPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~RefusedPort() { ::close(fd_); }
-  RefusedPort(const RefusedPort&) = delete;
-  RefusedPort& operator=(const RefusedPort&) = delete;
-  int port() const { return port_; }
-
- private:
-  int fd_;
-  int port_ = 0;
-};
-
-ErlNode::Options erl(const std::string& name, int epmd_port, const std::string& cookie = kCookie) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.cookie = cookie;
-  return o;
-}
-
 }  // namespace
 
 TEST_CASE("beamlink rpc returns erlang:node() and prints Erlang or JSON") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r =
       run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node"}, 20s, env_for(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
@@ -91,7 +59,7 @@ TEST_CASE("beamlink rpc returns erlang:node() and prints Erlang or JSON") {
 
 TEST_CASE("beamlink rpc reports badrpc - timeouts and bad arguments clearly") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "no_such_module", "f", "[]"}, 20s,
                env_for(epmd.port()));
   CHECK(r.code == 1);
@@ -115,7 +83,7 @@ TEST_CASE("beamlink rpc reports badrpc - timeouts and bad arguments clearly") {
 
 TEST_CASE("beamlink ping: pong - and pang with the reason") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, env_for(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out.find("pong from t1@127.0.0.1") != std::string::npos);
@@ -135,7 +103,7 @@ TEST_CASE("beamlink ping: pong - and pang with the reason") {
 
 TEST_CASE("beamlink run joins - is listed by epmd - and unregisters on SIGTERM") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Subprocess::Options o;
   o.env = env_for(epmd.port());
   int port = free_port();
@@ -162,7 +130,7 @@ TEST_CASE("beamlink run joins - is listed by epmd - and unregisters on SIGTERM")
 
 TEST_CASE("beamlink run: a name already registered and a missing epmd are clear errors") {
   Epmd epmd;
-  ErlNode taken(erl("beamlink@127.0.0.1", epmd.port()));
+  ErlNode taken(erl_options("beamlink@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "run"}, 20s, env_for(epmd.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("already registered") != std::string::npos);
@@ -193,7 +161,7 @@ TEST_CASE("a cookie file that others can read is refused") {
 
 TEST_CASE("beamlink subscribe prints the cluster's broadcasts on its topics as JSON lines") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 3)") == "ok");
   Subprocess::Options o;
   o.env = env_for(epmd.port());

@@ -29,10 +29,11 @@ std::string beamlink_bin() {
 // Every variable beamlink reads: unset for each run but those a case sets,
 // so the machine's own environment cannot decide a case.
 const char* const kConfigVars[] = {
-    "NODE_HOST",     "NODE_NAME",       "PEER_NAME",        "ERLANG_COOKIE", "ERL_EPMD_PORT",
-    "DIST_PORT_MIN", "DIST_PORT_MAX",   "NET_TICKTIME",     "LOG_LEVEL",     "LOG_FORMAT",
-    "NODE_DNS",      "POLL_INTERVAL",   "PUBSUB",           "PG_SCOPE",      "RELAY_LISTEN",
-    "RELAY_TOKEN",   "RELAY_ATOM_KEYS", "RELAY_ATOM_VALUES"};
+    "NODE_HOST",       "NODE_NAME",         "PEER_NAME",     "ERLANG_COOKIE",
+    "ERL_EPMD_PORT",   "DIST_PORT_MIN",     "DIST_PORT_MAX", "NET_TICKTIME",
+    "LOG_LEVEL",       "LOG_FORMAT",        "NODE_DNS",      "POLL_INTERVAL",
+    "PUBSUB",          "PG_SCOPE",          "RELAY_LISTEN",  "RELAY_TOKEN",
+    "RELAY_ATOM_KEYS", "RELAY_ATOM_VALUES", "METRICS_LISTEN"};
 
 // A HOME with a private ~/.erlang.cookie: the default cookie source.
 class Home {
@@ -132,28 +133,6 @@ std::vector<std::string> all_subcommands() {
   for (auto& s : subcommands()) out.push_back(s.name);
   return out;
 }
-
-// A loopback port with nothing listening (bound, not listening).
-class RefusedPort {
- public:
-  RefusedPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~RefusedPort() { ::close(fd_); }
-  RefusedPort(const RefusedPort&) = delete;
-  RefusedPort& operator=(const RefusedPort&) = delete;
-  int port() const { return port_; }
-
- private:
-  int fd_;
-  int port_ = 0;
-};
 
 }  // namespace
 
@@ -300,7 +279,7 @@ TEST_CASE("config precedence: pubsub - --pubsub over PUBSUB and --pg-scope over 
 
 TEST_CASE(
     "config precedence: relay options - flags over RELAY_LISTEN and RELAY_ATOM_KEYS and "
-    "RELAY_ATOM_VALUES") {
+    "RELAY_ATOM_VALUES and METRICS_LISTEN") {
   Home home;
   const std::vector<std::string> run_only = {"run"};
   check_precedence(home,
@@ -327,6 +306,14 @@ TEST_CASE(
                     "true",
                     ""},
                    run_only);
+  check_precedence(home,
+                   {{"--metrics-listen", "127.0.0.1:9102"},
+                    {{"METRICS_LISTEN", "127.0.0.1:9101"}},
+                    "--metrics-listen",
+                    "127.0.0.1:9102",
+                    "127.0.0.1:9101",
+                    "off"},
+                   run_only);
   // The token is never printed, only whether there is one.
   auto e = effective(home, "run", {}, {{"RELAY_TOKEN", "tok-from-env"}});
   CHECK(e["--relay-token"] == "(set, never printed)");
@@ -347,7 +334,7 @@ TEST_CASE("config precedence: --relay-token wins over RELAY_TOKEN at the relay")
                  "--relay-token", "flag-token", "--dist-ports",
                  std::to_string(dist) + "-" + std::to_string(dist)},
                 o);
-  REQUIRE_MESSAGE(bl.wait_err("relay listening", 10s), bl.err());
+  REQUIRE_MESSAGE(bl.wait_err("relay listening", 60s), bl.err());
   auto status = [&](const std::string& token) {
     auto r = run(
         {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
@@ -362,12 +349,8 @@ TEST_CASE("config precedence: --relay-token wins over RELAY_TOKEN at the relay")
 TEST_CASE("config precedence: names --epmd-port asks that port whatever ERL_EPMD_PORT says") {
   Epmd epmd;
   RefusedPort closed;
-  ErlNode::Options eo;
-  eo.name = "t1@127.0.0.1";
-  eo.epmd_port = epmd.port();
-  eo.cookie = kCookie;
-  ErlNode t1(eo);
-  auto r = run({beamlink_bin(), "names", "--epmd-port", std::to_string(epmd.port())}, 10s,
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
+  auto r = run({beamlink_bin(), "names", "--epmd-port", std::to_string(epmd.port())}, 60s,
                {{"ERL_EPMD_PORT", std::to_string(closed.port())}, {"ERLANG_COOKIE", kCookie}});
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out.find("name t1 at port") != std::string::npos);
@@ -375,14 +358,10 @@ TEST_CASE("config precedence: names --epmd-port asks that port whatever ERL_EPMD
 
 TEST_CASE("config precedence: rpc --name connects under that name whatever NODE_NAME says") {
   Epmd epmd;
-  ErlNode::Options eo;
-  eo.name = "t1@127.0.0.1";
-  eo.epmd_port = epmd.port();
-  eo.cookie = kCookie;
-  ErlNode t1(eo);
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "rpc", "--name", "flagname@127.0.0.1", "t1@127.0.0.1", "erlang",
                 "nodes", "[hidden]"},
-               20s,
+               60s,
                {{"ERL_EPMD_PORT", std::to_string(epmd.port())},
                 {"ERLANG_COOKIE", kCookie},
                 {"NODE_HOST", "127.0.0.1"},

@@ -42,11 +42,7 @@ for n, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
 
 TEST_CASE("LOG_FORMAT=json: one JSON object per line - connect and disconnect say what happened") {
   Epmd epmd;
-  ErlNode::Options eo;
-  eo.name = "t1@127.0.0.1";
-  eo.epmd_port = epmd.port();
-  eo.cookie = kCookie;
-  auto t1 = std::make_unique<ErlNode>(eo);
+  auto t1 = std::make_unique<ErlNode>(erl_options("t1@127.0.0.1", epmd.port()));
   Subprocess::Options o;
   o.env = {{"ERL_EPMD_PORT", std::to_string(epmd.port())},
            {"ERLANG_COOKIE", kCookie},
@@ -57,11 +53,11 @@ TEST_CASE("LOG_FORMAT=json: one JSON object per line - connect and disconnect sa
   Subprocess bl({binary_path("app/beamlink"), "run", "--dist-ports",
                  std::to_string(port) + "-" + std::to_string(port), "--connect", "t1@127.0.0.1"},
                 o);
-  REQUIRE_MESSAGE(bl.wait_err("\"event\":\"connected\"", 10s), bl.err());
+  REQUIRE_MESSAGE(bl.wait_err("\"event\":\"connected\"", 60s), bl.err());
   t1.reset();  // the node goes: a disconnect, then redial failures
-  REQUIRE_MESSAGE(bl.wait_err("\"event\":\"disconnected\"", 10s), bl.err());
+  REQUIRE_MESSAGE(bl.wait_err("\"event\":\"disconnected\"", 60s), bl.err());
   bl.signal(SIGTERM);
-  REQUIRE(bl.wait(10s));
+  REQUIRE(bl.wait(60s));
 
   auto parsed = parse_json_lines(bl.err());
   REQUIRE_MESSAGE(parsed.code == 0, parsed.err << "\n" << bl.err());
@@ -77,11 +73,7 @@ TEST_CASE("LOG_FORMAT=json: one JSON object per line - connect and disconnect sa
 
 TEST_CASE("LOG_FORMAT=text keeps the text lines - and run names what happened on connect") {
   Epmd epmd;
-  ErlNode::Options eo;
-  eo.name = "t1@127.0.0.1";
-  eo.epmd_port = epmd.port();
-  eo.cookie = kCookie;
-  ErlNode t1(eo);
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Subprocess::Options o;
   o.env = {{"ERL_EPMD_PORT", std::to_string(epmd.port())},
            {"ERLANG_COOKIE", kCookie},
@@ -91,9 +83,9 @@ TEST_CASE("LOG_FORMAT=text keeps the text lines - and run names what happened on
   Subprocess bl({binary_path("app/beamlink"), "run", "--log-format", "text", "--dist-ports",
                  std::to_string(port) + "-" + std::to_string(port), "--connect", "t1@127.0.0.1"},
                 o);
-  REQUIRE_MESSAGE(bl.wait_err("connected to t1@127.0.0.1 (outbound)", 10s), bl.err());
+  REQUIRE_MESSAGE(bl.wait_err("connected to t1@127.0.0.1 (outbound)", 60s), bl.err());
   bl.signal(SIGTERM);
-  REQUIRE(bl.wait(10s));
+  REQUIRE(bl.wait(60s));
   // Every info line says what happened: none is just the node's name.
   auto err = bl.err();
   CHECK(err.find("info t1@127.0.0.1\n") == std::string::npos);

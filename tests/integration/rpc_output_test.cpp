@@ -16,16 +16,9 @@ const std::string kCookie = "beamlink-test-cookie";
 struct Node1 {
   Epmd epmd;
   ErlNode t1;
-  Node1() : t1(opts(epmd.port())) {}
-  static ErlNode::Options opts(int port) {
-    ErlNode::Options o;
-    o.name = "t1@127.0.0.1";
-    o.epmd_port = port;
-    o.cookie = kCookie;
-    return o;
-  }
+  Node1() : t1(erl_options("t1@127.0.0.1", epmd.port())) {}
   RunResult rpc(const std::string& mod, const std::string& fun, const std::string& args) {
-    return run({binary_path("app/beamlink"), "rpc", "t1@127.0.0.1", mod, fun, args}, 20s,
+    return run({binary_path("app/beamlink"), "rpc", "t1@127.0.0.1", mod, fun, args}, 60s,
                {{"ERL_EPMD_PORT", std::to_string(epmd.port())},
                 {"ERLANG_COOKIE", kCookie},
                 {"NODE_HOST", "127.0.0.1"}});

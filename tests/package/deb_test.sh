@@ -69,7 +69,7 @@ epmd_pid=$!
 cookie=deb-test-cookie
 ERL_EPMD_PORT=$port erl -noshell -noinput -name debt@127.0.0.1 -setcookie "$cookie" >/dev/null 2>&1 &
 erl_pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do  # 60 s at most
   epmd -port "$port" -names 2>/dev/null | grep -q '^name debt ' && break
   sleep 0.2
 done
