@@ -7,6 +7,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <string_view>
 
 #include "dist/identity.hpp"
+#include "logging.hpp"
 
 namespace beamlink::app {
 
@@ -29,7 +31,7 @@ void add_common_options(CLI::App& cmd, Config& cfg) {
       ->envname("PEER_NAME")
       ->capture_default_str();
   cmd.add_option("--cookie-file", cfg.cookie_file,
-                 "file holding the cookie (default ~/.erlang.cookie); ERLANG_COOKIE wins");
+                 "file holding the cookie (default: ERLANG_COOKIE, else ~/.erlang.cookie)");
   cmd.add_option("--epmd-port", cfg.epmd_port, "epmd port")
       ->envname("ERL_EPMD_PORT")
       ->check(CLI::Range(1, 65535))
@@ -44,6 +46,15 @@ void add_common_options(CLI::App& cmd, Config& cfg) {
   cmd.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error, off")
       ->envname("LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  cmd.add_option("--log-format", cfg.log_format,
+                 "text, or json: one JSON object per line (time, level, event, peer, reason, "
+                 "message)")
+      ->envname("LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  cmd.add_flag("--print-config", cfg.print_config,
+               "print the effective configuration (flag, else environment, else default) and "
+               "exit; never the cookie");
 }
 
 void add_pg_scope_option(CLI::App& cmd, std::string& scope) {
@@ -141,7 +152,8 @@ Result<dist::NodeConfig> make_node_config(const Config& cfg, bool publish,
     nc.name = "beamlink@" + host;
   else
     nc.name = "beamlink_" + std::to_string(::getpid()) + "@" + host;
-  const char* env_cookie = std::getenv("ERLANG_COOKIE");
+  // A flag wins over the environment: --cookie-file over ERLANG_COOKIE.
+  const char* env_cookie = cfg.cookie_file.empty() ? std::getenv("ERLANG_COOKIE") : nullptr;
   auto cookie =
       dist::load_cookie(env_cookie ? env_cookie : "", cfg.cookie_file, cookie_warning != nullptr);
   if (!cookie) return cookie.error();
@@ -160,8 +172,14 @@ Result<dist::NodeConfig> make_node_config(const Config& cfg, bool publish,
 }
 
 void setup_logging(const Config& cfg, const std::string& fallback) {
-  auto logger = spdlog::stderr_color_mt("beamlink");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  std::shared_ptr<spdlog::logger> logger;
+  if (cfg.log_format == "json") {
+    logger = spdlog::stderr_logger_mt("beamlink");
+    logger->set_formatter(make_json_log_formatter());
+  } else {
+    logger = spdlog::stderr_color_mt("beamlink");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(cfg.log_level.empty() ? fallback : cfg.log_level));
 }

@@ -18,12 +18,14 @@ struct Config {
   std::string node_host;              // NODE_HOST / --host
   std::string node_name;              // NODE_NAME / --name
   std::string peer_name = "ewallet";  // PEER_NAME / --peer-name
-  std::string cookie_file;            // --cookie-file (ERLANG_COOKIE wins when set)
+  std::string cookie_file;            // --cookie-file (wins over ERLANG_COOKIE)
   int epmd_port = 4369;               // ERL_EPMD_PORT / --epmd-port
   std::string dist_ports;  // --dist-ports MIN-MAX; empty: DIST_PORT_MIN/MAX, else 6900-6909  //
                            // DIST_PORT_MIN/MAX / --dist-ports
   int ticktime = 60;       // NET_TICKTIME / --ticktime
   std::string log_level;   // LOG_LEVEL / --log-level
+  std::string log_format = "text";  // LOG_FORMAT / --log-format: text or json
+  bool print_config = false;        // --print-config: print the effective configuration, exit
   // Discovery (run only).
   std::string dns;                       // NODE_DNS / --dns
   bool dns_srv = false;                  // --dns-srv
@@ -56,7 +58,18 @@ Result<pubsub::PubSubOptions> parse_pubsub_entry(const std::string& entry);
 Result<std::vector<pubsub::PubSubOptions>> parse_pubsub_entries(
     const std::vector<std::string>& entries);
 
-// Sets up stderr logging at the configured level (default `fallback`).
+// Sets up stderr logging at the configured level (default `fallback`), as
+// text or JSON lines (LOG_FORMAT).
 void setup_logging(const Config& cfg, const std::string& fallback);
+
+// Where the cookie comes from: --cookie-file, else ERLANG_COOKIE, else
+// ~/.erlang.cookie. "ERLANG_COOKIE" or the file's path.
+std::string cookie_source(const Config& cfg);
+
+// --print-config: the subcommand's effective configuration (each option's
+// flag, else its environment variable, else its default; the node name,
+// cookie source and ports as resolved), one `key=value` a line on stdout.
+// Never the cookie nor the relay token. Returns the exit code.
+int print_config(const CLI::App& cmd, const Config& cfg, bool publish);
 
 }  // namespace beamlink::app

@@ -40,12 +40,9 @@ int cmd_doctor(const Config& cfg, const DoctorOptions& opts) {
     print(failed);
     return 2;
   }
-  const char* env_cookie = std::getenv("ERLANG_COOKIE");
   o.cookie = nc->cookie;
   o.cookie_warning = cookie_warning;
-  o.cookie_source = env_cookie && *env_cookie
-                        ? "ERLANG_COOKIE"
-                        : (cfg.cookie_file.empty() ? dist::default_cookie_file() : cfg.cookie_file);
+  o.cookie_source = cookie_source(cfg);
   // A name of its own for the rpcs when the name is made up here (a pod
   // that still holds the probe's connection may refuse a second one under
   // the same name); a configured name is used for both (net_kernel:allow).

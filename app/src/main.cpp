@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <utility>
 
+#include "beamlink_version.hpp"
 #include "commands.hpp"
 #include "config.hpp"
 
@@ -17,15 +19,20 @@ int main(int argc, char** argv) {
   ::setenv("UV_THREADPOOL_SIZE", "16", 0);
   CLI::App app{"beamlink — a C++ peer for BEAM (Erlang/Elixir) clusters"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "beamlink 0.1.0");
+  app.set_version_flag("--version",
+                       "beamlink " BEAMLINK_VERSION " (commit " BEAMLINK_GIT_COMMIT ")");
 
-  Config cfg;
+  // A Config per subcommand: CLI11 applies every subcommand's environment
+  // bindings, the unused ones' too, so one shared Config would let another
+  // subcommand's environment value overwrite this one's flag. Each option:
+  // its flag, else its environment variable, else its default.
+  Config run_cfg, watch_cfg, sub_cfg, bc_cfg, ping_cfg, names_cfg, rpc_cfg, doctor_cfg;
 
   RunOptions run_opts;
   auto* run =
       app.add_subcommand("run", "join: register with epmd, connect, stay until SIGINT/SIGTERM");
-  add_common_options(*run, cfg);
-  add_discovery_options(*run, cfg);
+  add_common_options(*run, run_cfg);
+  add_discovery_options(*run, run_cfg);
   run->add_option("--connect", run_opts.connect,
                   "a node to connect to and keep connected (repeatable)");
   run->add_option("--pubsub", run_opts.pubsub,
@@ -76,16 +83,16 @@ int main(int argc, char** argv) {
   watch_opts.watch = true;
   auto* watch = app.add_subcommand(
       "watch", "show live membership: peers joining, leaving and reconnecting, with reasons");
-  add_common_options(*watch, cfg);
-  add_discovery_options(*watch, cfg);
+  add_common_options(*watch, watch_cfg);
+  add_discovery_options(*watch, watch_cfg);
   watch->add_option("--connect", watch_opts.connect,
                     "a node to watch besides NODE_DNS's (repeatable)");
 
   RunOptions sub_opts;
   auto* subscribe = app.add_subcommand(
       "subscribe", "print the cluster's Phoenix.PubSub broadcasts on TOPICs as JSON lines");
-  add_common_options(*subscribe, cfg);
-  add_discovery_options(*subscribe, cfg);
+  add_common_options(*subscribe, sub_cfg);
+  add_discovery_options(*subscribe, sub_cfg);
   subscribe->add_option("--connect", sub_opts.connect,
                         "a node to join besides NODE_DNS's (repeatable)");
   subscribe->add_option("--pubsub", sub_opts.pubsub, "Phoenix.PubSub names, e.g. MyApp.PubSub")
@@ -98,8 +105,8 @@ int main(int argc, char** argv) {
   BroadcastCmdOptions bc_opts;
   auto* bcast = app.add_subcommand(
       "broadcast", "send one Phoenix channel broadcast into the cluster's pubsubs and exit");
-  add_common_options(*bcast, cfg);
-  add_discovery_options(*bcast, cfg);
+  add_common_options(*bcast, bc_cfg);
+  add_discovery_options(*bcast, bc_cfg);
   bcast->add_option("--connect", bc_opts.connect,
                     "a node to send to besides NODE_DNS's (repeatable)");
   bcast->add_option("--pubsub", bc_opts.pubsub, "Phoenix.PubSub NAME or NAME:VERSION (repeatable)")
@@ -121,20 +128,20 @@ int main(int argc, char** argv) {
   std::string ping_node;
   int ping_timeout = 5000;
   auto* ping = app.add_subcommand("ping", "ping a node as net_adm:ping does; exit 0 on pong");
-  add_common_options(*ping, cfg);
+  add_common_options(*ping, ping_cfg);
   ping->add_option("NODE", ping_node, "the node, e.g. ewallet@10.0.0.5")->required();
   ping->add_option("--timeout", ping_timeout, "milliseconds")->capture_default_str();
 
   std::string names_host;
   int names_timeout = 5000;
   auto* names = app.add_subcommand("names", "list the names an epmd has registered");
-  add_common_options(*names, cfg);
+  add_common_options(*names, names_cfg);
   names->add_option("HOST", names_host, "epmd's host (default 127.0.0.1)");
   names->add_option("--timeout", names_timeout, "milliseconds")->capture_default_str();
 
   RpcOptions rpc_opts;
   auto* rpc = app.add_subcommand("rpc", "call MOD:FUN(ARGS...) on a node, as erl_call -a");
-  add_common_options(*rpc, cfg);
+  add_common_options(*rpc, rpc_cfg);
   rpc->add_option("NODE", rpc_opts.node, "the node")->required();
   rpc->add_option("MOD", rpc_opts.mod, "module")->required();
   rpc->add_option("FUN", rpc_opts.fun, "function")->required();
@@ -146,8 +153,8 @@ int main(int argc, char** argv) {
   auto* doctor = app.add_subcommand(
       "doctor",
       "say exactly why a cluster does not connect: DNS, epmd, port, handshake, cookie, mesh");
-  add_common_options(*doctor, cfg);
-  add_discovery_options(*doctor, cfg);
+  add_common_options(*doctor, doctor_cfg);
+  add_discovery_options(*doctor, doctor_cfg);
   doctor->add_option("--connect", doctor_opts.peers,
                      "a peer to check besides NODE_DNS's (repeatable)");
   doctor->add_option("--pubsub", doctor_opts.pubsub, "Phoenix.PubSub names to check (repeatable)")
@@ -166,37 +173,43 @@ int main(int argc, char** argv) {
   }
 
   try {
+    // --print-config: what the subcommand would run with, then exit.
+    const std::pair<CLI::App*, const Config*> configs[] = {
+        {run, &run_cfg},   {watch, &watch_cfg}, {subscribe, &sub_cfg}, {bcast, &bc_cfg},
+        {ping, &ping_cfg}, {names, &names_cfg}, {rpc, &rpc_cfg},       {doctor, &doctor_cfg}};
+    for (auto& [cmd, c] : configs)
+      if (*cmd && c->print_config) return print_config(*cmd, *c, cmd == run);
     if (*run) {
-      setup_logging(cfg, "info");
-      return cmd_run(cfg, run_opts);
+      setup_logging(run_cfg, "info");
+      return cmd_run(run_cfg, run_opts);
     }
     if (*watch) {
-      setup_logging(cfg, "warn");
-      return cmd_run(cfg, watch_opts);
+      setup_logging(watch_cfg, "warn");
+      return cmd_run(watch_cfg, watch_opts);
     }
     if (*subscribe) {
-      setup_logging(cfg, "warn");
-      return cmd_run(cfg, sub_opts);
+      setup_logging(sub_cfg, "warn");
+      return cmd_run(sub_cfg, sub_opts);
     }
     if (*bcast) {
-      setup_logging(cfg, "warn");
-      return cmd_broadcast(cfg, bc_opts);
+      setup_logging(bc_cfg, "warn");
+      return cmd_broadcast(bc_cfg, bc_opts);
     }
     if (*ping) {
-      setup_logging(cfg, "warn");
-      return cmd_ping(cfg, ping_node, ping_timeout);
+      setup_logging(ping_cfg, "warn");
+      return cmd_ping(ping_cfg, ping_node, ping_timeout);
     }
     if (*names) {
-      setup_logging(cfg, "warn");
-      return cmd_names(cfg, names_host, names_timeout);
+      setup_logging(names_cfg, "warn");
+      return cmd_names(names_cfg, names_host, names_timeout);
     }
     if (*doctor) {
-      setup_logging(cfg, "error");
-      return cmd_doctor(cfg, doctor_opts);
+      setup_logging(doctor_cfg, "error");
+      return cmd_doctor(doctor_cfg, doctor_opts);
     }
     if (*rpc) {
-      setup_logging(cfg, "warn");
-      return cmd_rpc(cfg, rpc_opts);
+      setup_logging(rpc_cfg, "warn");
+      return cmd_rpc(rpc_cfg, rpc_opts);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "beamlink: %s\n", e.what());

@@ -44,15 +44,18 @@ double ms_since(Clock::time_point t0) {
 }
 
 // A client node around one operation: builds the node, runs `body` once it is
-// up, and returns the exit code body set.
+// up, and returns the exit code body set. rpc_output: where the output of
+// the node's rpcs goes (the log when empty).
 template <class Body>
-int with_client_node(const Config& cfg, int timeout_ms, Body body) {
+int with_client_node(const Config& cfg, int timeout_ms,
+                     std::function<void(const std::string&)> rpc_output, Body body) {
   auto nc = make_node_config(cfg, false);
   if (!nc) {
     std::fprintf(stderr, "beamlink: %s\n", nc.error().message.c_str());
     return 2;
   }
   nc->connect_timeout = std::chrono::milliseconds(timeout_ms);
+  nc->rpc_output = std::move(rpc_output);
   uv_loop_t loop;
   uv_loop_init(&loop);
   int code = 1;
@@ -77,6 +80,11 @@ int with_client_node(const Config& cfg, int timeout_ms, Body body) {
   }
   drain_and_close(&loop);
   return code;
+}
+
+template <class Body>
+int with_client_node(const Config& cfg, int timeout_ms, Body body) {
+  return with_client_node(cfg, timeout_ms, {}, std::move(body));
 }
 
 }  // namespace
@@ -161,7 +169,13 @@ int cmd_rpc(const Config& cfg, const RpcOptions& opts) {
     std::fprintf(stderr, "beamlink rpc: ARGS must be an Erlang list, e.g. '[1, <<\"x\">>]'\n");
     return 2;
   }
-  return with_client_node(cfg, opts.timeout_ms, [&](dist::Node& node, auto stop) {
+  // What the call prints comes before its result, as erl_call -fetch_stdout
+  // shows it; with --json on stderr, so that stdout stays one JSON value.
+  auto print_output = [out = opts.json ? stderr : stdout](const std::string& chars) {
+    std::fwrite(chars.data(), 1, chars.size(), out);
+    std::fflush(out);
+  };
+  return with_client_node(cfg, opts.timeout_ms, print_output, [&](dist::Node& node, auto stop) {
     node.connect(opts.node, [&node, &opts, &args, stop](Result<void> c) {
       if (!c) {
         std::fprintf(stderr, "beamlink rpc: %s\n", c.error().message.c_str());

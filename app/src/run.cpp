@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "common/log_event.hpp"
 #include "common/metrics.hpp"
 #include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
@@ -196,9 +197,11 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     std::unique_ptr<relay::HttpServer> metrics;
     std::map<std::string, std::uint64_t> dns_polls;  // by result, for /metrics
     std::string dns_last;                            // the last poll's outcome, for /healthz
-    // An event: a log line for run, a timestamped stdout line for watch.
-    auto say = [&](spdlog::level::level_enum level, const char* tag, const std::string& text) {
-      if (!opts.watch) return spdlog::log(level, "{}", text);
+    // An event: a log line for run (with its fields for LOG_FORMAT=json), a
+    // timestamped stdout line for watch.
+    auto say = [&](spdlog::level::level_enum level, const char* tag, const std::string& text,
+                   const LogFields& fields) {
+      if (!opts.watch) return log_event(level, fields, "{}", text);
       uv_timeval64_t tv;
       uv_gettimeofday(&tv);
       std::time_t secs = static_cast<std::time_t>(tv.tv_sec);
@@ -243,25 +246,29 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
             switch (ev.kind) {
               case Kind::changed:
                 for (auto& p : ev.diff.added) {
-                  say(spdlog::level::info, "dns+", "discovered " + p);
+                  say(spdlog::level::info, "dns+", "discovered " + p, {"discovered", p, cfg.dns});
                   peers.add(p);
                 }
                 for (auto& p : ev.diff.removed) {
-                  say(spdlog::level::info, "dns-", p + " left " + cfg.dns);
+                  say(spdlog::level::info, "dns-", p + " left " + cfg.dns,
+                      {"left DNS", p, cfg.dns});
                   peers.remove(p);
                 }
                 break;
               case Kind::ok:
                 say(spdlog::level::info, "dns",
-                    cfg.dns + ": " + std::to_string(ev.peers) + " peer(s)");
+                    cfg.dns + ": " + std::to_string(ev.peers) + " peer(s)",
+                    {"DNS poll", {}, std::to_string(ev.peers) + " peer(s)"});
                 break;
               case Kind::failing:
                 say(spdlog::level::warn, "dns!",
                     ev.error.message + " (keeping the " +
-                        std::to_string(poller ? poller->peers().size() : 0) + " known peer(s))");
+                        std::to_string(poller ? poller->peers().size() : 0) + " known peer(s))",
+                    {"DNS poll failed", {}, ev.error.message});
                 break;
               case Kind::skipped:
-                say(spdlog::level::info, "dns", cfg.dns + ": " + ev.skipped.message);
+                say(spdlog::level::info, "dns", cfg.dns + ": " + ev.skipped.message,
+                    {"DNS poll skipped", {}, ev.skipped.message});
                 break;
             }
           });
@@ -271,14 +278,19 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       }
       poller = std::move(made).value();
     }
-    Subscription up_said =
-        node.on_node_up([&](const std::string& n) { say(spdlog::level::info, "up", n); });
-    Subscription down_said;
-    if (opts.watch)  // run logs the loss through the connection and the PeerManager
+    // watch prints membership; run's log already has both, from the node
+    // ("connected to NODE (outbound)", "connection to NODE closed: why") and
+    // the PeerManager.
+    Subscription up_said, down_said;
+    if (opts.watch) {
+      up_said = node.on_node_up([&](const std::string& n) {
+        say(spdlog::level::info, "up", n, {"up", n, {}});
+      });
       down_said = node.on_node_down([&](const std::string& n, const Error& why) {
         if (why.code != Errc::shutting_down)
-          say(spdlog::level::warn, "down", n + ": " + why.message);
+          say(spdlog::level::warn, "down", n + ": " + why.message, {"down", n, why.message});
       });
+    }
 
     // What `run` itself reports besides the node and the relay.
     auto run_metrics = [&](MetricsWriter& m) {
@@ -438,11 +450,13 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
                   // be dialled and dials every one.
                   bool dial = !published || b < self;
                   say(spdlog::level::info, "bl+",
-                      "found beamlink " + b + (dial ? "; connecting" : "; it connects to us"));
+                      "found beamlink " + b + (dial ? "; connecting" : "; it connects to us"),
+                      {"beamlink found", b, dial ? "connecting" : "it connects to us"});
                   if (dial) peers.add(b);
                 }
                 for (auto& b : d.removed) {
-                  say(spdlog::level::info, "bl-", "beamlink " + b + " left the pubsub's groups");
+                  say(spdlog::level::info, "bl-", "beamlink " + b + " left the pubsub's groups",
+                      {"beamlink left", b, "left the pubsub's groups"});
                   peers.remove(b);
                 }
               });

@@ -45,10 +45,19 @@ std::vector<std::string> servers_in_use(ares_channel channel) {
   char buf[INET6_ADDRSTRLEN];
   for (auto* n = list; n; n = n->next) {
     int port = n->udp_port ? n->udp_port : NAMESERVER_PORT;
-    if (n->family == AF_INET && inet_ntop(AF_INET, &n->addr.addr4, buf, sizeof buf))
-      out.push_back(std::string(buf) + ":" + std::to_string(port));
-    else if (n->family == AF_INET6 && inet_ntop(AF_INET6, &n->addr.addr6, buf, sizeof buf))
-      out.push_back("[" + std::string(buf) + "]:" + std::to_string(port));
+    std::string server;
+    if (n->family == AF_INET && inet_ntop(AF_INET, &n->addr.addr4, buf, sizeof buf)) {
+      server = buf;
+    } else if (n->family == AF_INET6 && inet_ntop(AF_INET6, &n->addr.addr6, buf, sizeof buf)) {
+      server = '[';
+      server += buf;
+      server += ']';
+    } else {
+      continue;
+    }
+    server += ':';
+    server += std::to_string(port);
+    out.push_back(std::move(server));
   }
   ares_free_data(list);
   return out;

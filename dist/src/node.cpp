@@ -8,6 +8,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "common/log_event.hpp"
 #include "common/uv_handle.hpp"
 #include "common/uv_util.hpp"
 #include "connection.hpp"
@@ -294,7 +295,8 @@ void Node::Impl::accepted(Listener::Accepted item) {
   // The capabilities are what the peer's own handshake declared.
   PeerCaps caps{item.peer.version, item.peer.flags, true};
   if (auto r = node.adopt(item.fd, peer, true, caps, &item.peer); !r)
-    spdlog::warn("accepting {} from {}: {}", peer, item.address, r.error().message);
+    log_event(spdlog::level::warn, {"accept failed", peer, r.error().message},
+              "accepting {} from {}: {}", peer, item.address, r.error().message);
 }
 
 void Node::stop() {
@@ -403,7 +405,8 @@ Result<void> Node::adopt(int fd, const std::string& peer, bool inbound, PeerCaps
     // The peer handshook again while we still hold a connection to it: it
     // restarted (or lost the old one first). ei has already told it "ok", so
     // the new connection is the live one; the old one goes, as erts does.
-    spdlog::info("{} connected again: replacing the previous connection", peer);
+    log_event(spdlog::level::info, {"reconnected", peer, "replacing the previous connection"},
+              "{} connected again: replacing the previous connection", peer);
     old->second->close(
         make_error(Errc::connection_closed, "replaced by a new connection from " + peer));
   }
@@ -412,9 +415,10 @@ Result<void> Node::adopt(int fd, const std::string& peer, bool inbound, PeerCaps
     impl_->inbound_peers[peer] = *handshake;
   else
     impl_->inbound_peers.erase(peer);
-  spdlog::info("connected to {} ({}, handshake version {}{})", c.peer(),
-               c.inbound() ? "inbound" : "outbound", caps.version,
-               caps.has(dflag::unlink_id) ? "" : ", old link protocol");
+  const char* direction = c.inbound() ? "inbound" : "outbound";
+  log_event(spdlog::level::info, {"connected", c.peer(), direction},
+            "connected to {} ({}, handshake version {}{})", c.peer(), direction, caps.version,
+            caps.has(dflag::unlink_id) ? "" : ", old link protocol");
   node_up_.emit(c.peer());
   return {};
 }
@@ -436,7 +440,8 @@ void Node::connection_closed(Connection& c, const Error& why) {
   if (why.code == Errc::shutting_down)
     spdlog::debug("closing connection to {}", c.peer());
   else
-    spdlog::warn("connection to {} closed: {}", c.peer(), why.message);
+    log_event(spdlog::level::warn, {"disconnected", c.peer(), why.message},
+              "connection to {} closed: {}", c.peer(), why.message);
   table_.node_down(c.peer());
   // Fail pending rpcs to that node now rather than at their timeout.
   impl_->rpc.node_down(c.peer(), why);

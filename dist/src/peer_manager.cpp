@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/log_event.hpp"
 #include "common/uv_handle.hpp"
 
 namespace beamlink::dist {
@@ -19,7 +20,8 @@ PeerManager::PeerManager(Node& node, Options options) : node_(node), options_(op
       peers_.erase(it);
       return;
     }
-    spdlog::warn("lost {}: {}; redialling", n, why.message);
+    log_event(spdlog::level::warn, {"lost; redialling", n, why.message},
+              "lost {}: {}; redialling", n, why.message);
     p.state = PeerState::backoff;
     p.failures = 0;
     p.backoff = std::chrono::milliseconds(0);
@@ -63,7 +65,9 @@ void PeerManager::add(const std::string& peer) {
   auto [it, inserted] = peers_.try_emplace(peer);
   Peer& p = it->second;
   if (!inserted) {
-    if (!p.wanted) spdlog::info("{} is back in the peer set", peer);
+    if (!p.wanted)
+      log_event(spdlog::level::info, {"back in the peer set", peer, {}},
+                "{} is back in the peer set", peer);
     p.wanted = true;
     return;
   }
@@ -83,7 +87,9 @@ void PeerManager::remove(const std::string& peer) {
   if (p.state == PeerState::connected || p.state == PeerState::dialling) {
     // Keep a live (or nearly live) connection; just never redial it.
     if (p.state == PeerState::connected)
-      spdlog::info("{} left the peer set; keeping its connection while it lasts", peer);
+      log_event(spdlog::level::info,
+                {"left the peer set", peer, "keeping its connection while it lasts"},
+                "{} left the peer set; keeping its connection while it lasts", peer);
     return;
   }
   close_timer(p);
@@ -113,7 +119,9 @@ void PeerManager::dial(const std::string& peer) {
     if (it != peers_.end()) {
       Peer& q = it->second;
       if (r) {
-        if (q.failures > 0) spdlog::info("{} is reachable again", peer);
+        if (q.failures > 0)
+          log_event(spdlog::level::info, {"reachable again", peer, {}}, "{} is reachable again",
+                    peer);
         q.state = PeerState::connected;
         q.failures = 0;
         q.last_error.clear();
@@ -124,8 +132,9 @@ void PeerManager::dial(const std::string& peer) {
         ++q.failures;
         if (r.error().message != q.last_error) {
           // Node's errors name the peer and the step that failed.
-          spdlog::warn("{} (retrying with backoff up to {:.1f} s)", r.error().message,
-                       static_cast<double>(options_.max_backoff.count()) / 1000.0);
+          log_event(spdlog::level::warn, {"connect failed; retrying", peer, r.error().message},
+                    "{} (retrying with backoff up to {:.1f} s)", r.error().message,
+                    static_cast<double>(options_.max_backoff.count()) / 1000.0);
           q.last_error = r.error().message;
         }
         q.state = PeerState::backoff;

@@ -579,7 +579,7 @@ void Doctor::Impl::check_mesh() {
             none2.nil();
             node->rpc(
                 target, "net_kernel", "get_net_ticktime", none2.bytes(), opt.timeout * 2,
-                [this, i, target, views, step_done, rpc_atoms, a](Result<dist::RpcReply> t) {
+                [this, i, target, views, step_done, a](Result<dist::RpcReply> t) {
                   if (!a) return;
                   if (t) {
                     auto in = term::TermReader::from_external({t->term.data(), t->term.size()});

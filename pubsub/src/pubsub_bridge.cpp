@@ -28,7 +28,10 @@ std::string pubsub_group(std::string_view pubsub_name, int index) {
   // Phoenix.PubSub.PG2: adapter_name = Module.concat(name, "Adapter");
   // groups = [adapter_name | for n <- 2..pool_size, do: :"#{adapter_name}_#{n}"].
   std::string g = elixir_atom(pubsub_name) + ".Adapter";
-  if (index > 1) g += "_" + std::to_string(index);
+  if (index > 1) {
+    g += '_';
+    g += std::to_string(index);
+  }
   return g;
 }
 

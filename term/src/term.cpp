@@ -63,7 +63,10 @@ std::string to_string(const Pid& p) {
 
 std::string to_string(const Ref& r) {
   std::string s = "#Ref<" + r.node;
-  for (std::uint32_t i = r.len; i > 0; --i) s += "." + std::to_string(r.n[i - 1]);
+  for (std::uint32_t i = r.len; i > 0; --i) {
+    s += '.';
+    s += std::to_string(r.n[i - 1]);
+  }
   return s + ">";
 }
 
@@ -515,11 +518,13 @@ TermWriter& TermWriter::pid(const Pid& p) {
 
 TermWriter& TermWriter::ref(const Ref& r) {
   if (!ok()) return *this;
-  if (r.len == 0 || r.len > 5) {
-    fail("reference with " + std::to_string(r.len) + " words");
+  // A copy: atom() below could (as far as the compiler knows) change r.len.
+  const std::uint32_t len = r.len;
+  if (len == 0 || len > 5) {
+    fail("reference with " + std::to_string(len) + " words");
     return *this;
   }
-  char head[3] = {static_cast<char>(ERL_NEWER_REFERENCE_EXT), 0, static_cast<char>(r.len)};
+  char head[3] = {static_cast<char>(ERL_NEWER_REFERENCE_EXT), 0, static_cast<char>(len)};
   if (ei_x_append_buf(x_, head, 3) < 0) {
     fail("reference");
     return *this;
@@ -527,8 +532,8 @@ TermWriter& TermWriter::ref(const Ref& r) {
   atom(r.node);
   char fixed[4 + 20];
   put_u32(fixed, r.creation);
-  for (std::uint32_t i = 0; i < r.len; ++i) put_u32(fixed + 4 + 4 * i, r.n[i]);
-  if (ok() && ei_x_append_buf(x_, fixed, static_cast<int>(4 + 4 * r.len)) < 0) fail("reference");
+  for (std::uint32_t i = 0; i < len; ++i) put_u32(fixed + 4 + 4 * i, r.n[i]);
+  if (ok() && ei_x_append_buf(x_, fixed, static_cast<int>(4 + 4 * len)) < 0) fail("reference");
   return *this;
 }
 

@@ -251,7 +251,11 @@ class Walker {
           append_bytes_as_list(text, p + 6, n - 1);
           if (n > 1) text.push_back(',');
           text += std::to_string(p[6 + n - 1] >> (8 - bits));
-          text += ":" + std::to_string(bits) + ">>";
+          // Appended piece by piece: GCC 12 at -O3 reports ":" + to_string()
+          // (operator+(const char*, string&&)) as an overlapping memcpy.
+          text += ':';
+          text += std::to_string(bits);
+          text += ">>";
         }
         v_.opaque(Opaque::bitstring, text);
         at_ += 6 + n;
@@ -288,8 +292,10 @@ class Walker {
         if (!node) return node.error();
         std::size_t ids = q + (tag == ERL_REFERENCE_EXT ? 0 : tag == ERL_NEW_REFERENCE_EXT ? 1 : 4);
         std::string text = "#Ref<" + *node;
-        for (std::size_t w = words; w-- > 0;)
-          text += "." + std::to_string(get_u32(b_ + ids + 4 * w));
+        for (std::size_t w = words; w-- > 0;) {
+          text += '.';  // not "." + to_string(): see the bitstring case
+          text += std::to_string(get_u32(b_ + ids + 4 * w));
+        }
         text += ">";
         v_.opaque(Opaque::ref, text);
         at_ = ids + 4 * words + (tag == ERL_REFERENCE_EXT ? 1 : 0);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "support.hpp"
 
@@ -32,43 +33,11 @@ std::map<std::string, std::string> env_for(int epmd_port, const std::string& coo
           {"RELAY_LISTEN", "off"}};
 }
 
-// A loopback port with nothing listening that no one else can take while
-// this holds it (bound, not listening: a connect is refused). An ended
-// epmd's port could be reused by a test running alongside.
-class RefusedPort {
- public:
-  RefusedPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~RefusedPort() { ::close(fd_); }
-  RefusedPort(const RefusedPort&) = delete;
-  RefusedPort& operator=(const RefusedPort&) = delete;
-  int port() const { return port_; }
-
- private:
-  int fd_;
-  int port_ = 0;
-};
-
-ErlNode::Options erl(const std::string& name, int epmd_port, const std::string& cookie = kCookie) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.cookie = cookie;
-  return o;
-}
-
 }  // namespace
 
 TEST_CASE("beamlink rpc returns erlang:node() and prints Erlang or JSON") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r =
       run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node"}, 20s, env_for(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
@@ -90,7 +59,7 @@ TEST_CASE("beamlink rpc returns erlang:node() and prints Erlang or JSON") {
 
 TEST_CASE("beamlink rpc reports badrpc - timeouts and bad arguments clearly") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "no_such_module", "f", "[]"}, 20s,
                env_for(epmd.port()));
   CHECK(r.code == 1);
@@ -114,7 +83,7 @@ TEST_CASE("beamlink rpc reports badrpc - timeouts and bad arguments clearly") {
 
 TEST_CASE("beamlink ping: pong - and pang with the reason") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, env_for(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out.find("pong from t1@127.0.0.1") != std::string::npos);
@@ -134,7 +103,7 @@ TEST_CASE("beamlink ping: pong - and pang with the reason") {
 
 TEST_CASE("beamlink run joins - is listed by epmd - and unregisters on SIGTERM") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Subprocess::Options o;
   o.env = env_for(epmd.port());
   int port = free_port();
@@ -161,7 +130,7 @@ TEST_CASE("beamlink run joins - is listed by epmd - and unregisters on SIGTERM")
 
 TEST_CASE("beamlink run: a name already registered and a missing epmd are clear errors") {
   Epmd epmd;
-  ErlNode taken(erl("beamlink@127.0.0.1", epmd.port()));
+  ErlNode taken(erl_options("beamlink@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "run"}, 20s, env_for(epmd.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("already registered") != std::string::npos);
@@ -192,7 +161,7 @@ TEST_CASE("a cookie file that others can read is refused") {
 
 TEST_CASE("beamlink subscribe prints the cluster's broadcasts on its topics as JSON lines") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 3)") == "ok");
   Subprocess::Options o;
   o.env = env_for(epmd.port());
@@ -221,4 +190,20 @@ TEST_CASE("beamlink subscribe prints the cluster's broadcasts on its topics as J
   CHECK(out.find("room:2") == std::string::npos);
   CHECK(out.find("{\"pubsub\":\"My.PubSub\",\"topic\":\"room:1\",\"message\":{") !=
         std::string::npos);
+}
+
+TEST_CASE("beamlink --version prints the version and the git commit it was built from") {
+  auto r = run({beamlink_bin(), "--version"}, 10s);
+  CHECK(r.code == 0);
+  // The version project() declares in CMakeLists.txt.
+  std::ifstream lists(source_path("CMakeLists.txt"));
+  std::string text((std::istreambuf_iterator<char>(lists)), std::istreambuf_iterator<char>());
+  auto at = text.find("project(beamlink VERSION ");
+  REQUIRE(at != std::string::npos);
+  at += std::string("project(beamlink VERSION ").size();
+  std::string version = text.substr(at, text.find(' ', at) - at);
+  // The commit: HEAD's when the source is a git checkout, else "unknown".
+  auto git = run({"git", "-C", source_path(""), "rev-parse", "--short", "HEAD"}, 10s);
+  std::string commit = git.code == 0 ? git.out.substr(0, git.out.find('\n')) : "unknown";
+  CHECK(r.out == "beamlink " + version + " (commit " + commit + ")\n");
 }

@@ -56,6 +56,21 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
   }
 }
 
+RefusedPort::RefusedPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    throw std::runtime_error("RefusedPort: cannot bind a loopback port");
+  socklen_t len = sizeof a;
+  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+}
+
+RefusedPort::~RefusedPort() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 int free_port(int count) {
   for (int attempt = 0; attempt < 200; ++attempt) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -393,6 +408,14 @@ std::string ErlNode::eval(const std::string& expr, std::chrono::milliseconds tim
       timeout);
   if (!got) return "{driver_timeout}";
   return result;
+}
+
+ErlNode::Options erl_options(const std::string& name, int epmd_port, const std::string& cookie) {
+  ErlNode::Options o;
+  o.name = name;
+  o.epmd_port = epmd_port;
+  o.cookie = cookie;
+  return o;
 }
 
 }  // namespace beamlink::test

@@ -24,6 +24,22 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 // closed). `count` consecutive free ports when count > 1.
 int free_port(int count = 1);
 
+// A loopback port with nothing listening that no one else can take while
+// this holds it (bound, not listening: a connect is refused). An ended
+// process's port could be reused by a test running alongside.
+class RefusedPort {
+ public:
+  RefusedPort();
+  ~RefusedPort();
+  RefusedPort(const RefusedPort&) = delete;
+  RefusedPort& operator=(const RefusedPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
 // A child process. The destructor sends SIGTERM then, after a grace period,
 // SIGKILL, and reaps it: every process a test starts is ended by PID.
 class Subprocess {
@@ -120,6 +136,11 @@ class ErlNode {
   std::unique_ptr<Subprocess> proc_;
   int seq_ = 0;
 };
+
+// The options of a node `name` (e.g. "t1@127.0.0.1") registered with the
+// epmd on `epmd_port`, with the tests' cookie unless `cookie` is given.
+ErlNode::Options erl_options(const std::string& name, int epmd_port,
+                             const std::string& cookie = "beamlink-test-cookie");
 
 // Paths inside the source and build trees.
 std::string source_path(const std::string& rel);

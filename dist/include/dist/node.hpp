@@ -55,6 +55,9 @@ struct NodeConfig {
   // cap the oldest one in progress (from that address, or overall) is shed.
   std::size_t max_handshakes_per_source = 8;
   std::size_t max_handshakes = 64;
+  // Where the output of our rpcs goes (we are their group leader): UTF-8
+  // text as the calls print it. Unset: logged at info.
+  std::function<void(const std::string& utf8)> rpc_output;
 };
 
 // Counters for logs, tests and metrics.
