@@ -417,7 +417,7 @@ Result<void> Node::adopt(int fd, const std::string& peer, bool inbound, PeerCaps
     impl_->inbound_peers.erase(peer);
   const char* direction = c.inbound() ? "inbound" : "outbound";
   log_event(spdlog::level::info, {"connected", c.peer(), direction},
-            "connected to {} ({}, handshake version {}{})", c.peer(), direction, caps.version,
+            "connected to {} ({}), handshake version {}{}", c.peer(), direction, caps.version,
             caps.has(dflag::unlink_id) ? "" : ", old link protocol");
   node_up_.emit(c.peer());
   return {};
