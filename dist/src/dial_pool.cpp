@@ -21,15 +21,20 @@ DialPool::DialPool(uv_loop_t* loop, int threads)
     : loop_(loop), threads_(threads < 1 ? 1 : threads), shared_(std::make_shared<Shared>()) {}
 
 DialPool::~DialPool() {
+  std::vector<Job> ran;  // finished but not yet completed on the loop
   {
     std::lock_guard lock(shared_->m);
     shared_->stopped = true;
     shared_->async = nullptr;
-    shared_->queue.clear();
-    shared_->finished.clear();
+    shared_->queue.clear();  // never ran: nothing to release
+    ran.swap(shared_->finished);
   }
   shared_->cv.notify_all();
   async_.reset();
+  // What they made (a handshaken socket) is released as a job that finishes
+  // after the pool is gone releases it.
+  for (auto& j : ran)
+    if (j.discard) j.discard();
 }
 
 Result<void> DialPool::submit(Job job) {

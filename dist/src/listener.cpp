@@ -288,8 +288,9 @@ bool Listener::send(Pending& p, std::string bytes) {
   w->req.data = w;
   b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
   rc = uv_write(&w->req, p.tcp.stream(), &b, 1, [](uv_write_t* req, int status) {
-    delete static_cast<WriteReq*>(req->data);
+    // The handle before the request is freed (req lives inside the WriteReq).
     auto* hs = static_cast<Pending*>(req->handle->data);  // null once the handshake is gone
+    delete static_cast<WriteReq*>(req->data);
     if (!hs) return;
     --hs->writes_in_flight;
     if (status < 0) {
@@ -341,7 +342,9 @@ void Listener::succeed(List::iterator it) {
   Accepted a{dup, p.core.peer(), p.address};
   remove(it);  // closes the handshake's handle; the dup keeps the socket
   ++stats_.accepted;
-  on_accepted_(std::move(a));  // may stop or destroy this listener: touch nothing after
+  // A copy: the callback may destroy this listener, and with it on_accepted_.
+  auto cb = on_accepted_;
+  cb(std::move(a));  // may stop or destroy this listener: touch nothing after
 }
 
 void Listener::remove(List::iterator it) {

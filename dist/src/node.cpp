@@ -368,12 +368,14 @@ void Node::connect(const std::string& node, std::function<void(Result<void>)> cb
 // The dialer for `peer` finished (it touches nothing after calling this).
 void Node::Impl::dialed(const std::string& peer, Result<DialedPeer> p) {
   dialers.erase(peer);
-  if (!p) return node.finish_connect(peer, std::move(p).error());
   if (connections.count(peer)) {
-    // An inbound connection from the same node won the race.
-    ::close(p->fd);
+    // An inbound connection from the same node won the race (the peer may
+    // also have refused our dial for it, as a simultaneous connect does):
+    // connected either way.
+    if (p) ::close(p->fd);
     return node.finish_connect(peer, {});
   }
+  if (!p) return node.finish_connect(peer, std::move(p).error());
   ++node.stats_.connects;
   PeerCaps caps{p->version, p->flags, p->flags_known};
   node.finish_connect(peer, node.adopt(p->fd, peer, false, caps));
