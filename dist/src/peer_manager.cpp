@@ -20,8 +20,8 @@ PeerManager::PeerManager(Node& node, Options options) : node_(node), options_(op
       peers_.erase(it);
       return;
     }
-    log_event(spdlog::level::warn, {"lost; redialling", n, why.message},
-              "lost {}: {}; redialling", n, why.message);
+    log_event(spdlog::level::warn, {"lost; redialling", n, why.message}, "lost {}: {}; redialling",
+              n, why.message);
     p.state = PeerState::backoff;
     p.failures = 0;
     p.backoff = std::chrono::milliseconds(0);
