@@ -50,7 +50,6 @@ struct Broadcast {
   // Other beamlinks (relays, sidecars, subscribe) found through the pods:
   // a broadcast reaches their subscribers too, as a pure Elixir member's does.
   std::unique_ptr<pubsub::BeamlinkFinder> finder;
-  std::vector<std::string> beamlinks;  // dialled, in the order found
   enum class Phase {
     connecting,
     syncing,
@@ -123,9 +122,7 @@ struct Broadcast {
   bool find_beamlinks() {
     pubsub::BeamlinkFinderOptions fo;
     fo.scope = opts.pg_scope;
-    for (auto& po : pubsubs)
-      if (po.version != pubsub::PubSubOptions::Version::v1_1)
-        fo.groups.push_back(pubsub::pubsub_group(po.name, 1));
+    fo.groups = pubsub::finder_groups(pubsubs);
     if (fo.groups.empty()) return false;
     fo.interval = std::chrono::hours(1);  // one poll: this command is over long before
     std::set<std::string> pods(connected.begin(), connected.end());
@@ -148,7 +145,6 @@ struct Broadcast {
       pending.erase(peer);
       if (r) {
         connected.push_back(peer);
-        beamlinks.push_back(peer);
       } else {
         std::fprintf(stderr,
                      "beamlink: beamlink %s cannot be reached, its subscribers miss this "

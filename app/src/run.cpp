@@ -432,9 +432,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
           // groups on the pods, then exchange pg membership like any peer.
           pubsub::BeamlinkFinderOptions fo;
           fo.scope = opts.pg_scope;
-          for (auto& po : pubsubs)
-            if (po.version != pubsub::PubSubOptions::Version::v1_1)
-              fo.groups.push_back(pubsub::pubsub_group(po.name, 1));
+          fo.groups = pubsub::finder_groups(pubsubs);
           fo.interval = std::chrono::seconds(cfg.poll_interval);
           auto is_beam = [&](const std::string& n) {
             return (poller && poller->peers().count(n) != 0) ||

@@ -13,6 +13,13 @@
 
 namespace beamlink::pubsub {
 
+std::vector<std::string> finder_groups(const std::vector<PubSubOptions>& pubsubs) {
+  std::vector<std::string> groups;
+  for (auto& po : pubsubs)
+    if (po.version != PubSubOptions::Version::v1_1) groups.push_back(pubsub_group(po.name, 1));
+  return groups;
+}
+
 std::set<std::string> hidden_member_nodes(const std::vector<term::Pid>& members,
                                           const std::vector<std::string>& hidden,
                                           const std::string& self) {

@@ -39,6 +39,7 @@
 
 #include "common/result.hpp"
 #include "common/signal.hpp"
+#include "pubsub/pubsub_bridge.hpp"
 #include "term/term.hpp"
 
 namespace beamlink::dist {
@@ -56,6 +57,11 @@ std::set<std::string> hidden_member_nodes(const std::vector<term::Pid>& members,
 // bad_term for anything else ({badrpc, _} included).
 Result<std::vector<term::Pid>> decode_pid_list(std::span<const char> reply);
 Result<std::vector<std::string>> decode_atom_list(std::span<const char> reply);
+
+// The groups whose hidden members are the other beamlinks: the first pool
+// group of every pubsub that is not 1.1 (1.1 rides on pg2, which has no
+// scope to ask).
+std::vector<std::string> finder_groups(const std::vector<PubSubOptions>& pubsubs);
 
 struct BeamlinkFinderOptions {
   std::string scope = "Elixir.Phoenix.PubSub";  // the pg scope (an atom's text)
