@@ -18,36 +18,17 @@ constexpr auto kPoll = 1s;  // beamlink's POLL_INTERVAL in these tests
 
 // beamlink run inside the cluster's beamlink namespace, as a deployment
 // would start it: NODE_DNS, NODE_HOST, the cookie file, net_ticktime 10.
-struct Beamlink {
-  std::unique_ptr<Subprocess> proc;
-  Beamlink(Cluster& c, std::vector<std::string> extra = {}) {
-    auto v = c.vars();
-    std::vector<std::string> argv = {"ip",
-                                     "netns",
-                                     "exec",
-                                     v["BEAMLINK_NETNS"],
-                                     binary_path("app/beamlink"),
-                                     "run",
-                                     "--cookie-file",
-                                     v["CLUSTER_COOKIE_FILE"],
-                                     "--log-level",
-                                     "info"};
-    for (auto& e : extra) argv.push_back(e);
-    Subprocess::Options o;
-    o.env = {{"NODE_DNS", v["NODE_DNS"]},
-             {"NODE_HOST", v["NODE_HOST"]},
-             {"NET_TICKTIME", "10"},
-             {"POLL_INTERVAL", std::to_string(kPoll.count())}};
-    proc = std::make_unique<Subprocess>(argv, o);
+struct Beamlink : BeamlinkInNs {
+  Beamlink(Cluster& c, std::vector<std::string> extra = {})
+      : BeamlinkInNs(c, args(std::move(extra))) {
     REQUIRE_MESSAGE(proc->wait_out("is up", 60s), proc->err());
   }
-  std::string log() { return proc->err(); }
-  int count(const std::string& needle) {
-    auto l = log();
-    int n = 0;
-    for (auto at = l.find(needle); at != std::string::npos; at = l.find(needle, at + 1)) ++n;
-    return n;
+  static std::vector<std::string> args(std::vector<std::string> extra) {
+    extra.insert(extra.begin(), "run");
+    return extra;
   }
+  std::string log() { return proc->err(); }
+  int count(const std::string& needle) { return occurrences(log(), needle); }
 };
 
 // Whether pod i (1-based) lists beamlink@NODE_HOST in nodes(hidden).

@@ -18,57 +18,8 @@ namespace {
 constexpr const char* kOk = R"({"$atom":"ok"})";
 
 // A beamlink process inside `netns` with NODE_HOST `host`.
-struct Beamlink {
-  std::string netns, host;
-  std::unique_ptr<Subprocess> proc;
-  Beamlink(Cluster& c, const std::map<std::string, std::string>& where,
-           std::vector<std::string> args) {
-    auto v = c.vars();
-    netns = where.at("BEAMLINK_NETNS");
-    host = where.at("NODE_HOST");
-    std::vector<std::string> argv = {"ip",
-                                     "netns",
-                                     "exec",
-                                     netns,
-                                     binary_path("app/beamlink"),
-                                     args[0],
-                                     "--cookie-file",
-                                     v["CLUSTER_COOKIE_FILE"],
-                                     "--log-level",
-                                     "info"};
-    argv.insert(argv.end(), args.begin() + 1, args.end());
-    Subprocess::Options o;
-    o.env = {{"NODE_DNS", v["NODE_DNS"]},
-             {"NODE_HOST", host},
-             {"NET_TICKTIME", "10"},
-             {"POLL_INTERVAL", "1"}};
-    proc = std::make_unique<Subprocess>(argv, o);
-  }
-  std::string node() const { return "beamlink@" + host; }
-  std::vector<std::string> in_ns(std::vector<std::string> argv) const {
-    argv.insert(argv.begin(), {"ip", "netns", "exec", netns});
-    return argv;
-  }
-  struct Http {
-    int status = 0;
-    std::string body;
-  };
-  Http http(const std::string& method, const std::string& path, const std::string& body = "") {
-    std::vector<std::string> argv = {
-        "curl", "-sS", "-X", method, "-w", "\n%{http_code}", "http://127.0.0.1:7070" + path};
-    if (!body.empty()) {
-      argv.push_back("--data-binary");
-      argv.push_back(body);
-    }
-    auto r = run(in_ns(argv), 20s);
-    Http h;
-    auto nl = r.out.rfind('\n');
-    if (nl != std::string::npos) {
-      h.body = r.out.substr(0, nl);
-      h.status = std::atoi(r.out.c_str() + nl + 1);
-    }
-    return h;
-  }
+struct Beamlink : BeamlinkInNs {
+  using BeamlinkInNs::BeamlinkInNs;
   // /readyz lists each of `nodes` as having the pubsub.
   bool lists(const std::vector<std::string>& nodes) {
     auto h = http("GET", "/readyz");
@@ -88,20 +39,6 @@ std::size_t count(const std::string& s, const std::string& needle) {
   std::size_t n = 0;
   for (auto at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
   return n;
-}
-
-// `scripts/cluster env [ARGS]` as a map.
-std::map<std::string, std::string> env_of(Cluster& c, std::vector<std::string> args) {
-  args.insert(args.begin(), "env");
-  auto r = c.cmd(args);
-  REQUIRE_MESSAGE(r.code == 0, r.err);
-  std::map<std::string, std::string> kv;
-  std::istringstream in(r.out);
-  for (std::string line; std::getline(in, line);) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return kv;
 }
 
 // The payload "n" of each new_msg pod `pod` got on topic, in order.

@@ -14,20 +14,6 @@
 using namespace beamlink::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-std::map<std::string, std::string> parse_env(const std::string& text) {
-  std::map<std::string, std::string> kv;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return kv;
-}
-
-}  // namespace
-
 TEST_CASE("scripts/cluster is valid bash and prints its usage") {
   CHECK(run({"bash", "-n", script()}).code == 0);
   auto r = run({script(), "help"});
@@ -61,7 +47,7 @@ TEST_CASE("scripts/cluster: 3 pods mesh - kill and partition and heal - down lea
   CHECK(r.code == 0);
   CHECK(r.out.find("already up") != std::string::npos);
 
-  auto env = parse_env(c.cmd({"env"}).out);
+  auto env = key_values(c.cmd({"env"}).out);
   CHECK(env["NODE_DNS"] == "ewallet.default.svc.cluster.local");
   CHECK(env["BEAMLINK_NETNS"] == c.prefix + "-bl");
   REQUIRE(!env["CLUSTER_COOKIE_FILE"].empty());
@@ -89,7 +75,7 @@ TEST_CASE("scripts/cluster: 3 pods mesh - kill and partition and heal - down lea
   // A killed pod stays in DNS; the others drop it.
   REQUIRE(c.cmd({"kill-pod", "1"}).code == 0);
   CHECK(wait_until([&] { return c.cmd({"nodes", "2"}).out == "ewallet@" + base + ".13\n"; }, 60s));
-  CHECK(parse_env(c.cmd({"env"}).out)["CLUSTER_POD_IPS"].find(base + ".11") != std::string::npos);
+  CHECK(key_values(c.cmd({"env"}).out)["CLUSTER_POD_IPS"].find(base + ".11") != std::string::npos);
 
   // A partitioned pod is dropped within ticktime and rejoins after heal.
   REQUIRE(c.cmd({"partition", "3"}).code == 0);
@@ -271,10 +257,7 @@ TEST_CASE("scripts/cluster CLUSTER_PUBSUB 1.1: two PG2Servers - forward_to_local
 TEST_CASE(
     "scripts/cluster CLUSTER_OTP=22: OTP 22 pods mesh by DNS with Phoenix.PubSub 1.1.2 on pg2") {
   NEED_NETNS();
-  if (!have_otp22()) {
-    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)");
-    return;
-  }
+  NEED_OTP22();
   Cluster c;
   c.env["CLUSTER_OTP"] = "22";
   // 2.x needs pg (OTP 23+): refused before anything is made.

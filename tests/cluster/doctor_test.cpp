@@ -49,7 +49,7 @@ Doctor doctor(Cluster& c, std::vector<std::string> extra = {}, std::string dns =
                                    v["BEAMLINK_NETNS"],
                                    "env",
                                    "NODE_HOST=" + v["NODE_HOST"],
-                                   binary_path("app/beamlink"),
+                                   beamlink_bin(),
                                    "doctor",
                                    "--json",
                                    "--cookie-file",
@@ -83,20 +83,6 @@ std::unique_ptr<Subprocess> erl_in_pod(Cluster& c, int i, const std::string& nam
       },
       20s));
   return p;
-}
-
-// `scripts/cluster env [ARGS]` as a map (ARGS: --sidecar I, --beamlink NAME).
-std::map<std::string, std::string> env_of(Cluster& c, std::vector<std::string> args) {
-  args.insert(args.begin(), "env");
-  auto r = c.cmd(args);
-  REQUIRE_MESSAGE(r.code == 0, r.err);
-  std::map<std::string, std::string> kv;
-  std::istringstream in(r.out);
-  for (std::string line; std::getline(in, line);) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return kv;
 }
 
 }  // namespace
@@ -322,8 +308,8 @@ TEST_CASE("doctor: its own IP in NODE_DNS warns unless it is a sidecar") {
   auto doctor = [&](const std::map<std::string, std::string>& where) {
     return run(
         {"ip", "netns", "exec", where.at("BEAMLINK_NETNS"), "env",
-         "NODE_HOST=" + where.at("NODE_HOST"), binary_path("app/beamlink"), "doctor", "--json",
-         "--cookie-file", v["CLUSTER_COOKIE_FILE"], "--dns", v["NODE_DNS"], "--timeout", "5000"},
+         "NODE_HOST=" + where.at("NODE_HOST"), beamlink_bin(), "doctor", "--json", "--cookie-file",
+         v["CLUSTER_COOKIE_FILE"], "--dns", v["NODE_DNS"], "--timeout", "5000"},
         60s);
   };
   // The beamlink namespace's IP in the headless Service: not a sidecar.

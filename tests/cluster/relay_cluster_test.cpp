@@ -17,59 +17,15 @@ namespace {
 constexpr const char* kOk = R"({"$atom":"ok"})";
 
 // beamlink run in the cluster's beamlink namespace, relaying PUBSUB.
-struct Relay {
-  Cluster& c;
-  std::string netns;
-  std::unique_ptr<Subprocess> proc;
-  Relay(Cluster& cl, const std::string& pubsub, std::vector<std::string> extra = {}) : c(cl) {
-    auto v = c.vars();
-    netns = v["BEAMLINK_NETNS"];
-    std::vector<std::string> argv = {"ip",
-                                     "netns",
-                                     "exec",
-                                     netns,
-                                     binary_path("app/beamlink"),
-                                     "run",
-                                     "--cookie-file",
-                                     v["CLUSTER_COOKIE_FILE"],
-                                     "--log-level",
-                                     "info",
-                                     "--pubsub",
-                                     pubsub};
-    for (auto& e : extra) argv.push_back(e);
-    Subprocess::Options o;
-    o.env = {{"NODE_DNS", v["NODE_DNS"]},
-             {"NODE_HOST", v["NODE_HOST"]},
-             {"NET_TICKTIME", "10"},
-             {"POLL_INTERVAL", "1"}};
-    proc = std::make_unique<Subprocess>(argv, o);
+struct Relay : BeamlinkInNs {
+  Relay(Cluster& c, const std::string& pubsub, std::vector<std::string> extra = {})
+      : BeamlinkInNs(c, args(pubsub, std::move(extra))) {
     REQUIRE_MESSAGE(proc->wait_out("is up", 60s), proc->err());
   }
-  std::string node() { return "beamlink@" + c.vars()["NODE_HOST"]; }
-  // A command inside beamlink's namespace.
-  std::vector<std::string> in_ns(std::vector<std::string> argv) {
-    argv.insert(argv.begin(), {"ip", "netns", "exec", netns});
-    return argv;
-  }
-  struct Http {
-    int status = 0;
-    std::string body;
-  };
-  Http http(const std::string& method, const std::string& path, const std::string& body = "") {
-    std::vector<std::string> argv = {
-        "curl", "-sS", "-X", method, "-w", "\n%{http_code}", "http://127.0.0.1:7070" + path};
-    if (!body.empty()) {
-      argv.push_back("--data-binary");
-      argv.push_back(body);
-    }
-    auto r = run(in_ns(argv), 20s);
-    Http h;
-    auto nl = r.out.rfind('\n');
-    if (nl != std::string::npos) {
-      h.body = r.out.substr(0, nl);
-      h.status = std::atoi(r.out.c_str() + nl + 1);
-    }
-    return h;
+  static std::vector<std::string> args(const std::string& pubsub, std::vector<std::string> extra) {
+    std::vector<std::string> a = {"run", "--pubsub", pubsub};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
   }
   std::string metrics() { return http("GET", "/metrics").body; }
   // The value of a metric line "NAME{labels} VALUE" (-1 when absent).
@@ -80,11 +36,6 @@ struct Relay {
     return std::atoll(text.c_str() + at + series.size() + 2);
   }
 };
-
-std::string broadcast(const std::string& topic, const std::string& event, int n) {
-  return R"({"topic":")" + topic + R"(","event":")" + event + R"(","payload":{"n":)" +
-         std::to_string(n) + "}}";
-}
 
 // The payload "n" of each Socket.Broadcast pod `pod`'s recorder of NAME got
 // on topic, in order, as JSON ("[0,1,2]"); other messages as null.
@@ -115,7 +66,7 @@ void check_post_reaches_each_pod_once(Cluster& c, Relay& relay,
   REQUIRE(wait_until(
       [&] {
         auto before = relay.metric("beamlink_relay_messages_queued_total");
-        if (relay.http("POST", "/v1/broadcast", broadcast("probe", "p", 0)).status != 202)
+        if (relay.http("POST", "/v1/broadcast", broadcast_body("probe", "p", 0)).status != 202)
           return false;
         return relay.metric("beamlink_relay_messages_queued_total") - before ==
                static_cast<long long>(pods * names.size());
@@ -123,7 +74,7 @@ void check_post_reaches_each_pod_once(Cluster& c, Relay& relay,
       20s));
   const int count = 20;
   for (int i = 0; i < count; ++i) {
-    auto r = relay.http("POST", "/v1/broadcast", broadcast("room:1", "new_msg", i));
+    auto r = relay.http("POST", "/v1/broadcast", broadcast_body("room:1", "new_msg", i));
     REQUIRE_MESSAGE(r.status == 202, r.body);
   }
   for (auto& n : names) {
@@ -135,7 +86,8 @@ void check_post_reaches_each_pod_once(Cluster& c, Relay& relay,
   }
   // A last one behind them on every connection: once it is in, anything
   // duplicated would be in too.
-  REQUIRE(relay.http("POST", "/v1/broadcast", broadcast("room:1", "new_msg", count)).status == 202);
+  REQUIRE(relay.http("POST", "/v1/broadcast", broadcast_body("room:1", "new_msg", count)).status ==
+          202);
   for (auto& n : names) {
     for (int p = 1; p <= pods; ++p) {
       CHECK(pubsub(c, p,
@@ -278,7 +230,7 @@ TEST_CASE(
   REQUIRE(wait_until(
       [&] {
         auto before = relay.metric("beamlink_relay_messages_queued_total");
-        return relay.http("POST", "/v1/broadcast", broadcast("probe", "p", 0)).status == 202 &&
+        return relay.http("POST", "/v1/broadcast", broadcast_body("probe", "p", 0)).status == 202 &&
                relay.metric("beamlink_relay_messages_queued_total") - before == 3;
       },
       20s));
@@ -348,13 +300,6 @@ TEST_CASE(
 
 namespace {
 
-// How many times `needle` occurs in `s`.
-int occurrences(const std::string& s, const std::string& needle) {
-  int n = 0;
-  for (auto at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
-  return n;
-}
-
 // Pod `pod`'s pg2 members of {phx, NAME} include `node` (within 60 s).
 bool pg2_member(Cluster& c, int pod, const std::string& name, const std::string& node) {
   auto m = pubsub(c, pod,
@@ -376,10 +321,7 @@ TEST_CASE(
     "relay in an OTP 22 cluster: Phoenix.PubSub 1.1 on pg2 both ways - POST and WebSocket and "
     "subscribe and restarts") {
   NEED_NETNS();
-  if (!have_otp22()) {
-    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)");
-    return;
-  }
+  NEED_OTP22();
   Cluster c;
   c.env["CLUSTER_OTP"] = "22";
   c.env["CLUSTER_PUBSUB"] = "1.1:EWalletAPI.PubSub,1.1:AdminAPI.PubSub";
@@ -403,7 +345,7 @@ TEST_CASE(
   REQUIRE(wait_until(
       [&] {
         auto before = relay.metric("beamlink_relay_messages_queued_total");
-        if (relay.http("POST", "/v1/broadcast", broadcast("probe", "p", 0)).status != 202)
+        if (relay.http("POST", "/v1/broadcast", broadcast_body("probe", "p", 0)).status != 202)
           return false;
         return relay.metric("beamlink_relay_messages_queued_total") - before == 4;
       },

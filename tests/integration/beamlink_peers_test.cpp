@@ -19,77 +19,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kCookie = "beamlink-test-cookie";
-
-std::map<std::string, std::string> env_for(int epmd_port) {
-  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
-          {"ERLANG_COOKIE", kCookie},
-          {"NODE_HOST", "127.0.0.1"}};
-}
-
-ErlNode::Options erl(const std::string& name, int epmd_port) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.cookie = kCookie;
-  return o;
-}
-
-struct Http {
-  int status = 0;
-  std::string body;
-};
-
-Http http(const std::string& method, const std::string& url, const std::string& body = "") {
-  std::vector<std::string> argv = {"curl", "-sS", "-X", method, "-w", "\n%{http_code}", url};
-  if (!body.empty()) {
-    argv.push_back("-H");
-    argv.push_back("Content-Type: application/json");
-    argv.push_back("--data-binary");
-    argv.push_back(body);
-  }
-  auto r = run(argv, 20s);
-  Http h;
-  auto nl = r.out.rfind('\n');
-  if (nl != std::string::npos) {
-    h.body = r.out.substr(0, nl);
-    h.status = std::atoi(r.out.c_str() + nl + 1);
-  }
-  return h;
-}
-
 // `beamlink run` named NAME@127.0.0.1 with a relay on a free port, polling
 // for other beamlinks every second.
-struct Relay {
-  std::string name;
-  int port = free_port();
-  std::unique_ptr<Subprocess> proc;
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port) + path;
-  }
+struct Relay : RelayProcess {
   Relay(int epmd_port, const std::string& alive, const std::string& node)
-      : name(alive + "@127.0.0.1") {
-    Subprocess::Options o;
-    o.env = env_for(epmd_port);
-    o.env["DIST_PORT_MIN"] = o.env["DIST_PORT_MAX"] = std::to_string(free_port());
-    proc = std::make_unique<Subprocess>(
-        std::vector<std::string>{binary_path("app/beamlink"), "run", "--name", name,
-                                 "--relay-listen", "127.0.0.1:" + std::to_string(port), "--pubsub",
-                                 "My.PubSub", "--connect", node, "--poll-interval", "1"},
-        o);
-  }
+      : RelayProcess(epmd_port, {"--name", alive + "@127.0.0.1", "--pubsub", "My.PubSub",
+                                 "--connect", node, "--poll-interval", "1"}),
+        name(alive + "@127.0.0.1") {}
+  std::string name;
 };
-
-std::string body(const std::string& topic, const std::string& event, int n) {
-  return R"({"topic":")" + topic + R"(","event":")" + event + R"(","payload":{"n":)" +
-         std::to_string(n) + "}}";
-}
-
-std::size_t count(const std::string& hay, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
-  return n;
-}
 
 // /readyz of `r` lists every one of `nodes` as having the pubsub.
 bool lists(const Relay& r, const std::vector<std::string>& nodes) {
@@ -104,15 +42,15 @@ bool lists(const Relay& r, const std::vector<std::string>& nodes) {
 
 TEST_CASE("beamlinks: two relays and subscribe find each other and every broadcast reaches all") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 2)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
   Relay a(epmd.port(), "relay_a", "t1@127.0.0.1");
   Relay b(epmd.port(), "relay_b", "t1@127.0.0.1");
   Subprocess::Options so;
-  so.env = env_for(epmd.port());
-  Subprocess sub({binary_path("app/beamlink"), "subscribe", "--pubsub", "My.PubSub", "--connect",
-                  "t1@127.0.0.1", "--poll-interval", "1", "room:1"},
+  so.env = beamlink_env(epmd.port());
+  Subprocess sub({beamlink_bin(), "subscribe", "--pubsub", "My.PubSub", "--connect", "t1@127.0.0.1",
+                  "--poll-interval", "1", "room:1"},
                  so);
   const std::string sub_name = "beamlink_" + std::to_string(sub.pid()) + "@127.0.0.1";
   // Each relay has found (and synced pg with) the other and subscribe; both
@@ -139,16 +77,17 @@ TEST_CASE("beamlinks: two relays and subscribe find each other and every broadca
   REQUIRE_MESSAGE(ws.wait_out("push ok", 60s), ws.out() << ws.err());
   // POSTs to either relay, then a fence through relay a.
   for (int n = 0; n < 4; ++n) {
-    auto h = http("POST", (n % 2 ? b : a).url("/v1/broadcast"), body("room:1", "new_msg", n));
+    auto h =
+        http("POST", (n % 2 ? b : a).url("/v1/broadcast"), broadcast_body("room:1", "new_msg", n));
     CHECK_MESSAGE(h.status == 202, h.body);
   }
   // The one-shot `beamlink broadcast` finds the relays through the node and
   // reaches their subscribers too. subscribe is found as well, but neither
   // it nor the one-shot client is registered with epmd: they cannot connect
   // to each other, and the client says so.
-  auto once = run({binary_path("app/beamlink"), "broadcast", "--pubsub", "My.PubSub", "--connect",
+  auto once = run({beamlink_bin(), "broadcast", "--pubsub", "My.PubSub", "--connect",
                    "t1@127.0.0.1", "room:1", "cli", R"({"n":7})"},
-                  120s, env_for(epmd.port()));
+                  120s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(once.code == 0, once.err);
   // One message per node with the pubsub: t1 and both relays.
   CHECK_MESSAGE(
@@ -156,12 +95,13 @@ TEST_CASE("beamlinks: two relays and subscribe find each other and every broadca
       once.out << once.err);
   CHECK_MESSAGE(once.err.find("beamlink " + sub_name + " cannot be reached") != std::string::npos,
                 once.err);
-  CHECK(http("POST", a.url("/v1/broadcast"), body("room:1", "fence", 9)).status == 202);
+  CHECK(http("POST", a.url("/v1/broadcast"), broadcast_body("room:1", "fence", 9)).status == 202);
   REQUIRE_MESSAGE(wait_until([&] { return !ws.running(); }, 60s), ws.out() << ws.err());
-  CHECK_MESSAGE(count(ws.out(), "msg room:1 cli {\"n\":7}") == 1, ws.out());
+  CHECK_MESSAGE(occurrences(ws.out(), "msg room:1 cli {\"n\":7}") == 1, ws.out());
   for (int n = 0; n < 4; ++n)
-    CHECK_MESSAGE(count(ws.out(), "msg room:1 new_msg {\"n\":" + std::to_string(n) + "}") == 1,
-                  ws.out());
+    CHECK_MESSAGE(
+        occurrences(ws.out(), "msg room:1 new_msg {\"n\":" + std::to_string(n) + "}") == 1,
+        ws.out());
   // The node: the shout and each POST once, in order per relay.
   REQUIRE(wait_until(
       [&] { return t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "7"; }, 60s));
@@ -172,15 +112,15 @@ TEST_CASE("beamlinks: two relays and subscribe find each other and every broadca
   // subscribe: everything once (the shout, four POSTs, the fence).
   REQUIRE_MESSAGE(sub.wait_out("\"fence\"", 60s), sub.out() << sub.err());
   for (int n = 0; n < 4; ++n)
-    CHECK_MESSAGE(count(sub.out(), "\"n\":" + std::to_string(n) + "}") == 1, sub.out());
-  CHECK(count(sub.out(), "\"shout\"") == 1);
-  CHECK(count(sub.out(), "\"cli\"") == 0);
+    CHECK_MESSAGE(occurrences(sub.out(), "\"n\":" + std::to_string(n) + "}") == 1, sub.out());
+  CHECK(occurrences(sub.out(), "\"shout\"") == 1);
+  CHECK(occurrences(sub.out(), "\"cli\"") == 0);
   CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:1\">>))") == "7");
 }
 
 TEST_CASE("beamlinks: a relay that goes away is dropped and found again when it restarts") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
   Relay a(epmd.port(), "relay_a", "t1@127.0.0.1");
   auto b = std::make_unique<Relay>(epmd.port(), "relay_b", "t1@127.0.0.1");
@@ -197,7 +137,8 @@ TEST_CASE("beamlinks: a relay that goes away is dropped and found again when it 
                       },
                       60s),
                   a.proc->err());
-  CHECK(http("POST", a.url("/v1/broadcast"), body("room:2", "while_away", 1)).status == 202);
+  CHECK(http("POST", a.url("/v1/broadcast"), broadcast_body("room:2", "while_away", 1)).status ==
+        202);
   // Restarted under the same name: found within a poll or two, and what a
   // accepts reaches its clients again.
   b = std::make_unique<Relay>(epmd.port(), "relay_b", "t1@127.0.0.1");
@@ -205,8 +146,8 @@ TEST_CASE("beamlinks: a relay that goes away is dropped and found again when it 
                   a.proc->err() << b->proc->err());
   Subprocess ws({"node", source_path("tests/js/phoenix_client.js"), b->url("/socket"), "room:2"});
   REQUIRE_MESSAGE(ws.wait_out("push ok", 60s), ws.out() << ws.err());
-  CHECK(http("POST", a.url("/v1/broadcast"), body("room:2", "back", 2)).status == 202);
-  CHECK(http("POST", a.url("/v1/broadcast"), body("room:2", "fence", 3)).status == 202);
+  CHECK(http("POST", a.url("/v1/broadcast"), broadcast_body("room:2", "back", 2)).status == 202);
+  CHECK(http("POST", a.url("/v1/broadcast"), broadcast_body("room:2", "fence", 3)).status == 202);
   REQUIRE_MESSAGE(wait_until([&] { return !ws.running(); }, 60s), ws.out() << ws.err());
-  CHECK(count(ws.out(), "msg room:2 back {\"n\":2}") == 1);
+  CHECK(occurrences(ws.out(), "msg room:2 back {\"n\":2}") == 1);
 }

@@ -16,42 +16,25 @@
 using namespace beamlink::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-const std::string kCookie = "beamlink-test-cookie";
-
-std::string beamlink_bin() {
-  return binary_path("app/beamlink");
-}
-
-std::map<std::string, std::string> env_for(int epmd_port, const std::string& cookie = kCookie) {
-  // RELAY_LISTEN=off: `run`'s relay would take 127.0.0.1:7070, which two
-  // tests running at once (or anything else on the machine) cannot share.
-  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
-          {"ERLANG_COOKIE", cookie},
-          {"NODE_HOST", "127.0.0.1"},
-          {"RELAY_LISTEN", "off"}};
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("beamlink rpc returns erlang:node() and prints Erlang or JSON") {
   Epmd epmd;
   ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
-  auto r =
-      run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node"}, 20s, env_for(epmd.port()));
+  auto r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node"}, 20s,
+               beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out == "'t1@127.0.0.1'\n");
 
   r = run(
       {beamlink_bin(), "rpc", "t1@127.0.0.1", "lists", "reverse", "[[1, <<\"two\">>, three, 4.5]]"},
-      20s, env_for(epmd.port()));
+      20s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out == "[4.5,three,<<\"two\">>,1]\n");
 
   r = run({beamlink_bin(), "rpc", "--json", "t1@127.0.0.1", "maps", "from_list",
            "[[{<<\"a\">>, 1}, {b, [true, nil]}]]"},
-          20s, env_for(epmd.port()));
+          20s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out.find("\"a\":1") != std::string::npos);
   CHECK(r.out.find("\"b\":[true,null]") != std::string::npos);
@@ -61,22 +44,23 @@ TEST_CASE("beamlink rpc reports badrpc - timeouts and bad arguments clearly") {
   Epmd epmd;
   ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "no_such_module", "f", "[]"}, 20s,
-               env_for(epmd.port()));
+               beamlink_env(epmd.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("badrpc") != std::string::npos);
   CHECK(r.err.find("undef") != std::string::npos);
 
   r = run({beamlink_bin(), "rpc", "--timeout", "300", "t1@127.0.0.1", "timer", "sleep", "[3000]"},
-          20s, env_for(epmd.port()));
+          20s, beamlink_env(epmd.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("no reply within 300 ms") != std::string::npos);
 
   r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node", "[1, 2"}, 20s,
-          env_for(epmd.port()));
+          beamlink_env(epmd.port()));
   CHECK(r.code == 2);
   CHECK(r.err.find("ARGS") != std::string::npos);
 
-  r = run({beamlink_bin(), "rpc", "nobody@127.0.0.1", "erlang", "node"}, 20s, env_for(epmd.port()));
+  r = run({beamlink_bin(), "rpc", "nobody@127.0.0.1", "erlang", "node"}, 20s,
+          beamlink_env(epmd.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("has no node named 'nobody'") != std::string::npos);
 }
@@ -84,18 +68,18 @@ TEST_CASE("beamlink rpc reports badrpc - timeouts and bad arguments clearly") {
 TEST_CASE("beamlink ping: pong - and pang with the reason") {
   Epmd epmd;
   ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
-  auto r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, env_for(epmd.port()));
+  auto r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out.find("pong from t1@127.0.0.1") != std::string::npos);
 
-  r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, env_for(epmd.port(), "wrong-cookie"));
+  r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, beamlink_env(epmd.port(), "wrong-cookie"));
   CHECK(r.code == 1);
   CHECK(r.err.find("pang") != std::string::npos);
   CHECK(r.err.find("cookies differ") != std::string::npos);
   CHECK(t1.eval("1 + 1") == "2");
 
   RefusedPort empty;
-  r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, env_for(empty.port()));
+  r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 20s, beamlink_env(empty.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("no epmd at 127.0.0.1:" + std::to_string(empty.port())) != std::string::npos);
   CHECK(r.err.find("-daemon") != std::string::npos);
@@ -105,13 +89,13 @@ TEST_CASE("beamlink run joins - is listed by epmd - and unregisters on SIGTERM")
   Epmd epmd;
   ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Subprocess::Options o;
-  o.env = env_for(epmd.port());
+  o.env = beamlink_env(epmd.port());
   int port = free_port();
   Subprocess bl({beamlink_bin(), "run", "--dist-ports",
                  std::to_string(port) + "-" + std::to_string(port), "--connect", "t1@127.0.0.1"},
                 o);
   REQUIRE_MESSAGE(bl.wait_out("is up", 10s), bl.err());
-  auto names = run({beamlink_bin(), "names"}, 10s, env_for(epmd.port()));
+  auto names = run({beamlink_bin(), "names"}, 10s, beamlink_env(epmd.port()));
   CHECK(names.out.find("name beamlink at port " + std::to_string(port)) != std::string::npos);
   CHECK(wait_until(
       [&] { return t1.eval("lists:member('beamlink@127.0.0.1', nodes(hidden))") == "true"; }, 10s));
@@ -121,7 +105,7 @@ TEST_CASE("beamlink run joins - is listed by epmd - and unregisters on SIGTERM")
   REQUIRE(code);
   CHECK(*code == 0);
   CHECK(bl.err().find("SIGTERM") != std::string::npos);
-  names = run({beamlink_bin(), "names"}, 10s, env_for(epmd.port()));
+  names = run({beamlink_bin(), "names"}, 10s, beamlink_env(epmd.port()));
   CHECK(names.out.find("beamlink") == std::string::npos);
   CHECK(wait_until(
       [&] { return t1.eval("lists:member('beamlink@127.0.0.1', nodes(hidden))") == "false"; },
@@ -131,12 +115,12 @@ TEST_CASE("beamlink run joins - is listed by epmd - and unregisters on SIGTERM")
 TEST_CASE("beamlink run: a name already registered and a missing epmd are clear errors") {
   Epmd epmd;
   ErlNode taken(erl_options("beamlink@127.0.0.1", epmd.port()));
-  auto r = run({beamlink_bin(), "run"}, 20s, env_for(epmd.port()));
+  auto r = run({beamlink_bin(), "run"}, 20s, beamlink_env(epmd.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("already registered") != std::string::npos);
 
   RefusedPort gone;
-  r = run({beamlink_bin(), "run"}, 20s, env_for(gone.port()));
+  r = run({beamlink_bin(), "run"}, 20s, beamlink_env(gone.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("-daemon") != std::string::npos);
 }
@@ -148,7 +132,7 @@ TEST_CASE("a cookie file that others can read is refused") {
   auto file = dir / "cookie";
   { std::ofstream(file) << "secret\n"; }
   ::chmod(file.c_str(), 0644);
-  auto env = env_for(4369);
+  auto env = beamlink_env(4369);
   env.erase("ERLANG_COOKIE");
   auto r = run({"env", "-u", "ERLANG_COOKIE", beamlink_bin(), "ping", "--cookie-file",
                 file.string(), "x@127.0.0.1"},
@@ -164,7 +148,7 @@ TEST_CASE("beamlink subscribe prints the cluster's broadcasts on its topics as J
   ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 3)") == "ok");
   Subprocess::Options o;
-  o.env = env_for(epmd.port());
+  o.env = beamlink_env(epmd.port());
   Subprocess sub(
       {beamlink_bin(), "subscribe", "--pubsub", "My.PubSub", "--connect", "t1@127.0.0.1", "room:1"},
       o);

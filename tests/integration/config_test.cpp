@@ -20,12 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kCookie = "beamlink-test-cookie";
-
-std::string beamlink_bin() {
-  return binary_path("app/beamlink");
-}
-
 // Every variable beamlink reads: unset for each run but those a case sets,
 // so the machine's own environment cannot decide a case.
 const char* const kConfigVars[] = {

@@ -20,17 +20,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kProbeCookie = "beamlink-test-cookie";
 constexpr auto kProbeTimeout = 5000ms;
-
-ErlNode::Options node(const std::string& name, int epmd_port,
-                      const std::string& cookie = kProbeCookie) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.cookie = cookie;
-  return o;
-}
 
 in_addr loopback() {
   in_addr a{};
@@ -47,17 +37,13 @@ std::uint16_t dist_port(ErlNode& n) {
 
 HandshakeReport probe(ErlNode& n, const std::string& expected,
                       const std::string& our_name = "probe@127.0.0.1",
-                      const std::string& cookie = kProbeCookie) {
+                      const std::string& cookie = kCookie) {
   return probe_handshake(expected, loopback(), dist_port(n), our_name, cookie, kProbeTimeout);
 }
 
 bool has_flag(const HandshakeReport& r, const std::string& name) {
   const auto& v = r.peer.peer_flag_names;
   return std::find(v.begin(), v.end(), name) != v.end();
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 void log_report(const std::string& what, const HandshakeReport& r) {
@@ -74,7 +60,7 @@ void log_report(const std::string& what, const HandshakeReport& r) {
 
 TEST_CASE("probe_handshake completes against an OTP node and reports its flags") {
   Epmd epmd;
-  ErlNode t1(node("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("net_kernel:monitor_nodes(true, [{node_type, all}])") == "ok");
   auto r = probe(t1, "t1@127.0.0.1");
   log_report("healthy", r);
@@ -101,7 +87,7 @@ TEST_CASE("probe_handshake completes against an OTP node and reports its flags")
 
 TEST_CASE("probe_handshake against a node with another cookie says the cookies differ") {
   Epmd epmd;
-  ErlNode t1(node("t1@127.0.0.1", epmd.port(), "some-other-cookie"));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port(), 60, "some-other-cookie"));
   auto r = probe(t1, "t1@127.0.0.1");
   log_report("other cookie", r);
   REQUIRE_FALSE(r.outcome.ok());
@@ -123,7 +109,7 @@ TEST_CASE("probe_handshake against a node with another cookie says the cookies d
 
 TEST_CASE("probe_handshake reports a peer whose own name differs from the dialled one") {
   Epmd epmd;
-  ErlNode pod(node("ewallet@pod-7.ewallet.svc.cluster.local", epmd.port()));
+  ErlNode pod(erl_options("ewallet@pod-7.ewallet.svc.cluster.local", epmd.port()));
   auto r = probe(pod, "ewallet@127.0.0.1");
   log_report("name mismatch", r);
   CHECK(r.outcome.ok());  // the handshake itself works
@@ -135,7 +121,7 @@ TEST_CASE("probe_handshake reports a peer whose own name differs from the dialle
 
 TEST_CASE("probe_handshake reports not_allowed from a node with net_kernel allow") {
   Epmd epmd;
-  ErlNode t1(node("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("net_kernel:allow(['someone@127.0.0.1'])") == "ok");
   auto r = probe(t1, "t1@127.0.0.1");
   log_report("not allowed", r);
@@ -148,8 +134,8 @@ TEST_CASE("probe_handshake reports not_allowed from a node with net_kernel allow
 
 TEST_CASE("probe_handshake reports alive when a node with our name is connected") {
   Epmd epmd;
-  ErlNode t1(node("t1@127.0.0.1", epmd.port()));
-  ErlNode twin(node("twin@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
+  ErlNode twin(erl_options("twin@127.0.0.1", epmd.port()));
   CHECK(twin.eval("net_adm:ping('t1@127.0.0.1')") == "pong");
   auto r = probe(t1, "t1@127.0.0.1", "twin@127.0.0.1");
   log_report("alive", r);
@@ -174,7 +160,7 @@ TEST_CASE("probe_handshake against a silent listener times out naming the stage"
   REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
   auto t0 = std::chrono::steady_clock::now();
   auto r = probe_handshake("t1@127.0.0.1", loopback(), ntohs(sa.sin_port), "probe@127.0.0.1",
-                           kProbeCookie, 300ms);
+                           kCookie, 300ms);
   auto took = std::chrono::steady_clock::now() - t0;
   ::close(lfd);
   log_report("silent", r);
@@ -189,8 +175,8 @@ TEST_CASE("probe_handshake against a silent listener times out naming the stage"
 
 TEST_CASE("probe_handshake to a closed port is connection_refused") {
   auto port = static_cast<std::uint16_t>(free_port());
-  auto r = probe_handshake("t1@127.0.0.1", loopback(), port, "probe@127.0.0.1", kProbeCookie,
-                           kProbeTimeout);
+  auto r =
+      probe_handshake("t1@127.0.0.1", loopback(), port, "probe@127.0.0.1", kCookie, kProbeTimeout);
   REQUIRE_FALSE(r.outcome.ok());
   CHECK_FALSE(r.tcp_connected);
   CHECK(r.outcome.error().code == Errc::connection_refused);
@@ -200,9 +186,9 @@ TEST_CASE("probe_handshake to a closed port is connection_refused") {
 TEST_CASE("probe_handshake with flags the peer requires missing gets not_allowed") {
   // OTP 25 answers not_allowed (not a closed connection) and logs which flag.
   Epmd epmd;
-  ErlNode t1(node("t1@127.0.0.1", epmd.port()));
-  auto r = probe_handshake("t1@127.0.0.1", loopback(), dist_port(t1), "probe@127.0.0.1",
-                           kProbeCookie, kProbeTimeout, dflag::mandatory_25 & ~dflag::map_tag);
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
+  auto r = probe_handshake("t1@127.0.0.1", loopback(), dist_port(t1), "probe@127.0.0.1", kCookie,
+                           kProbeTimeout, dflag::mandatory_25 & ~dflag::map_tag);
   log_report("without DFLAG_MAP_TAG", r);
   REQUIRE_FALSE(r.outcome.ok());
   CHECK(r.peer.status == "not_allowed");
@@ -217,8 +203,8 @@ TEST_CASE("probe_handshake with flags the peer requires missing gets not_allowed
 
 TEST_CASE("probe_handshake with a malformed name is closed right after send_name") {
   Epmd epmd;
-  ErlNode t1(node("t1@127.0.0.1", epmd.port()));
-  auto r = probe_handshake("t1@127.0.0.1", loopback(), dist_port(t1), "pro be@1@x", kProbeCookie,
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
+  auto r = probe_handshake("t1@127.0.0.1", loopback(), dist_port(t1), "pro be@1@x", kCookie,
                            kProbeTimeout);
   log_report("malformed name", r);
   REQUIRE_FALSE(r.outcome.ok());

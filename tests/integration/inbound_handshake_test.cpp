@@ -73,24 +73,10 @@ int connect_to(int port) {
   return fd;
 }
 
-std::string be(std::uint64_t v, int n) {
-  std::string s;
-  for (int i = n - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  return s;
-}
-
 // A valid version 6 send_name from `name`, with OTP 25's flags.
 std::string send_name(const std::string& name) {
   std::string body = "N" + be(0xd07df7fbdull, 8) + be(1, 4) + be(name.size(), 2) + name;
   return be(body.size(), 2) + body;
-}
-
-ErlNode::Options erl(const std::string& name, int epmd_port, const std::string& cookie = kCookie) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.cookie = cookie;
-  return o;
 }
 
 // A fresh handshake each time: drop the connection, then ping, timed by the
@@ -177,7 +163,7 @@ class Load {
 };
 
 void fresh_node_pings_at_once(int epmd_port) {
-  ErlNode fresh(erl("fresh@127.0.0.1", epmd_port));
+  ErlNode fresh(erl_options("fresh@127.0.0.1", epmd_port));
   auto [r, ms] = timed_ping(fresh);
   CHECK(r == "pong");
   MESSAGE("a fresh node's ping afterwards took " << ms << " ms");
@@ -191,7 +177,7 @@ TEST_CASE("pings get pong while 10000 idle connections are held open") {
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(timed_ping(t1).first == "pong");
   Fds idle;
   for (int i = 0; i < 10000; ++i) {
@@ -217,7 +203,7 @@ TEST_CASE("pings get pong while idle connections stream in from the same address
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   const int port = bl->listen_port();
   std::deque<int> held;
   {
@@ -247,7 +233,7 @@ TEST_CASE("pings get pong with 1000 half-finished handshakes and slow-drip conne
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Fds half;
   for (int i = 0; i < 1000; ++i) {
     int fd = connect_to(bl->listen_port());
@@ -286,8 +272,8 @@ TEST_CASE("pings get pong through a garbage flood and a wrong-cookie flood - log
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode good(erl("good@127.0.0.1", epmd.port()));
-  ErlNode bad(erl("bad@127.0.0.1", epmd.port(), "some-other-cookie"));
+  ErlNode good(erl_options("good@127.0.0.1", epmd.port()));
+  ErlNode bad(erl_options("bad@127.0.0.1", epmd.port(), 60, "some-other-cookie"));
   const int port = bl->listen_port();
   {
     std::mt19937 rng(7);
@@ -330,7 +316,7 @@ TEST_CASE("inbound handshakes work with 1100 and 20000 descriptors open") {
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Fds held;
   for (int target : {1100, most}) {
     CAPTURE(target);

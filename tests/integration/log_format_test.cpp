@@ -15,8 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kCookie = "beamlink-test-cookie";
-
 // Every line of `text` parsed as JSON; one "level|event|peer|reason" line
 // for each, or the parse error (python3's exit code is then non-zero).
 RunResult parse_json_lines(const std::string& text) {
@@ -44,13 +42,10 @@ TEST_CASE("LOG_FORMAT=json: one JSON object per line - connect and disconnect sa
   Epmd epmd;
   auto t1 = std::make_unique<ErlNode>(erl_options("t1@127.0.0.1", epmd.port()));
   Subprocess::Options o;
-  o.env = {{"ERL_EPMD_PORT", std::to_string(epmd.port())},
-           {"ERLANG_COOKIE", kCookie},
-           {"NODE_HOST", "127.0.0.1"},
-           {"RELAY_LISTEN", "off"},
-           {"LOG_FORMAT", "json"}};
+  o.env = beamlink_env(epmd.port());
+  o.env["LOG_FORMAT"] = "json";
   int port = free_port();
-  Subprocess bl({binary_path("app/beamlink"), "run", "--dist-ports",
+  Subprocess bl({beamlink_bin(), "run", "--dist-ports",
                  std::to_string(port) + "-" + std::to_string(port), "--connect", "t1@127.0.0.1"},
                 o);
   REQUIRE_MESSAGE(bl.wait_err("\"event\":\"connected\"", 60s), bl.err());
@@ -75,12 +70,9 @@ TEST_CASE("LOG_FORMAT=text keeps the text lines - and run names what happened on
   Epmd epmd;
   ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Subprocess::Options o;
-  o.env = {{"ERL_EPMD_PORT", std::to_string(epmd.port())},
-           {"ERLANG_COOKIE", kCookie},
-           {"NODE_HOST", "127.0.0.1"},
-           {"RELAY_LISTEN", "off"}};
+  o.env = beamlink_env(epmd.port());
   int port = free_port();
-  Subprocess bl({binary_path("app/beamlink"), "run", "--log-format", "text", "--dist-ports",
+  Subprocess bl({beamlink_bin(), "run", "--log-format", "text", "--dist-ports",
                  std::to_string(port) + "-" + std::to_string(port), "--connect", "t1@127.0.0.1"},
                 o);
   REQUIRE_MESSAGE(bl.wait_err("connected to t1@127.0.0.1 (outbound)", 60s), bl.err());

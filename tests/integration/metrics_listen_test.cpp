@@ -17,54 +17,25 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kCookie = "beamlink-test-cookie";
-
-struct Http {
-  int status = 0;
-  std::string body;
-  std::string headers;
-};
-
-// curl: -w prints the status after the body on its own line.
-Http http(const std::string& method, const std::string& url) {
-  auto r =
-      run({"curl", "-sS", "-X", method, "-D", "/dev/stderr", "-w", "\n%{http_code}", url}, 20s);
-  Http h;
-  auto nl = r.out.rfind('\n');
-  if (nl != std::string::npos) {
-    h.body = r.out.substr(0, nl);
-    h.status = std::atoi(r.out.c_str() + nl + 1);
-  }
-  h.headers = r.err;
-  return h;
-}
-
 std::map<std::string, std::string> env_for(int epmd_port, int metrics_port) {
-  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
-          {"ERLANG_COOKIE", kCookie},
-          {"NODE_HOST", "127.0.0.1"},
-          {"RELAY_LISTEN", "off"},
-          {"METRICS_LISTEN", "127.0.0.1:" + std::to_string(metrics_port)},
-          {"DIST_PORT_MIN", std::to_string(free_port())}};
+  auto env = beamlink_env(epmd_port);
+  env["METRICS_LISTEN"] = "127.0.0.1:" + std::to_string(metrics_port);
+  env["DIST_PORT_MIN"] = std::to_string(free_port());
+  return env;
 }
 
 }  // namespace
 
 TEST_CASE("metrics listen: GET /metrics with the relay off") {
   Epmd epmd;
-  ErlNode::Options o;
-  o.name = "t1@127.0.0.1";
-  o.epmd_port = epmd.port();
-  o.cookie = kCookie;
-  ErlNode t1(o);
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   const int port = free_port();
   Subprocess::Options so;
   so.env = env_for(epmd.port(), port);
-  Subprocess bl({binary_path("app/beamlink"), "run", "--name", "metrics@127.0.0.1", "--connect",
-                 "t1@127.0.0.1"},
+  Subprocess bl({beamlink_bin(), "run", "--name", "metrics@127.0.0.1", "--connect", "t1@127.0.0.1"},
                 so);
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
-  Http m;
+  HttpReply m;
   REQUIRE_MESSAGE(wait_until(
                       [&] {
                         m = http("GET", base + "/metrics");
@@ -104,7 +75,7 @@ TEST_CASE("metrics listen: a port in use refuses to start and names METRICS_LIST
   // The first one holds the port.
   Subprocess::Options so;
   so.env = env_for(epmd.port(), port);
-  Subprocess first({binary_path("app/beamlink"), "run", "--name", "first@127.0.0.1"}, so);
+  Subprocess first({beamlink_bin(), "run", "--name", "first@127.0.0.1"}, so);
   REQUIRE_MESSAGE(
       wait_until(
           [&] {
@@ -114,11 +85,11 @@ TEST_CASE("metrics listen: a port in use refuses to start and names METRICS_LIST
           20s),
       first.err());
   auto env = env_for(epmd.port(), port);
-  auto r = run({binary_path("app/beamlink"), "run", "--name", "second@127.0.0.1"}, 20s, env);
+  auto r = run({beamlink_bin(), "run", "--name", "second@127.0.0.1"}, 20s, env);
   CHECK(r.code == 2);
   CHECK_MESSAGE(r.err.find("choose another METRICS_LISTEN") != std::string::npos, r.err);
   env["METRICS_LISTEN"] = "nowhere:1";
-  r = run({binary_path("app/beamlink"), "run", "--name", "third@127.0.0.1"}, 20s, env);
+  r = run({beamlink_bin(), "run", "--name", "third@127.0.0.1"}, 20s, env);
   CHECK(r.code == 2);
   CHECK_MESSAGE(r.err.find("METRICS_LISTEN: listen address \"nowhere:1\"") != std::string::npos,
                 r.err);

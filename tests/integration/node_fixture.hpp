@@ -14,8 +14,6 @@
 
 namespace beamlink::test {
 
-inline const std::string kCookie = "beamlink-test-cookie";
-
 inline dist::NodeConfig test_node_config(int epmd_port,
                                          const std::string& name = "beamlink@127.0.0.1") {
   dist::NodeConfig c;
@@ -78,5 +76,31 @@ class TestNode {
   LoopThread& lt_;
   std::unique_ptr<dist::Node> node_;
 };
+
+// Registers `echo`: {From, Msg} -> From ! {echo, Msg}; {From, whoami} -> From ! {pid, Self}.
+inline void install_echo(TestNode& node) {
+  node.on_loop([&] {
+    auto r =
+        node->register_name("echo", [n = &*node](const term::Pid& self, const dist::Envelope& e) {
+          if (e.kind != dist::Envelope::Kind::message) return;
+          auto in = term::TermReader::from_external(e.term);
+          if (!in) return;
+          auto a = in->read_tuple_header();
+          auto from = in->read_pid();
+          if (!a || *a != 2 || !from) return;
+          term::TermReader probe = *in;
+          term::TermWriter reply;
+          if (auto atom = probe.read_atom(); atom && *atom == "whoami") {
+            reply.tuple(2).atom("pid").pid(self);
+          } else {
+            auto msg = in->read_raw();
+            if (!msg) return;
+            reply.tuple(2).atom("echo").raw(*msg);
+          }
+          (void)n->send(*from, reply.bytes());
+        });
+    REQUIRE(r.ok());
+  });
+}
 
 }  // namespace beamlink::test

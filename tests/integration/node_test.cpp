@@ -16,51 +16,11 @@ using namespace beamlink;
 using namespace beamlink::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-ErlNode::Options erl(const std::string& name, int epmd_port, int ticktime = 60,
-                     const std::string& cookie = kCookie) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.ticktime = ticktime;
-  o.cookie = cookie;
-  return o;
-}
-
-// Registers `echo`: {From, Msg} -> From ! {echo, Msg}; {From, whoami} -> From ! {pid, Self}.
-void install_echo(TestNode& node) {
-  node.on_loop([&] {
-    auto r =
-        node->register_name("echo", [n = &*node](const term::Pid& self, const dist::Envelope& e) {
-          if (e.kind != dist::Envelope::Kind::message) return;
-          auto in = term::TermReader::from_external(e.term);
-          if (!in) return;
-          auto a = in->read_tuple_header();
-          auto from = in->read_pid();
-          if (!a || *a != 2 || !from) return;
-          term::TermReader probe = *in;
-          term::TermWriter reply;
-          if (auto atom = probe.read_atom(); atom && *atom == "whoami") {
-            reply.tuple(2).atom("pid").pid(self);
-          } else {
-            auto msg = in->read_raw();
-            if (!msg) return;
-            reply.tuple(2).atom("echo").raw(*msg);
-          }
-          (void)n->send(*from, reply.bytes());
-        });
-    REQUIRE(r.ok());
-  });
-}
-
-}  // namespace
-
 TEST_CASE("a BEAM node's net_adm:ping gets pong and sees beamlink as hidden") {
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
   CHECK(t1.eval("lists:member('beamlink@127.0.0.1', nodes(hidden))") == "true");
   CHECK(t1.eval("lists:member('beamlink@127.0.0.1', nodes())") == "false");
@@ -72,7 +32,7 @@ TEST_CASE("a BEAM process sends to a name registered in beamlink and gets the re
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
   install_echo(bl);
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), {hello, <<\"world\">>, 42}}");
   CHECK(t1.eval("receive {echo, M} -> M after 5000 -> timeout end") == "{hello,<<\"world\">>,42}");
 }
@@ -81,7 +41,7 @@ TEST_CASE("beamlink sends to a BEAM registered process and to a pid") {
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("register(sink, self())") == "true");
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   auto sent = bl.on_loop([&] {
@@ -99,7 +59,7 @@ TEST_CASE("links from BEAM processes stay consistent") {
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
   install_echo(bl);
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), whoami}");
   CHECK(t1.eval("receive {pid, P} -> Echo = P, is_pid(P) after 5000 -> timeout end") == "true");
   t1.eval("process_flag(trap_exit, true)");
@@ -141,7 +101,7 @@ TEST_CASE("a BEAM monitor on a beamlink process watches the connection") {
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
   install_echo(bl);
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), whoami}");
   CHECK(t1.eval("receive {pid, P} -> Echo = P, ok after 5000 -> timeout end") == "ok");
   CHECK(t1.eval("M = erlang:monitor(process, Echo), is_reference(M)") == "true");
@@ -154,8 +114,8 @@ TEST_CASE("a wrong cookie in either direction is refused and both sides stay up"
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode good(erl("good@127.0.0.1", epmd.port()));
-  ErlNode bad(erl("bad@127.0.0.1", epmd.port(), 60, "some-other-cookie"));
+  ErlNode good(erl_options("good@127.0.0.1", epmd.port()));
+  ErlNode bad(erl_options("bad@127.0.0.1", epmd.port(), 60, "some-other-cookie"));
 
   // BEAM -> beamlink with the wrong cookie.
   CHECK(bad.eval("net_adm:ping('beamlink@127.0.0.1')") == "pang");
@@ -176,7 +136,7 @@ TEST_CASE("an idle connection survives 5x net_ticktime") {
   auto cfg = test_node_config(epmd.port());
   cfg.ticktime = 4s;
   TestNode bl(lt, cfg);
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port(), 4));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port(), 4));
   CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
   // Nothing but ticks for 20 s: the connection must not drop on either side.
   bool dropped = wait_until([&] { return !bl.connected("t1@127.0.0.1"); }, 20s);
@@ -194,7 +154,7 @@ TEST_CASE("a stopped peer (SIGSTOP) is dropped within net_ticktime") {
   auto cfg = test_node_config(epmd.port());
   cfg.ticktime = 4s;
   TestNode bl(lt, cfg);
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port(), 4));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port(), 4));
   CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
   REQUIRE(bl.connected("t1@127.0.0.1"));
   t1.process().signal(SIGSTOP);
@@ -212,7 +172,7 @@ TEST_CASE("epmd killed and restarted: re-registered within 3 s - connections unt
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
   epmd.kill();
   epmd.restart();
@@ -239,8 +199,8 @@ TEST_CASE("10 BEAM peers connected at once") {
   TestNode bl(lt, test_node_config(epmd.port()));
   std::vector<std::unique_ptr<ErlNode>> peers;
   for (int i = 0; i < 10; ++i)
-    peers.push_back(
-        std::make_unique<ErlNode>(erl("p" + std::to_string(i) + "@127.0.0.1", epmd.port()), false));
+    peers.push_back(std::make_unique<ErlNode>(
+        erl_options("p" + std::to_string(i) + "@127.0.0.1", epmd.port()), false));
   for (auto& p : peers) p->wait_ready();
   for (auto& p : peers) p->process().write_stdin("0 net_adm:ping('beamlink@127.0.0.1')\n");
   CHECK(wait_until([&] { return bl.on_loop([&] { return bl->connected_nodes().size(); }) == 10; },
@@ -255,7 +215,7 @@ TEST_CASE("a peer that stops reading gets backpressure and loses nothing") {
   auto cfg = test_node_config(epmd.port());
   cfg.max_outbound = 1u << 20;
   TestNode bl(lt, cfg);
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("register(sink, self())") == "true");
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   t1.process().signal(SIGSTOP);
@@ -332,7 +292,7 @@ TEST_CASE("every accepted send completes once - written or cancelled by the clos
   auto cfg = test_node_config(epmd.port());
   cfg.max_outbound = 1u << 20;
   TestNode bl(lt, cfg);
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("register(sink, self())") == "true");
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
 

@@ -17,51 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-ErlNode::Options otp22(const std::string& name, int epmd_port, int ticktime = 60,
-                       const std::string& cookie = kCookie) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.ticktime = ticktime;
-  o.cookie = cookie;
-  o.erl = otp22_erl();
-  return o;
-}
-
-bool contains(const std::string& s, const std::string& needle) {
-  return s.find(needle) != std::string::npos;
-}
-
-std::string beamlink_bin() {
-  return binary_path("app/beamlink");
-}
-
-std::map<std::string, std::string> env_for(int epmd_port, const std::string& cookie = kCookie) {
-  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
-          {"ERLANG_COOKIE", cookie},
-          {"NODE_HOST", "127.0.0.1"},
-          {"RELAY_LISTEN", "off"}};
-}
-
-// Registers `echo`: {From, Msg} -> From ! {echo, Msg}.
-void install_echo(TestNode& node) {
-  node.on_loop([&] {
-    auto r = node->register_name("echo", [n = &*node](const term::Pid&, const dist::Envelope& e) {
-      if (e.kind != dist::Envelope::Kind::message) return;
-      auto in = term::TermReader::from_external(e.term);
-      if (!in) return;
-      auto a = in->read_tuple_header();
-      auto from = in->read_pid();
-      auto msg = in->read_raw();
-      if (!a || *a != 2 || !from || !msg) return;
-      term::TermWriter reply;
-      reply.tuple(2).atom("echo").raw(*msg);
-      (void)n->send(*from, reply.bytes());
-    });
-    REQUIRE(r.ok());
-  });
-}
-
 // Spawns a beamlink process that counts what it receives.
 term::Pid spawn_counter(TestNode& node, std::shared_ptr<std::atomic<int>> got) {
   return node.on_loop([&] {
@@ -85,7 +40,7 @@ TEST_CASE("otp22 - beamlink dials an OTP 22 node with version 5 and both ping") 
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   auto caps = bl.on_loop([&] { return bl->peer_caps("t1@127.0.0.1"); });
   REQUIRE(caps.has_value());
@@ -100,15 +55,16 @@ TEST_CASE("otp22 - beamlink dials an OTP 22 node with version 5 and both ping") 
 
 TEST_CASE("otp22 - beamlink ping and rpc reach an OTP 22 node") {
   Epmd epmd;
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
-  auto r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 60s, env_for(epmd.port()));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
+  auto r = run({beamlink_bin(), "ping", "t1@127.0.0.1"}, 60s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(contains(r.out, "pong"));
-  r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node"}, 60s, env_for(epmd.port()));
+  r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "erlang", "node"}, 60s,
+          beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out == "'t1@127.0.0.1'\n");
   r = run({beamlink_bin(), "rpc", "t1@127.0.0.1", "lists", "reverse", "[[1, <<\"two\">>, three]]"},
-          60s, env_for(epmd.port()));
+          60s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out == "[three,<<\"two\">>,1]\n");
 }
@@ -118,7 +74,7 @@ TEST_CASE("otp22 - messages to registered names and pids both ways") {
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
   install_echo(bl);
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   // OTP 22 -> beamlink's registered name, beamlink -> the OTP 22 pid.
   t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), {hello, <<\"v5\">>, 42}}");
@@ -141,7 +97,7 @@ TEST_CASE("otp22 - links use the old protocol and exits reach the OTP 22 side") 
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
   install_echo(bl);
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   auto got = std::make_shared<std::atomic<int>>(0);
   auto a = spawn_counter(bl, got);
@@ -182,7 +138,7 @@ TEST_CASE("otp22 - a monitor from the OTP 22 side fires when the connection goes
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   auto got = std::make_shared<std::atomic<int>>(0);
   auto a = spawn_counter(bl, got);
@@ -209,7 +165,7 @@ TEST_CASE("otp22 - ticks keep the connection and a stopped OTP 22 node is detect
   auto cfg = test_node_config(epmd.port());
   cfg.ticktime = 4000ms;
   TestNode bl(lt, cfg);
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port(), 4));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port(), 4));
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
   // Both sides tick: at ticktime/4 = 1 s, several ticks arrive within 60 s
   // and the connection outlives a whole ticktime.
@@ -226,7 +182,7 @@ TEST_CASE("otp22 - a wrong cookie outbound says the cookies differ") {
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port(), 60, "another-cookie"));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port(), 60, "another-cookie"));
   auto err = bl.connect("t1@127.0.0.1");
   INFO(err);
   CHECK(contains(err, "version 5"));
@@ -239,7 +195,7 @@ TEST_CASE("otp22 - a peer whose handshake name differs from the dialled one is r
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
   auto err = bl.connect("t1@localhost");
   INFO(err);
   CHECK(contains(err, "calls itself 't1@127.0.0.1'"));
@@ -252,17 +208,17 @@ TEST_CASE("otp22 - a peer whose handshake name differs from the dialled one is r
 
 TEST_CASE("otp22 - doctor probes an OTP 22 node with version 5 through the cookie check") {
   Epmd epmd;
-  ErlNode t1(otp22("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
   auto r = run({beamlink_bin(), "doctor", "--connect", "t1@127.0.0.1", "--json"}, 60s,
-               env_for(epmd.port()));
+               beamlink_env(epmd.port()));
   INFO(r.out);
   INFO(r.err);
   CHECK(contains(r.out, "OTP 22 or older (eWallet pins 21)"));
   CHECK(contains(r.out, "the cookies match"));
   CHECK_FALSE(contains(r.out, "malformed"));
-  ErlNode t2(otp22("t2@127.0.0.1", epmd.port(), 60, "another-cookie"));
+  ErlNode t2(otp22_options("t2@127.0.0.1", epmd.port(), 60, "another-cookie"));
   r = run({beamlink_bin(), "doctor", "--connect", "t2@127.0.0.1", "--json"}, 60s,
-          env_for(epmd.port()));
+          beamlink_env(epmd.port()));
   INFO(r.out);
   CHECK(contains(r.out, "OTP 22 or older (eWallet pins 21)"));
   CHECK(contains(r.out, "cookies differ"));

@@ -22,14 +22,6 @@ namespace {
 const std::string kBl = "beamlink@127.0.0.1";
 const std::string kPubSub = "MyApp.PubSub";
 
-ErlNode::Options erl(const std::string& name, int epmd_port) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.cookie = kCookie;
-  return o;
-}
-
 // The groups whose members on `node` include a beamlink process, sorted.
 std::string beamlink_groups(ErlNode& n) {
   return n.eval(
@@ -143,7 +135,7 @@ TEST_CASE("beamlink's pg scope is discovered by a BEAM scope and joins its whole
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 3)") == "ok");
   Bridge b(bl, v2());
   CHECK(b.pool_size() == 1);  // nothing known yet
@@ -165,8 +157,8 @@ TEST_CASE("a publish from beamlink reaches each BEAM node's subscribers exactly 
     Epmd epmd;
     LoopThread lt;
     TestNode bl(lt, test_node_config(epmd.port()));
-    ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
-    ErlNode t2(erl("t2@127.0.0.1", epmd.port()));
+    ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
+    ErlNode t2(erl_options("t2@127.0.0.1", epmd.port()));
     CHECK(t1.eval("net_adm:ping('t2@127.0.0.1')") == "pong");
     std::string start = "pubsub_fixture:start(<<\"MyApp.PubSub\">>, " + std::to_string(pool) + ")";
     for (auto* n : {&t1, &t2}) {
@@ -201,8 +193,8 @@ TEST_CASE("a broadcast on a BEAM node reaches beamlink's subscriber exactly once
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
-  ErlNode t2(erl("t2@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
+  ErlNode t2(erl_options("t2@127.0.0.1", epmd.port()));
   CHECK(t1.eval("net_adm:ping('t2@127.0.0.1')") == "pong");
   for (auto* n : {&t1, &t2})
     CHECK(n->eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 3)") == "ok");
@@ -238,7 +230,7 @@ TEST_CASE("a restarted BEAM scope gets beamlink's membership back") {
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 1)") == "ok");
   Bridge b(bl, v2(), 300ms);
   b.subscribe("room:1");
@@ -259,7 +251,7 @@ TEST_CASE("when beamlink's connection goes the BEAM drops its members and we dro
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"MyApp.PubSub\">>, 2)") == "ok");
   Bridge b(bl, v2());
   REQUIRE(bl.connect("t1@127.0.0.1") == "");
@@ -279,7 +271,7 @@ TEST_CASE("a 1.1 publish reaches the PG2Server under the pubsub name once per no
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start_v1(<<\"EWalletAPI.PubSub\">>)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
   pubsub::PubSubOptions o;
@@ -320,7 +312,7 @@ TEST_CASE("a 1.1 bridge joins {phx NAME} through pg2's exchange and hears broadc
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   REQUIRE(t1.eval(kFakePg2) == "true");
   CHECK(t1.eval("pubsub_fixture:start_v1(<<\"EWalletAPI.PubSub\">>)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:1\">>)") == "ok");
@@ -397,14 +389,11 @@ TEST_CASE("a 1.1 bridge joins {phx NAME} through pg2's exchange and hears broadc
 TEST_CASE(
     "1.1 on a real OTP 22 pg2: beamlink is a member of {phx NAME} and hears and publishes "
     "once") {
-  if (!have_otp22()) {
-    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)");
-    return;
-  }
+  NEED_OTP22();
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  auto o22 = erl("v22a@127.0.0.1", epmd.port());
+  auto o22 = erl_options("v22a@127.0.0.1", epmd.port());
   o22.erl = otp22_erl();
   ErlNode t1(o22);
   const std::string m = "pubsub_v1_pg2:";

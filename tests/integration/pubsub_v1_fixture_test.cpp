@@ -13,20 +13,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-#define NEED_OTP22()                                      \
-  if (!have_otp22()) {                                    \
-    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)"); \
-    return;                                               \
-  }
-
-ErlNode::Options otp22(const std::string& name, int epmd_port) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.erl = otp22_erl();
-  return o;
-}
-
 const std::string kM = "pubsub_v1_pg2:";
 const std::string kName = "\"EWalletAPI.PubSub\"";
 
@@ -35,8 +21,8 @@ const std::string kName = "\"EWalletAPI.PubSub\"";
 TEST_CASE("the 1.1.2 fixture on pg2 joins both groups and broadcasts to each node once") {
   NEED_OTP22();
   Epmd epmd;
-  ErlNode a(otp22("v1a@127.0.0.1", epmd.port()), false);
-  ErlNode b(otp22("v1b@127.0.0.1", epmd.port()), false);
+  ErlNode a(otp22_options("v1a@127.0.0.1", epmd.port()), false);
+  ErlNode b(otp22_options("v1b@127.0.0.1", epmd.port()), false);
   a.wait_ready();
   b.wait_ready();
   REQUIRE(a.eval("erlang:system_info(otp_release)") == "\"22\"");

@@ -17,64 +17,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kCookie = "beamlink-test-cookie";
-
-std::map<std::string, std::string> env_for(int epmd_port) {
-  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
-          {"ERLANG_COOKIE", kCookie},
-          {"NODE_HOST", "127.0.0.1"}};
-}
-
-ErlNode::Options erl(const std::string& name, int epmd_port) {
-  ErlNode::Options o;
-  o.name = name;
-  o.epmd_port = epmd_port;
-  o.cookie = kCookie;
-  return o;
-}
-
-struct Http {
-  int status = 0;
-  std::string body;
-  std::string headers;
-};
-
-// curl: -w prints the status after the body on its own line.
-Http http(const std::string& method, const std::string& url, const std::string& body = "",
-          std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv = {"curl",           "-sS", "-X", method, "-D", "/dev/stderr", "-w",
-                                   "\n%{http_code}", url};
-  if (!body.empty()) {
-    argv.push_back("-H");
-    argv.push_back("Content-Type: application/json");
-    argv.push_back("--data-binary");
-    argv.push_back(body);
-  }
-  for (auto& e : extra) argv.push_back(e);
-  auto r = run(argv, 20s);
-  Http h;
-  auto nl = r.out.rfind('\n');
-  if (nl != std::string::npos) {
-    h.body = r.out.substr(0, nl);
-    h.status = std::atoi(r.out.c_str() + nl + 1);
-  }
-  h.headers = r.err;
-  return h;
-}
-
-// A relay process: `beamlink run` on a free port with the given pubsubs,
-// connected to `nodes`.
-struct Relay {
-  int port = free_port();
-  std::unique_ptr<Subprocess> proc;
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port) + path;
-  }
+// A relay process: `beamlink run` named relay@127.0.0.1 with the given
+// pubsubs, connected to `nodes`.
+struct Relay : RelayProcess {
   Relay(int epmd_port, const std::vector<std::string>& nodes, const std::string& pubsub,
-        std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {}) {
-    std::vector<std::string> argv = {
-        binary_path("app/beamlink"),        "run", "--name", "relay@127.0.0.1", "--relay-listen",
-        "127.0.0.1:" + std::to_string(port)};
+        std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {})
+      : RelayProcess(epmd_port, args(nodes, pubsub, std::move(extra)), env) {}
+  static std::vector<std::string> args(const std::vector<std::string>& nodes,
+                                       const std::string& pubsub, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {"--name", "relay@127.0.0.1"};
     if (!pubsub.empty()) {
       argv.push_back("--pubsub");
       argv.push_back(pubsub);
@@ -84,15 +35,11 @@ struct Relay {
       argv.push_back(n);
     }
     for (auto& e : extra) argv.push_back(e);
-    Subprocess::Options o;
-    o.env = env_for(epmd_port);
-    for (auto& [k, v] : env) o.env[k] = v;
-    o.env["DIST_PORT_MIN"] = o.env["DIST_PORT_MAX"] = std::to_string(free_port());
-    proc = std::make_unique<Subprocess>(argv, o);
+    return argv;
   }
 };
 
-std::string broadcast_body(const std::string& topic, int n) {
+std::string new_msg_body(const std::string& topic, int n) {
   return R"({"topic":")" + topic + R"(","event":"new_msg","payload":{"n":)" + std::to_string(n) +
          R"(,"body":"hi"}})";
 }
@@ -109,8 +56,8 @@ bool joined_everywhere(ErlNode& n, int pool) {
 
 TEST_CASE("relay: POST /v1/broadcast reaches each node's subscribers exactly once") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()), false);
-  ErlNode t2(erl("t2@127.0.0.1", epmd.port()), false);
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()), false);
+  ErlNode t2(erl_options("t2@127.0.0.1", epmd.port()), false);
   t1.wait_ready();
   t2.wait_ready();
   // Pool sizes 3 and 1: beamlink joins the largest pool it sees, and sends
@@ -126,7 +73,7 @@ TEST_CASE("relay: POST /v1/broadcast reaches each node's subscribers exactly onc
                   relay.proc->err());
   REQUIRE(wait_until([&] { return joined_everywhere(t1, 3) && joined_everywhere(t2, 3); }, 20s));
   for (int i = 0; i < 5; ++i) {
-    auto r = http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", i));
+    auto r = http("POST", relay.url("/v1/broadcast"), new_msg_body("room:1", i));
     CHECK_MESSAGE(r.status == 202, r.body);
     CHECK(r.body == R"({"status":"accepted"})");
   }
@@ -142,7 +89,7 @@ TEST_CASE("relay: POST /v1/broadcast reaches each node's subscribers exactly onc
   }
   // Exactly once: a sixth broadcast, queued behind the five on the same
   // connections, arrives and the counts are then 6.
-  CHECK(http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 5)).status == 202);
+  CHECK(http("POST", relay.url("/v1/broadcast"), new_msg_body("room:1", 5)).status == 202);
   for (auto* n : {&t1, &t2}) {
     REQUIRE(wait_until(
         [&] { return n->eval("length(pubsub_fixture:received(<<\"room:1\">>)) >= 6") == "true"; }));
@@ -175,7 +122,7 @@ TEST_CASE("relay: POST /v1/broadcast reaches each node's subscribers exactly onc
 
 TEST_CASE("relay: bad requests get their status and reason") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
   Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub", {"--relay-max-body", "4096"});
   REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
@@ -210,14 +157,14 @@ TEST_CASE("relay: bad requests get their status and reason") {
   r = http("GET", relay.url("/nowhere"));
   CHECK(r.status == 404);
   // After all that the relay still works.
-  r = http("POST", relay.url("/v1/broadcast"), broadcast_body("t", 1));
+  r = http("POST", relay.url("/v1/broadcast"), new_msg_body("t", 1));
   CHECK(r.status == 202);
 }
 
 TEST_CASE("relay: no peer answers 503 on /healthz and /v1/broadcast - with the reason") {
   Epmd epmd;
   Relay relay(epmd.port(), {}, "My.PubSub");
-  Http h;
+  HttpReply h;
   REQUIRE_MESSAGE(wait_until(
                       [&] {
                         h = http("GET", relay.url("/healthz"));
@@ -227,7 +174,7 @@ TEST_CASE("relay: no peer answers 503 on /healthz and /v1/broadcast - with the r
                       20s),
                   (relay.proc->err() + h.body));
   CHECK(h.body.find("set NODE_DNS or --connect") != std::string::npos);
-  auto r = http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 1));
+  auto r = http("POST", relay.url("/v1/broadcast"), new_msg_body("room:1", 1));
   CHECK(r.status == 503);
   CHECK(r.body.find("not_connected") != std::string::npos);
   CHECK(r.headers.find("Retry-After: 1") != std::string::npos);
@@ -244,7 +191,7 @@ TEST_CASE("relay: no peer answers 503 on /healthz and /v1/broadcast - with the r
 
 TEST_CASE("relay: a full queue answers 503 with Retry-After and is counted") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"t\">>)") == "ok");
   // A queue of 2 and a node that stops reading (bodies of 100 kB, under
@@ -258,7 +205,7 @@ TEST_CASE("relay: a full queue answers 503 with Retry-After and is counted") {
   std::string big =
       R"({"topic":"t","event":"e","payload":{"pad":")" + std::string(100000, 'x') + "\"}}";
   int accepted = 0, refused = 0;
-  Http last;
+  HttpReply last;
   INFO("accepted ", accepted, ", refused ", refused, ", last: ", last.status, " ", last.body);
   REQUIRE(wait_until(
       [&] {
@@ -286,15 +233,15 @@ TEST_CASE(
     "relay: beyond loopback without a token it refuses to start - with one - 401 without it") {
   Epmd epmd;
   auto port = std::to_string(free_port());
-  auto r = run({binary_path("app/beamlink"), "run", "--name", "relay@127.0.0.1", "--relay-listen",
-                "0.0.0.0:" + port},
-               20s, env_for(epmd.port()));
+  auto r =
+      run({beamlink_bin(), "run", "--name", "relay@127.0.0.1", "--relay-listen", "0.0.0.0:" + port},
+          20s, beamlink_env(epmd.port()));
   CHECK(r.code == 2);
   CHECK(r.err.find("beyond loopback, without a token") != std::string::npos);
   CHECK(r.err.find("RELAY_TOKEN") != std::string::npos);
 
   Relay relay(epmd.port(), {}, "", {"--relay-token", "s3cret"});
-  Http h;
+  HttpReply h;
   REQUIRE_MESSAGE(wait_until(
                       [&] {
                         h = http("GET", relay.url("/healthz"));
@@ -310,18 +257,18 @@ TEST_CASE(
 
 TEST_CASE("beamlink broadcast sends one broadcast to every node's subscribers and exits") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()), false);
-  ErlNode t2(erl("t2@127.0.0.1", epmd.port()), false);
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()), false);
+  ErlNode t2(erl_options("t2@127.0.0.1", epmd.port()), false);
   t1.wait_ready();
   t2.wait_ready();
   for (auto* n : {&t1, &t2}) {
     CHECK(n->eval("pubsub_fixture:start(<<\"My.PubSub\">>, 3)") == "ok");
     CHECK(n->eval("pubsub_fixture:subscribe(<<\"room:9\">>)") == "ok");
   }
-  auto bin = binary_path("app/beamlink");
+  auto bin = beamlink_bin();
   auto r = run({bin, "broadcast", "--pubsub", "My.PubSub", "--connect", "t1@127.0.0.1", "--connect",
                 "t2@127.0.0.1", "room:9", "ping", R"({"n":7,"ok":true})"},
-               30s, env_for(epmd.port()));
+               30s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   CHECK(r.out == "broadcast room:9 ping: 2 message(s) written (one per node per pubsub)\n");
   for (auto* n : {&t1, &t2}) {
@@ -334,13 +281,13 @@ TEST_CASE("beamlink broadcast sends one broadcast to every node's subscribers an
   // Bad payload: usage error, nothing sent.
   r = run({bin, "broadcast", "--pubsub", "My.PubSub", "--connect", "t1@127.0.0.1", "room:9", "e",
            "[1,2"},
-          30s, env_for(epmd.port()));
+          30s, beamlink_env(epmd.port()));
   CHECK(r.code == 2);
   CHECK(r.err.find("JSON") != std::string::npos);
   // A pubsub no node runs: exit 1, and it says so.
   r = run({bin, "broadcast", "--pubsub", "Other.PubSub:2", "--connect", "t1@127.0.0.1", "--timeout",
            "1500", "room:9", "e", "{}"},
-          30s, env_for(epmd.port()));
+          30s, beamlink_env(epmd.port()));
   CHECK(r.code == 1);
   CHECK(r.err.find("runs none of the pubsubs") != std::string::npos);
   CHECK(t1.eval("length(pubsub_fixture:received(<<\"room:9\">>))") == "1");
@@ -348,20 +295,20 @@ TEST_CASE("beamlink broadcast sends one broadcast to every node's subscribers an
 
 TEST_CASE("beamlink broadcast and run with --pg-scope use another pg scope") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:use_scope(beamlink_test_scope)") == "ok");
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 2)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"room:s\">>)") == "ok");
   CHECK(t1.eval("whereis('Elixir.Phoenix.PubSub')") == "undefined");
-  auto bin = binary_path("app/beamlink");
+  auto bin = beamlink_bin();
   // The default scope finds no 2.x pubsub there; the configured one does.
   auto r = run({bin, "broadcast", "--pubsub", "My.PubSub:2", "--connect", "t1@127.0.0.1",
                 "--timeout", "1500", "room:s", "e", "{}"},
-               30s, env_for(epmd.port()));
+               30s, beamlink_env(epmd.port()));
   CHECK(r.code == 1);
   r = run({bin, "broadcast", "--pubsub", "My.PubSub:2", "--pg-scope", "beamlink_test_scope",
            "--connect", "t1@127.0.0.1", "room:s", "first", "{}"},
-          30s, env_for(epmd.port()));
+          30s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   // run takes it from PG_SCOPE: its members join the scope's pool groups.
   Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub:2", {},
@@ -383,14 +330,14 @@ TEST_CASE("beamlink broadcast and run with --pg-scope use another pg scope") {
   // An empty name is a usage error.
   r = run({bin, "broadcast", "--pubsub", "My.PubSub", "--pg-scope", "", "--connect", "t1@127.0.0.1",
            "room:s", "e", "{}"},
-          30s, env_for(epmd.port()));
+          30s, beamlink_env(epmd.port()));
   CHECK(r.code == 2);
   CHECK(r.err.find("the pg scope name is empty") != std::string::npos);
 }
 
 TEST_CASE("relay: --relay-atom-keys and --relay-atom-values give eWallet's payload shape") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"wallet:1\">>)") == "ok");
   Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub",
@@ -411,13 +358,13 @@ TEST_CASE("relay: --relay-atom-keys and --relay-atom-values give eWallet's paylo
 
 TEST_CASE("beamlink broadcast --atom-keys --atom-values gives a 1.1 pubsub eWallet's payload") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start_v1(<<\"EWalletAPI.PubSub\">>)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"user:1\">>)") == "ok");
-  auto r = run({binary_path("app/beamlink"), "broadcast", "--pubsub", "EWalletAPI.PubSub:1.1",
-                "--connect", "t1@127.0.0.1", "--atom-keys", "--atom-values", "status", "user:1",
-                "transaction", R"({"status":"ok","data":{"amount":100},"error":null})"},
-               30s, env_for(epmd.port()));
+  auto r = run({beamlink_bin(), "broadcast", "--pubsub", "EWalletAPI.PubSub:1.1", "--connect",
+                "t1@127.0.0.1", "--atom-keys", "--atom-values", "status", "user:1", "transaction",
+                R"({"status":"ok","data":{"amount":100},"error":null})"},
+               30s, beamlink_env(epmd.port()));
   CHECK_MESSAGE(r.code == 0, r.err);
   REQUIRE(wait_until(
       [&] { return t1.eval("length(pubsub_fixture:received(<<\"user:1\">>))") == "1"; }));
@@ -427,7 +374,7 @@ TEST_CASE("beamlink broadcast --atom-keys --atom-values gives a 1.1 pubsub eWall
 
 TEST_CASE("relay: SIGTERM writes what was accepted before it stops") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"t\">>)") == "ok");
   Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub");
@@ -469,19 +416,19 @@ TEST_CASE("relay: SIGTERM writes what was accepted before it stops") {
 
 TEST_CASE("relay: auto finds a 1.1 pubsub started after the node connected") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   Relay relay(epmd.port(), {"t1@127.0.0.1"}, "Late.PubSub");
   REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 20s),
                   relay.proc->err());
   REQUIRE(relay.proc->wait_err("has no such pubsub (yet)", 10s));
-  auto r = http("POST", relay.url("/v1/broadcast"), broadcast_body("late", 1));
+  auto r = http("POST", relay.url("/v1/broadcast"), new_msg_body("late", 1));
   CHECK(r.status == 503);
   // The app starts its pubsub later (eWallet's 1.1: a PG2Server under the name).
   CHECK(t1.eval("pubsub_fixture:start_v1(<<\"Late.PubSub\">>)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"late\">>)") == "ok");
   REQUIRE(wait_until(
       [&] {
-        return http("POST", relay.url("/v1/broadcast"), broadcast_body("late", 2)).status == 202;
+        return http("POST", relay.url("/v1/broadcast"), new_msg_body("late", 2)).status == 202;
       },
       20s));
   CHECK(relay.proc->err().find("runs Phoenix.PubSub 1.1") != std::string::npos);
@@ -491,7 +438,7 @@ TEST_CASE("relay: auto finds a 1.1 pubsub started after the node connected") {
 
 TEST_CASE("relay: /readyz is 503 until a connected node has the pubsub and /healthz stays live") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   // t1 has a pubsub, but not the relay's: the relay is alive, not ready.
   CHECK(t1.eval("pubsub_fixture:start(<<\"Other.PubSub\">>, 1)") == "ok");
   Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub");
@@ -507,13 +454,13 @@ TEST_CASE("relay: /readyz is 503 until a connected node has the pubsub and /heal
                    "pg:which_groups('Elixir.Phoenix.PubSub'))") == "true";
       },
       60s));
-  Http h = http("GET", relay.url("/readyz"));
+  HttpReply h = http("GET", relay.url("/readyz"));
   CHECK(h.status == 503);
   CHECK(h.body.find("\"error\":\"not_ready\"") != std::string::npos);
   CHECK_MESSAGE(h.body.find("no connected BEAM node has the configured pubsub(s) "
                             "(Elixir.My.PubSub)") != std::string::npos,
                 h.body);
-  CHECK(http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 1)).status == 503);
+  CHECK(http("POST", relay.url("/v1/broadcast"), new_msg_body("room:1", 1)).status == 503);
   // The node starts My.PubSub: the relay finds it and becomes ready.
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 2)") == "ok");
   REQUIRE_MESSAGE(wait_until(
@@ -525,13 +472,13 @@ TEST_CASE("relay: /readyz is 503 until a connected node has the pubsub and /heal
                   (relay.proc->err() + h.body));
   CHECK(h.body.find("\"status\":\"ready\"") != std::string::npos);
   CHECK(h.body.find("\"Elixir.My.PubSub\":[\"t1@127.0.0.1\"]") != std::string::npos);
-  CHECK(http("POST", relay.url("/v1/broadcast"), broadcast_body("room:1", 2)).status == 202);
+  CHECK(http("POST", relay.url("/v1/broadcast"), new_msg_body("room:1", 2)).status == 202);
 }
 
 TEST_CASE("relay: /readyz is 503 with the reason while no peer is connected") {
   Epmd epmd;
   Relay relay(epmd.port(), {}, "Nobody.PubSub");
-  Http h;
+  HttpReply h;
   REQUIRE_MESSAGE(wait_until(
                       [&] {
                         h = http("GET", relay.url("/readyz"));

@@ -11,17 +11,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kCookie = "beamlink-test-cookie";
-
 struct Node1 {
   Epmd epmd;
   ErlNode t1;
   Node1() : t1(erl_options("t1@127.0.0.1", epmd.port())) {}
   RunResult rpc(const std::string& mod, const std::string& fun, const std::string& args) {
-    return run({binary_path("app/beamlink"), "rpc", "t1@127.0.0.1", mod, fun, args}, 60s,
-               {{"ERL_EPMD_PORT", std::to_string(epmd.port())},
-                {"ERLANG_COOKIE", kCookie},
-                {"NODE_HOST", "127.0.0.1"}});
+    return run({beamlink_bin(), "rpc", "t1@127.0.0.1", mod, fun, args}, 60s,
+               beamlink_env(epmd.port()));
   }
 };
 

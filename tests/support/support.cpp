@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -410,12 +411,89 @@ std::string ErlNode::eval(const std::string& expr, std::chrono::milliseconds tim
   return result;
 }
 
-ErlNode::Options erl_options(const std::string& name, int epmd_port, const std::string& cookie) {
+ErlNode::Options erl_options(const std::string& name, int epmd_port, int ticktime,
+                             const std::string& cookie) {
   ErlNode::Options o;
   o.name = name;
   o.epmd_port = epmd_port;
+  o.ticktime = ticktime;
   o.cookie = cookie;
   return o;
+}
+
+ErlNode::Options otp22_options(const std::string& name, int epmd_port, int ticktime,
+                               const std::string& cookie) {
+  auto o = erl_options(name, epmd_port, ticktime, cookie);
+  o.erl = otp22_erl();
+  return o;
+}
+
+std::string beamlink_bin() {
+  return binary_path("app/beamlink");
+}
+
+std::map<std::string, std::string> beamlink_env(int epmd_port, const std::string& cookie) {
+  return {{"ERL_EPMD_PORT", std::to_string(epmd_port)},
+          {"ERLANG_COOKIE", cookie},
+          {"NODE_HOST", "127.0.0.1"},
+          {"RELAY_LISTEN", "off"}};
+}
+
+HttpReply http(const std::string& method, const std::string& url, const std::string& body,
+               std::vector<std::string> extra, std::vector<std::string> prefix) {
+  // -w prints the status after the body on its own line; -D the headers.
+  std::vector<std::string> argv = std::move(prefix);
+  argv.insert(argv.end(),
+              {"curl", "-sS", "-X", method, "-D", "/dev/stderr", "-w", "\n%{http_code}", url});
+  if (!body.empty())
+    argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto r = run(argv, 20s);
+  HttpReply h;
+  auto nl = r.out.rfind('\n');
+  if (nl != std::string::npos) {
+    h.body = r.out.substr(0, nl);
+    h.status = std::atoi(r.out.c_str() + nl + 1);
+  }
+  h.headers = r.err;
+  return h;
+}
+
+RelayProcess::RelayProcess(int epmd_port, const std::vector<std::string>& args,
+                           const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv = {beamlink_bin(), "run", "--relay-listen",
+                                   "127.0.0.1:" + std::to_string(port)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Subprocess::Options o;
+  o.env = beamlink_env(epmd_port);
+  for (auto& [k, v] : env) o.env[k] = v;
+  o.env["DIST_PORT_MIN"] = o.env["DIST_PORT_MAX"] = std::to_string(free_port());
+  proc = std::make_unique<Subprocess>(argv, o);
+}
+
+std::string RelayProcess::url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(port) + path;
+}
+
+std::string broadcast_body(const std::string& topic, const std::string& event, int n) {
+  return R"({"topic":")" + topic + R"(","event":")" + event + R"(","payload":{"n":)" +
+         std::to_string(n) + "}}";
+}
+
+std::string be(std::uint64_t v, int n) {
+  std::string s;
+  for (int i = n - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  return s;
+}
+
+bool contains(const std::string& s, const std::string& needle) {
+  return s.find(needle) != std::string::npos;
+}
+
+int occurrences(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (auto at = s.find(needle); at != std::string::npos; at = s.find(needle, at + 1)) ++n;
+  return n;
 }
 
 }  // namespace beamlink::test

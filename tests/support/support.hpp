@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -14,6 +15,10 @@
 namespace beamlink::test {
 
 using namespace std::chrono_literals;
+
+// The cookie every test node and beamlink command shares unless a test says
+// otherwise.
+inline const std::string kCookie = "beamlink-test-cookie";
 
 // Polls `cond` until it returns true or `timeout` passes. Returns whether it
 // became true. The poll interval is short (5 ms); this is a deadline-bounded
@@ -138,9 +143,57 @@ class ErlNode {
 };
 
 // The options of a node `name` (e.g. "t1@127.0.0.1") registered with the
-// epmd on `epmd_port`, with the tests' cookie unless `cookie` is given.
-ErlNode::Options erl_options(const std::string& name, int epmd_port,
-                             const std::string& cookie = "beamlink-test-cookie");
+// epmd on `epmd_port`, with `ticktime` as net_ticktime and the tests' cookie
+// unless `cookie` is given. otp22_options: the same node on the OTP 22.3
+// runtime (otp22_erl()).
+ErlNode::Options erl_options(const std::string& name, int epmd_port, int ticktime = 60,
+                             const std::string& cookie = kCookie);
+ErlNode::Options otp22_options(const std::string& name, int epmd_port, int ticktime = 60,
+                               const std::string& cookie = kCookie);
+
+// The built `beamlink` binary.
+std::string beamlink_bin();
+
+// The environment of a `beamlink` command against the test's epmd on
+// `epmd_port`: ERL_EPMD_PORT, ERLANG_COOKIE, NODE_HOST=127.0.0.1 and
+// RELAY_LISTEN=off (a test that runs the relay passes --relay-listen, which
+// takes precedence over the variable).
+std::map<std::string, std::string> beamlink_env(int epmd_port, const std::string& cookie = kCookie);
+
+// An HTTP exchange made by curl: the status (0 when curl got no answer), the
+// body, and the response headers as curl prints them.
+struct HttpReply {
+  int status = 0;
+  std::string body;
+  std::string headers;
+};
+// `curl -X METHOD URL`, with `body` sent as application/json when not empty
+// and `extra` arguments appended; runs `prefix` first when given (e.g.
+// {"ip", "netns", "exec", NS} to make the request inside a namespace).
+HttpReply http(const std::string& method, const std::string& url, const std::string& body = "",
+               std::vector<std::string> extra = {}, std::vector<std::string> prefix = {});
+
+// `beamlink run ARGS...` with its relay on a free loopback port and a
+// distribution port of its own, in beamlink_env(epmd_port) plus `env`.
+struct RelayProcess {
+  RelayProcess(int epmd_port, const std::vector<std::string>& args,
+               const std::map<std::string, std::string>& env = {});
+  // http://127.0.0.1:PORT + path.
+  std::string url(const std::string& path) const;
+  int port = free_port();
+  std::unique_ptr<Subprocess> proc;
+};
+
+// A POST /v1/broadcast body: {"topic":TOPIC,"event":EVENT,"payload":{"n":N}}.
+std::string broadcast_body(const std::string& topic, const std::string& event, int n);
+
+// `v` as `n` big-endian bytes (the byte order of every length and flag field
+// on the wire).
+std::string be(std::uint64_t v, int n);
+
+// Whether `s` contains `needle`; how many times it does (overlaps counted).
+bool contains(const std::string& s, const std::string& needle);
+int occurrences(const std::string& s, const std::string& needle);
 
 // Paths inside the source and build trees.
 std::string source_path(const std::string& rel);
@@ -156,3 +209,13 @@ std::string otp22_fixtures_ebin();
 bool have_otp22();
 
 }  // namespace beamlink::test
+
+// A test that needs the OTP 22.3 runtime reports itself skipped without it
+// (ctest's SKIP_REGULAR_EXPRESSION matches the message).
+#define NEED_OTP22()                                      \
+  if (!::beamlink::test::have_otp22()) {                  \
+    MESSAGE("skipped: needs ../shared/otp22 (OTP 22.3)"); \
+    return;                                               \
+  }
+
+namespace beamlink::test {}  // namespace beamlink::test
