@@ -2,9 +2,9 @@
 // ticks; length limits; malformed frames; a deterministic fuzz loop.
 //
 // The control and message terms are golden bytes from a real erl (OTP 25),
-// printed by tests/dist/gen_control_golden.escript (the same table as
-// control_test.cpp; EP = ewallet@10.0.0.1 pid 77.3 creation 0x5f3a1b2c,
-// BP = beamlink@127.0.0.1 pid 1.0 creation 0x12345678, R = a 3-word ref).
+// tests/dist/control_golden.hpp (EP = ewallet@10.0.0.1 pid 77.3 creation
+// 0x5f3a1b2c, BP = beamlink@127.0.0.1 pid 1.0 creation 0x12345678, R = a
+// 3-word ref).
 #include "dist/framer.hpp"
 
 #include <doctest/doctest.h>
@@ -15,43 +15,13 @@
 #include <string_view>
 #include <vector>
 
+#include "control_golden.hpp"
 #include "dist/control.hpp"
 
 namespace beamlink::dist {
 using namespace beamlink::term;
+using namespace beamlink::dist::golden;
 namespace {
-
-// {2, '', BP}
-constexpr std::string_view kSend =
-    "836803610277005877126265616d6c696e6b403132372e302e302e31000000010000000012345678";
-// {6, EP, '', net_kernel}
-constexpr std::string_view kRegSend =
-    "83680461065877106577616c6c65744031302e302e302e310000004d000000035f3a1b2c7700770a6e65745f6b6572"
-    "6e656c";
-// {1, EP, BP}
-constexpr std::string_view kLink =
-    "83680361015877106577616c6c65744031302e302e302e310000004d000000035f3a1b2c5877126265616d6c696e6b"
-    "403132372e302e302e31000000010000000012345678";
-// {3, EP, BP, {shutdown, <<"bye">>}}
-constexpr std::string_view kExit =
-    "83680461035877106577616c6c65744031302e302e302e310000004d000000035f3a1b2c5877126265616d6c696e6b"
-    "403132372e302e302e310000000100000000123456786802770873687574646f776e6d00000003627965";
-// {'$gen_call', {EP, [alias | R]}, {is_auth, 'beamlink@127.0.0.1'}}
-constexpr std::string_view kMsgIsAuth =
-    "83680377092467656e5f63616c6c68025877106577616c6c65744031302e302e302e310000004d000000035f3a1b2c"
-    "6c000000017705616c6961735a000377106577616c6c65744031302e302e302e315f3a1b2c00000011000000220000"
-    "00336802770769735f6175746877126265616d6c696e6b403132372e302e302e31";
-// <<"hello">>
-constexpr std::string_view kMsgHello = "836d0000000568656c6c6f";
-
-std::string unhex(std::string_view hex) {
-  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-  std::string out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<char>(nibble(hex[i]) * 16 + nibble(hex[i + 1])));
-  }
-  return out;
-}
 
 std::string be32(std::uint32_t v) {
   return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),

@@ -1,10 +1,10 @@
 #!/usr/bin/env escript
-%% Generates the golden control-message bytes embedded in control_test.cpp and
-%% framer_test.cpp. Run with Debian's OTP 25:
+%% Generates the golden control-message bytes of control_golden.hpp (used by
+%% control_test.cpp and framer_test.cpp). Run with Debian's OTP 25:
 %%
 %%   escript tests/dist/gen_control_golden.escript
 %%
-%% and paste the output into the kGolden table. Pids and references are made
+%% and paste the output into that header's generated table. Pids and references are made
 %% from handcrafted NEW_PID_EXT / NEWER_REFERENCE_EXT bytes so their node,
 %% number, serial and creation are fixed. term_to_binary uses
 %% {minor_version, 2}: atoms as SMALL_ATOM_UTF8_EXT, which is what a peer

@@ -9,16 +9,17 @@
 
 #include "dist/handshake_acceptor_core.hpp"
 #include "dist/handshake_core.hpp"
+#include "handshake_bytes.hpp"
 
 using namespace beamlink;
 using namespace beamlink::dist;
+using namespace beamlink::test;
 using namespace std::chrono_literals;
 
 namespace {
 
 constexpr const char* kOurName = "beamlink@127.0.0.1";
 constexpr const char* kPeerName = "t1@127.0.0.1";
-constexpr const char* kCookie = "beamlink-test-cookie";
 constexpr std::uint32_t kOurChallenge = 1234567;
 constexpr std::uint32_t kPeerChallenge = 3735928559u;
 constexpr std::uint32_t kCreation = 0x5eed;
@@ -30,18 +31,6 @@ constexpr std::uint64_t kOtp22Flags = 0xdf7fbd;
 // name, read from an ei_accept_tmo acceptor (beamlink before this core).
 constexpr std::uint64_t kEiChallengeFlags = 0x407074f9c;
 
-std::string be(std::uint64_t v, int n) {
-  std::string s;
-  for (int i = n - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  return s;
-}
-std::string frame(const std::string& body) {
-  return be(body.size(), 2) + body;
-}
-std::string digest_bytes(std::uint32_t challenge, const std::string& cookie) {
-  auto d = handshake_digest(challenge, cookie);
-  return std::string(reinterpret_cast<const char*>(d.data()), d.size());
-}
 // send_name, version 6: 'N' Flags:8 Creation:4 Nlen:2 Name.
 std::string name_v6(const std::string& name = kPeerName, std::uint64_t flags = kOtp25Flags) {
   return frame("N" + be(flags, 8) + be(0x64a1b2c3, 4) + be(name.size(), 2) + name);
@@ -79,10 +68,6 @@ HandshakeAcceptorCore make_core(NameStatus status = NameStatus::ok) {
 
 std::string feed(HandshakeAcceptorCore& core, const std::string& bytes) {
   return core.feed(std::span<const char>(bytes.data(), bytes.size()));
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 // Feeds `in` split at `cut`, then the rest; returns everything the core sent.

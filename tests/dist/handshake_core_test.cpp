@@ -8,33 +8,21 @@
 #include <vector>
 
 #include "dist/handshake_core.hpp"
+#include "handshake_bytes.hpp"
 
 using namespace beamlink;
 using namespace beamlink::dist;
+using namespace beamlink::test;
 using namespace std::chrono_literals;
 
 namespace {
 
 constexpr const char* kOurName = "probe@127.0.0.1";
-constexpr const char* kCookie = "beamlink-test-cookie";
 constexpr std::uint32_t kOurChallenge = 42;
 constexpr std::uint32_t kPeerChallenge = 3735928559u;
 // The flags a real OTP 25 node (Debian's erlang 25, started with -name) sent
 // in its challenge to handshake_probe_test's probe.
 constexpr std::uint64_t kOtp25Flags = 0xd07df7fbd;
-
-std::string be(std::uint64_t v, int n) {
-  std::string s;
-  for (int i = n - 1; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  return s;
-}
-std::string frame(const std::string& body) {
-  return be(body.size(), 2) + body;
-}
-std::string digest_bytes(std::uint32_t challenge, const std::string& cookie) {
-  auto d = handshake_digest(challenge, cookie);
-  return std::string(reinterpret_cast<const char*>(d.data()), d.size());
-}
 
 // recv_status: 's' Status.
 std::string status(const std::string& s) {
@@ -68,10 +56,6 @@ HandshakeInitiatorCore core_after(const std::string& before) {
   (void)core.start();
   (void)feed(core, before);
   return core;
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 void check_success(HandshakeInitiatorCore& core, const std::string& out) {

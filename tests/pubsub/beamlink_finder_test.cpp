@@ -9,21 +9,12 @@
 
 #include "pubsub/pg_scope.hpp"
 #include "term/term.hpp"
+#include "term_bytes.hpp"
 
 using namespace beamlink;
 using namespace beamlink::term;
 using namespace beamlink::pubsub;
-
-namespace {
-
-std::string bytes(const TermWriter& w) {
-  return std::string(w.bytes().data(), w.bytes().size());
-}
-std::span<const char> span(const std::string& s) {
-  return {s.data(), s.size()};
-}
-
-}  // namespace
+using namespace beamlink::test;
 
 TEST_CASE("beamlink finder: hidden members other than this node are the other beamlinks") {
   std::vector<Pid> members = {{"ewallet@10.0.0.11", 1, 0, 1},

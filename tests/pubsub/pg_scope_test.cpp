@@ -8,10 +8,12 @@
 #include "pubsub/pubsub_bridge.hpp"
 #include "pubsub/socket_broadcast.hpp"
 #include "term/term.hpp"
+#include "term_bytes.hpp"
 
 using namespace beamlink;
 using namespace beamlink::term;
 using namespace beamlink::pubsub;
+using namespace beamlink::test;
 
 namespace {
 
@@ -22,10 +24,6 @@ const Pid kPeer2{"t1@127.0.0.1", 41, 0, 3};    // t1's scope after a restart
 const Pid kMember{"t1@127.0.0.1", 50, 0, 3};   // a member on t1
 const Pid kMember2{"t1@127.0.0.1", 51, 0, 3};  // another
 const std::string kGroup = "Elixir.MyApp.PubSub.Adapter";
-
-std::string bytes(const TermWriter& w) {
-  return std::string(w.bytes().data(), w.bytes().size());
-}
 
 std::string discover(const Pid& p) {
   TermWriter w;

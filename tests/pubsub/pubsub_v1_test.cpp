@@ -10,10 +10,12 @@
 #include "pubsub/pubsub_bridge.hpp"
 #include "term/term.hpp"
 #include "term/term_text.hpp"
+#include "term_bytes.hpp"
 
 using namespace beamlink;
 using namespace beamlink::term;
 using namespace beamlink::pubsub;
+using namespace beamlink::test;
 
 namespace {
 
@@ -21,10 +23,6 @@ std::string from_bytes(std::initializer_list<int> b) {
   std::string s;
   for (int c : b) s.push_back(static_cast<char>(c));
   return s;
-}
-
-std::span<const char> span(const std::string& s) {
-  return {s.data(), s.size()};
 }
 
 std::string text(std::span<const char> external) {

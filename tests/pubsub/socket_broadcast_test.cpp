@@ -9,20 +9,14 @@
 
 #include "term/term.hpp"
 #include "term/term_text.hpp"
+#include "term_bytes.hpp"
 
 using namespace beamlink;
 using namespace beamlink::term;
 using namespace beamlink::pubsub;
+using namespace beamlink::test;
 
 namespace {
-
-std::string bytes(const TermWriter& w) {
-  return std::string(w.bytes().data(), w.bytes().size());
-}
-
-std::span<const char> span(const std::string& s) {
-  return {s.data(), s.size()};
-}
 
 // Erlang text to its encoding, without version byte.
 std::string encoded(std::string_view text) {
