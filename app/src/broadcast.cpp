@@ -86,13 +86,7 @@ struct Broadcast {
         timer.get(), [](uv_timer_t* t) { static_cast<Broadcast*>(t->data)->tick(); }, 10, 10);
     for (auto& n : opts.connect) dial(n);
     if (!cfg.dns.empty()) {
-      discovery::DnsPoller::Options po;
-      po.name = cfg.dns;
-      po.srv = cfg.dns_srv;
-      po.peer_name = cfg.peer_name;
-      po.own_addresses = own_ipv4_addresses();
-      po.own_name = node.name();
-      po.resolver.servers = cfg.dns_servers;
+      auto po = dns_poller_options(cfg, node.name());
       auto made = discovery::DnsPoller::create(loop, po, [this](const auto& ev) {
         using Kind = discovery::DnsPoller::Event::Kind;
         if (ev.kind == Kind::changed) {

@@ -102,6 +102,17 @@ std::vector<std::string> own_ipv4_addresses() {
   return out;
 }
 
+discovery::DnsPoller::Options dns_poller_options(const Config& cfg, const std::string& own_name) {
+  discovery::DnsPoller::Options po;
+  po.name = cfg.dns;
+  po.srv = cfg.dns_srv;
+  po.peer_name = cfg.peer_name;
+  po.own_addresses = own_ipv4_addresses();
+  po.own_name = own_name;
+  po.resolver.servers = cfg.dns_servers;
+  return po;
+}
+
 namespace {
 
 // A whole decimal port number, or nullopt.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "discovery/dns_poller.hpp"
 #include "dist/node.hpp"
 #include "pubsub/pubsub_bridge.hpp"
 
@@ -38,6 +39,13 @@ void add_discovery_options(CLI::App& cmd, Config& cfg);
 
 // This host's IPv4 addresses: never peers of ours.
 std::vector<std::string> own_ipv4_addresses();
+
+// The DNS poller's options for this node (named `own_name`) as NODE_DNS and
+// its flags say: the name, SRV or not, PEER_NAME, the DNS servers, and this
+// host's addresses and name as never-peers. Timing (interval, resolver
+// timeout and tries) stays the caller's: only `run` sets it from
+// POLL_INTERVAL.
+discovery::DnsPoller::Options dns_poller_options(const Config& cfg, const std::string& own_name);
 
 // Adds the shared options to a subcommand.
 void add_common_options(CLI::App& cmd, Config& cfg);

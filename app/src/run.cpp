@@ -213,14 +213,8 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     };
     std::unique_ptr<discovery::DnsPoller> poller;
     if (!cfg.dns.empty()) {
-      discovery::DnsPoller::Options po;
-      po.name = cfg.dns;
-      po.srv = cfg.dns_srv;
-      po.peer_name = cfg.peer_name;
-      po.own_addresses = own_ipv4_addresses();
-      po.own_name = node.name();
+      auto po = dns_poller_options(cfg, node.name());
       po.interval = std::chrono::seconds(cfg.poll_interval);
-      po.resolver.servers = cfg.dns_servers;
       // c-ares's defaults (5 s, doubling, 4 tries) would make one failing
       // poll outlast many intervals. A quarter of the interval for the first
       // try, doubled for the second: a lost packet costs a fraction of a
