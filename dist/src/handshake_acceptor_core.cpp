@@ -68,26 +68,19 @@ std::string HandshakeAcceptorCore::who() const {
 std::string HandshakeAcceptorCore::feed(std::span<const char> bytes) {
   if (stage_ == AcceptorStage::done || stage_ == AcceptorStage::failed) return {};
   in_.append(bytes.data(), bytes.size());
-  std::string out;
-  std::size_t pos = 0;
-  while (stage_ != AcceptorStage::done && stage_ != AcceptorStage::failed) {
-    if (in_.size() - pos < 2) break;
-    auto len = static_cast<std::size_t>(get_be(in_, pos, 2));
-    if (len == 0 || len > kMaxMessage) {
-      fail(Errc::protocol_error, "protocol",
-           "protocol error at " + std::string(stage_name(stage_)) + ": " + who() + " announced a " +
-               std::to_string(len) + "-byte handshake message (1 to " +
-               std::to_string(kMaxMessage) + " expected; first bytes " +
-               byte_text(static_cast<unsigned char>(in_[pos])) + " " +
-               byte_text(static_cast<unsigned char>(in_[pos + 1])) +
-               ") — not an Erlang distribution handshake");
-      break;
-    }
-    if (in_.size() - pos < 2 + len) break;
-    out += on_message(std::string_view(in_).substr(pos + 2, len));
-    pos += 2 + len;
-  }
-  in_.erase(0, pos);
+  auto out = wire::take_messages(
+      in_, kMaxMessage,
+      [&] { return stage_ != AcceptorStage::done && stage_ != AcceptorStage::failed; },
+      [&](std::size_t len, std::string_view first) {
+        fail(Errc::protocol_error, "protocol",
+             "protocol error at " + std::string(stage_name(stage_)) + ": " + who() +
+                 " announced a " + std::to_string(len) + "-byte handshake message (1 to " +
+                 std::to_string(kMaxMessage) + " expected; first bytes " +
+                 byte_text(static_cast<unsigned char>(first[0])) + " " +
+                 byte_text(static_cast<unsigned char>(first[1])) +
+                 ") — not an Erlang distribution handshake");
+      },
+      [&](std::string_view msg) { return on_message(msg); });
   if (stage_ == AcceptorStage::failed) in_.clear();
   return out;
 }

@@ -216,31 +216,26 @@ std::string HandshakeInitiatorCore::feed(std::span<const char> bytes) {
       stage_ == HandshakeStage::send_name)
     return {};
   in_.append(bytes.data(), bytes.size());
-  std::string out;
-  std::size_t pos = 0;
-  while (stage_ == HandshakeStage::recv_status || stage_ == HandshakeStage::recv_challenge ||
-         stage_ == HandshakeStage::recv_challenge_ack) {
-    if (in_.size() - pos < 2) break;
-    auto len = static_cast<std::size_t>(get_be(in_, pos, 2));
-    if (len == 0) {
-      fail(Errc::protocol_error, "the peer sent an empty handshake message at " +
-                                     std::string(stage_name(stage_)) +
-                                     " — this is not an Erlang distribution handshake");
-      break;
-    }
-    if (len > kMaxMessage) {
-      fail(Errc::protocol_error,
-           "the peer announced a " + std::to_string(len) + "-byte handshake message at " +
-               std::string(stage_name(stage_)) + " (at most " + std::to_string(kMaxMessage) +
-               " expected) — something other than an Erlang node listens on this port; check "
-               "the port epmd reports");
-      break;
-    }
-    if (in_.size() - pos < 2 + len) break;
-    out += on_message(std::string_view(in_).substr(pos + 2, len));
-    pos += 2 + len;
-  }
-  in_.erase(0, pos);
+  auto out = wire::take_messages(
+      in_, kMaxMessage,
+      [&] {
+        return stage_ == HandshakeStage::recv_status || stage_ == HandshakeStage::recv_challenge ||
+               stage_ == HandshakeStage::recv_challenge_ack;
+      },
+      [&](std::size_t len, std::string_view) {
+        if (len == 0) {
+          fail(Errc::protocol_error, "the peer sent an empty handshake message at " +
+                                         std::string(stage_name(stage_)) +
+                                         " — this is not an Erlang distribution handshake");
+          return;
+        }
+        fail(Errc::protocol_error,
+             "the peer announced a " + std::to_string(len) + "-byte handshake message at " +
+                 std::string(stage_name(stage_)) + " (at most " + std::to_string(kMaxMessage) +
+                 " expected) — something other than an Erlang node listens on this port; check "
+                 "the port epmd reports");
+      },
+      [&](std::string_view msg) { return on_message(msg); });
   if (stage_ == HandshakeStage::done || stage_ == HandshakeStage::failed) in_.clear();
   return out;
 }

@@ -31,6 +31,31 @@ inline std::string framed(std::string_view body) {
   return out;
 }
 
+// Takes the whole handshake messages (Length:2, then Length bytes) from the
+// front of `in` while `more()` holds, returning what `on_message(body)`
+// answers to each, joined; erases what it took. A length of 0 or above
+// `max_len` calls `bad_length(len, first_two_bytes)`, which must fail the
+// core, and stops. A partial message stays in `in` for the next call.
+template <class More, class BadLength, class OnMessage>
+std::string take_messages(std::string& in, std::size_t max_len, More more, BadLength bad_length,
+                          OnMessage on_message) {
+  std::string out;
+  std::size_t pos = 0;
+  while (more()) {
+    if (in.size() - pos < 2) break;
+    auto len = static_cast<std::size_t>(get_be(in, pos, 2));
+    if (len == 0 || len > max_len) {
+      bad_length(len, std::string_view(in).substr(pos, 2));
+      break;
+    }
+    if (in.size() - pos < 2 + len) break;
+    out += on_message(std::string_view(in).substr(pos + 2, len));
+    pos += 2 + len;
+  }
+  in.erase(0, pos);
+  return out;
+}
+
 // "0x4e ('N')" for an error message.
 inline std::string byte_text(unsigned char c) {
   static constexpr char kHex[] = "0123456789abcdef";
