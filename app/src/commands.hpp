@@ -28,7 +28,8 @@ struct RunOptions {
   bool relay_atom_keys = false;
   std::vector<std::string> relay_atom_values;  // keys whose string values become atoms
   std::size_t relay_max_body = 1u << 20;
-  std::size_t relay_queue = 10000;
+  std::size_t relay_queue = 10000;            // messages per node (count bound)
+  std::size_t relay_queue_bytes = 64u << 20;  // bytes per node (byte bound)
   int relay_ttl_ms = 30000;
   std::size_t relay_max_connections = 1024;  // open HTTP connections
   std::size_t relay_max_websockets = 16384;  // open WebSocket clients

@@ -61,7 +61,14 @@ int main(int argc, char** argv) {
   run->add_option("--relay-max-body", run_opts.relay_max_body, "largest request body, bytes")
       ->capture_default_str();
   run->add_option("--relay-queue", run_opts.relay_queue,
-                  "broadcasts queued per node before POSTs get 503")
+                  "broadcasts queued per node before POSTs get 503 (the count bound)")
+      ->envname("RELAY_QUEUE")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
+      ->capture_default_str();
+  run->add_option("--relay-queue-bytes", run_opts.relay_queue_bytes,
+                  "bytes of broadcasts queued per node before POSTs get 503 (the byte bound)")
+      ->envname("RELAY_QUEUE_BYTES")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
       ->capture_default_str();
   run->add_option("--relay-ttl", run_opts.relay_ttl_ms,
                   "milliseconds a queued broadcast waits for its node before it is dropped")

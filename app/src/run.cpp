@@ -159,6 +159,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     go.broadcast.json.atom_keys = opts.relay_atom_keys;
     go.broadcast.json.atom_value_keys = opts.relay_atom_values;
     go.delivery.max_queue = opts.relay_queue;
+    go.delivery.max_queue_bytes = opts.relay_queue_bytes;
     go.delivery.ttl = std::chrono::milliseconds(opts.relay_ttl_ms);
     go.max_connections = opts.relay_max_connections;
     go.channels.max_sockets = opts.relay_max_websockets;

@@ -46,16 +46,22 @@ Result<void> DeliveryCore::enqueue(std::vector<Outbound> batch, std::uint64_t no
     std::size_t depth_bytes = it == queues_.end() ? 0 : it->second.bytes;
     if (depth + n > options_.max_queue) {
       ++stats_.refused_full;
-      return make_error(Errc::queue_full, "the queue to " + node + " is full (" +
-                                              std::to_string(depth) +
-                                              " messages not yet written): retry later");
+      ++stats_.refused_full_count;
+      return make_error(Errc::queue_full,
+                        "the queue to " + node + " is full: its count bound was hit (" +
+                            std::to_string(depth) + " messages not yet written, at most " +
+                            std::to_string(options_.max_queue) +
+                            " per node, --relay-queue): retry later");
     }
     if (depth_bytes + bytes > options_.max_queue_bytes) {
       ++stats_.refused_full;
+      ++stats_.refused_full_bytes;
       return make_error(Errc::queue_full,
-                        "the queue to " + node + " is full (" + std::to_string(depth_bytes) +
-                            " bytes not yet written, at most " +
-                            std::to_string(options_.max_queue_bytes) + "): retry later");
+                        "the queue to " + node + " is full: its byte bound was hit (" +
+                            std::to_string(depth_bytes) + " bytes not yet written, at most " +
+                            std::to_string(options_.max_queue_bytes) +
+                            " per node, --relay-queue-bytes; this broadcast adds " +
+                            std::to_string(bytes) + "): retry later");
     }
   }
   for (auto& m : batch) {
@@ -267,6 +273,17 @@ void Delivery::write_metrics(MetricsWriter& m) const {
            "max_queue_bytes per node).");
   for (auto& [n, depth] : all)
     m.sample("beamlink_relay_queue_bytes", std::uint64_t{core_.depth_bytes(n)}, {{"node", n}});
+  m.family("beamlink_relay_queue_limit", T::gauge,
+           "The bounds of each node's queue: messages (--relay-queue) and bytes "
+           "(--relay-queue-bytes); past either a broadcast is refused (503 queue_full).");
+  m.sample("beamlink_relay_queue_limit", std::uint64_t{core_.options().max_queue},
+           {{"bound", "count"}});
+  m.sample("beamlink_relay_queue_limit", std::uint64_t{core_.options().max_queue_bytes},
+           {{"bound", "bytes"}});
+  m.family("beamlink_relay_queue_refusals_total", T::counter,
+           "Broadcasts refused because a target node's queue was full, by the bound hit.");
+  m.sample("beamlink_relay_queue_refusals_total", d.refused_full_count, {{"bound", "count"}});
+  m.sample("beamlink_relay_queue_refusals_total", d.refused_full_bytes, {{"bound", "bytes"}});
   m.counter("beamlink_relay_messages_queued_total",
             "Messages queued for nodes (one per node per accepted broadcast).", d.accepted);
   m.counter("beamlink_relay_messages_delivered_total",

@@ -575,6 +575,21 @@ Result<void> HttpServer::listen() {
   return {};
 }
 
+Result<void> HttpServer::adopt(int fd) {
+  auto& s = *impl_;
+  auto c = std::make_unique<Connection>(&s, s.loop);
+  if (!c->stream())
+    return make_error(Errc::io_error, "relay: cannot make a handle to adopt a socket");
+  // A failed uv_tcp_open leaves the fd out of the handle: closing it does
+  // not close the fd.
+  int rc = uv_tcp_open(reinterpret_cast<uv_tcp_t*>(c->stream()), fd);
+  if (rc != 0)
+    return uv_error(Errc::io_error,
+                    "relay cannot serve socket " + std::to_string(fd) + ": " + uv_strerror(rc), rc);
+  s.conns.add(std::move(c))->start();
+  return {};
+}
+
 int HttpServer::port() const {
   return impl_->port;
 }

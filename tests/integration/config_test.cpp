@@ -22,12 +22,13 @@ namespace {
 
 // Every variable beamlink reads: unset for each run but those a case sets,
 // so the machine's own environment cannot decide a case.
-const char* const kConfigVars[] = {
-    "NODE_HOST",       "NODE_NAME",         "PEER_NAME",     "ERLANG_COOKIE",
-    "ERL_EPMD_PORT",   "DIST_PORT_MIN",     "DIST_PORT_MAX", "NET_TICKTIME",
-    "LOG_LEVEL",       "LOG_FORMAT",        "NODE_DNS",      "POLL_INTERVAL",
-    "PUBSUB",          "PG_SCOPE",          "RELAY_LISTEN",  "RELAY_TOKEN",
-    "RELAY_ATOM_KEYS", "RELAY_ATOM_VALUES", "METRICS_LISTEN"};
+const char* const kConfigVars[] = {"NODE_HOST",      "NODE_NAME",       "PEER_NAME",
+                                   "ERLANG_COOKIE",  "ERL_EPMD_PORT",   "DIST_PORT_MIN",
+                                   "DIST_PORT_MAX",  "NET_TICKTIME",    "LOG_LEVEL",
+                                   "LOG_FORMAT",     "NODE_DNS",        "POLL_INTERVAL",
+                                   "PUBSUB",         "PG_SCOPE",        "RELAY_LISTEN",
+                                   "RELAY_TOKEN",    "RELAY_ATOM_KEYS", "RELAY_ATOM_VALUES",
+                                   "METRICS_LISTEN", "RELAY_QUEUE",     "RELAY_QUEUE_BYTES"};
 
 // A HOME with a private ~/.erlang.cookie: the default cookie source.
 class Home {
@@ -313,6 +314,36 @@ TEST_CASE(
   CHECK(e["--relay-token"] == "(set, never printed)");
   e = effective(home, "run", {}, {});
   CHECK(e["--relay-token"] == "(not set)");
+}
+
+TEST_CASE(
+    "config precedence: delivery queue bounds - --relay-queue over RELAY_QUEUE and "
+    "--relay-queue-bytes over RELAY_QUEUE_BYTES") {
+  Home home;
+  const std::vector<std::string> run_only = {"run"};
+  check_precedence(
+      home,
+      {{"--relay-queue", "300"}, {{"RELAY_QUEUE", "200"}}, "--relay-queue", "300", "200", "10000"},
+      run_only);
+  check_precedence(home,
+                   {{"--relay-queue-bytes", "65536"},
+                    {{"RELAY_QUEUE_BYTES", "131072"}},
+                    "--relay-queue-bytes",
+                    "65536",
+                    "131072",
+                    "67108864"},
+                   run_only);
+  // 0 would refuse every broadcast: a configuration error, not a relay.
+  auto r = run({"env", "NODE_HOST=127.0.0.1", beamlink_bin(), "run", "--print-config",
+                "--relay-queue-bytes", "0"},
+               10s);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("--relay-queue-bytes") != std::string::npos);
+  // Documented in `run --help`.
+  auto help = run({beamlink_bin(), "run", "--help"}, 10s);
+  CHECK(help.code == 0);
+  CHECK(help.out.find("--relay-queue-bytes") != std::string::npos);
+  CHECK(help.out.find("RELAY_QUEUE_BYTES") != std::string::npos);
 }
 
 TEST_CASE("config precedence: --relay-token wins over RELAY_TOKEN at the relay") {

@@ -2,6 +2,9 @@
 // http.client and raw sockets, and curl. Each client is a subprocess tracked
 // by PID; the loop runs until it exits (deadline-bounded, no sleeps).
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -122,6 +125,38 @@ c.request("GET", "/slow"); r2 = c.getresponse(); b2 = r2.read()
 print(r.status, b1.decode(), r2.status, b2.decode(), c.sock is s1, r.getheader("Content-Type"))
 )");
   CHECK(out == "200 {\"route\":\"fast\"} 200 {\"route\":\"slow\"} True application/json\n");
+}
+
+TEST_CASE("relay http serves an adopted socketpair end as if it had been accepted") {
+  Fixture f;
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  REQUIRE(f.server->adopt(sv[0]).ok());
+  CHECK(f.server->connection_count() == 1);
+  const std::string req = "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  REQUIRE(::write(sv[1], req.data(), req.size()) == static_cast<ssize_t>(req.size()));
+  ::fcntl(sv[1], F_SETFL, ::fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  std::string got;
+  bool eof = false;
+  // Connection: close: the server answers, then closes its end.
+  REQUIRE(f.loop.run_until([&] {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(sv[1], buf, sizeof buf)) != 0;) {
+      if (n < 0) return false;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    eof = true;
+    return true;
+  }));
+  CHECK(eof);
+  CHECK(got.starts_with("HTTP/1.1 200 "));
+  CHECK(got.ends_with(R"({"route":"fast"})"));
+  CHECK(f.loop.run_until([&] { return f.server->connection_count() == 0; }));
+  ::close(sv[1]);
+  // Not a socket the loop can take: refused, the fd stays the caller's.
+  auto bad = f.server->adopt(-1);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == Errc::io_error);
 }
 
 TEST_CASE("relay http answers pipelined requests in order") {

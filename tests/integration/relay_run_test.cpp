@@ -229,6 +229,59 @@ TEST_CASE("relay: a full queue answers 503 with Retry-After and is counted") {
       30s));
 }
 
+TEST_CASE("relay: a queue over --relay-queue-bytes answers 503 naming the byte bound") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  CHECK(t1.eval("pubsub_fixture:subscribe(<<\"t\">>)") == "ok");
+  // A byte bound of 64 KiB, the count bound left at its default: messages
+  // of about 40 kB, so two waiting for the frozen node are over the bytes
+  // long before they are over the count.
+  Relay relay(epmd.port(), {"t1@127.0.0.1"}, "My.PubSub", {"--relay-queue-bytes", "65536"});
+  REQUIRE_MESSAGE(wait_until([&] { return http("GET", relay.url("/healthz")).status == 200; }, 60s),
+                  relay.proc->err());
+  REQUIRE(wait_until([&] { return joined_everywhere(t1, 1); }, 60s));
+  t1.process().signal(SIGSTOP);
+  std::string big =
+      R"({"topic":"t","event":"e","payload":{"pad":")" + std::string(40000, 'x') + "\"}}";
+  int accepted = 0;
+  Http last;
+  INFO("accepted ", accepted, ", last: ", last.status, " ", last.body);
+  REQUIRE(wait_until(
+      [&] {
+        last = http("POST", relay.url("/v1/broadcast"), big);
+        if (last.status == 202) ++accepted;
+        return last.status == 503;
+      },
+      120s));
+  CHECK(last.body.find("queue_full") != std::string::npos);
+  CHECK(last.body.find("t1@127.0.0.1") != std::string::npos);
+  CHECK(last.body.find("byte bound") != std::string::npos);
+  CHECK(last.body.find("at most 65536") != std::string::npos);
+  CHECK(last.body.find("--relay-queue-bytes") != std::string::npos);
+  CHECK(last.headers.find("Retry-After") != std::string::npos);
+  auto m = http("GET", relay.url("/metrics")).body;
+  CHECK(m.find("beamlink_relay_queue_refusals_total{bound=\"bytes\"} ") != std::string::npos);
+  CHECK(m.find("beamlink_relay_queue_refusals_total{bound=\"bytes\"} 0\n") == std::string::npos);
+  CHECK(m.find("beamlink_relay_queue_refusals_total{bound=\"count\"} 0\n") != std::string::npos);
+  CHECK(m.find("beamlink_relay_queue_limit{bound=\"bytes\"} 65536\n") != std::string::npos);
+  CHECK(m.find("beamlink_relay_queue_limit{bound=\"count\"} 10000\n") != std::string::npos);
+  // The node back: its queue drains and a later POST is accepted.
+  t1.process().signal(SIGCONT);
+  REQUIRE(wait_until(
+      [&] {
+        last = http("POST", relay.url("/v1/broadcast"), big);
+        if (last.status == 202) ++accepted;
+        return last.status == 202;
+      },
+      60s));
+  REQUIRE(wait_until(
+      [&] {
+        return t1.eval("length(pubsub_fixture:received(<<\"t\">>))") == std::to_string(accepted);
+      },
+      60s));
+}
+
 TEST_CASE(
     "relay: beyond loopback without a token it refuses to start - with one - 401 without it") {
   Epmd epmd;

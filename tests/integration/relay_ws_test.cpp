@@ -285,7 +285,17 @@ TEST_CASE("relay ws: a client that stops reading is closed with 1008 - not left 
   o.websocket.close_timeout = 200ms;
   Fixture f(o);
   Subprocess slow({"node", source_path("tests/js/raw_ws_client.js"), f.url(), "slow", "room:s"});
-  Subprocess fast({"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:s"});
+  // The fast client reads a stream of 128 KiB broadcasts. The phoenix client
+  // drops its connection when a heartbeat's reply has not been handled
+  // within the heartbeat interval; at the usual 50 ms a loaded machine
+  // (parsing those frames, or not being scheduled) misses it, and the fast
+  // client goes away mid-test. A second between heartbeats is far beyond
+  // any scheduling delay and still gives the two heartbeats checked below
+  // within the stream's seconds.
+  Subprocess::Options fast_env;
+  fast_env.env = {{"PHOENIX_HEARTBEAT_MS", "1000"}};
+  Subprocess fast({"node", source_path("tests/js/phoenix_client.js"), f.url("/socket"), "room:s"},
+                  fast_env);
   REQUIRE_MESSAGE(f.serve_until([&] { return has(slow, "joined") && has(fast, "push ok"); }),
                   slow.out() << slow.err() << fast.out() << fast.err());
   auto received = [&] {
@@ -307,7 +317,9 @@ TEST_CASE("relay ws: a client that stops reading is closed with 1008 - not left 
   }
   CHECK_MESSAGE(f.ws->stats().slow_client_closes == 1, "after " << sent << " broadcasts");
   // Its close frame cannot pass: the close timeout ends the connection.
-  REQUIRE(f.serve_until([&] { return f.ws->sockets() == 1; }));
+  REQUIRE_MESSAGE(f.serve_until([&] { return f.ws->sockets() == 1; }),
+                  f.ws->sockets() << " sockets; slow: " << slow.out() << slow.err()
+                                  << "; fast: " << fast.out() << fast.err());
   CHECK(f.hub.subscribers("room:s") == 1);
   f.hub.broadcast("room:s", "fence", "{}");
   REQUIRE_MESSAGE(f.serve_until([&] { return !fast.running(); }), fast.out() << fast.err());

@@ -21,9 +21,18 @@ const out = (line) => process.stdout.write(line + "\n");
 const socket = new Socket(url, {
   transport: WebSocket,
   params: token ? { token } : {},
-  heartbeatIntervalMs: 50,
+  // The official client also gives up on the connection when a heartbeat
+  // is not answered within this interval (its heartbeat timeout is the
+  // interval): a test whose client is busy for longer sets
+  // PHOENIX_HEARTBEAT_MS.
+  heartbeatIntervalMs: Number(process.env.PHOENIX_HEARTBEAT_MS || 50),
   reconnectAfterMs: () => 60000,
   rejoinAfterMs: () => 60000,
+  // The client's own view of the connection (a heartbeat timeout, a close)
+  // on stderr: the tests print it when they fail.
+  logger: (kind, msg) => {
+    if (kind === "transport") process.stderr.write(`phoenix ${kind}: ${msg}\n`);
+  },
 });
 
 let heartbeats = 0;

@@ -285,8 +285,13 @@ TEST_CASE("delivery: a full queue refuses the whole broadcast and says which nod
   REQUIRE_FALSE(r);
   CHECK(r.error().code == Errc::queue_full);
   CHECK(r.error().message.find("a@h") != std::string::npos);
+  // The reason names the bound that was hit, with its numbers.
+  CHECK(r.error().message.find("count bound") != std::string::npos);
+  CHECK(r.error().message.find("2 messages not yet written, at most 2") != std::string::npos);
   CHECK(core.depth("b@h") == 0);  // none: all or nothing
   CHECK(core.stats().refused_full == 1);
+  CHECK(core.stats().refused_full_count == 1);
+  CHECK(core.stats().refused_full_bytes == 0);
   CHECK(core.stats().accepted == 2);
   link.write("a@h", 1);
   core.pump("a@h", 1);
@@ -342,7 +347,11 @@ TEST_CASE("delivery: a node's queue is bounded in bytes as well as in messages")
   REQUIRE_FALSE(r);
   CHECK(r.error().code == Errc::queue_full);
   CHECK(r.error().message.find("900 bytes not yet written, at most 1000") != std::string::npos);
+  CHECK(r.error().message.find("byte bound") != std::string::npos);
+  CHECK(r.error().message.find("this broadcast adds 300") != std::string::npos);
   CHECK(core.stats().refused_full == 1);
+  CHECK(core.stats().refused_full_bytes == 1);
+  CHECK(core.stats().refused_full_count == 0);
   CHECK(core.depth("b@h") == 3);
   // A small one still fits.
   REQUIRE(core.enqueue(batch({"a@h"}, std::string(100, 'y')), 0));

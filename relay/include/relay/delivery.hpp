@@ -71,11 +71,13 @@ struct DeliveryOptions {
 };
 
 struct DeliveryStats {
-  std::uint64_t accepted = 0;      // messages queued (one per node per broadcast)
-  std::uint64_t delivered = 0;     // written to a node's connection
-  std::uint64_t retried = 0;       // sent again after their connection closed unwritten
-  std::uint64_t expired = 0;       // dropped: not sent within the TTL
-  std::uint64_t refused_full = 0;  // publishes refused: a target queue was full
+  std::uint64_t accepted = 0;            // messages queued (one per node per broadcast)
+  std::uint64_t delivered = 0;           // written to a node's connection
+  std::uint64_t retried = 0;             // sent again after their connection closed unwritten
+  std::uint64_t expired = 0;             // dropped: not sent within the TTL
+  std::uint64_t refused_full = 0;        // publishes refused: a target queue was full
+  std::uint64_t refused_full_count = 0;  // of which its message count bound (max_queue)
+  std::uint64_t refused_full_bytes = 0;  // of which its byte bound (max_queue_bytes)
 };
 
 // What DeliveryCore needs from the connections (dist::Node in production).

@@ -111,6 +111,14 @@ class HttpServer {
   // already_exists (address in use), io_error (source = uv errno).
   Result<void> listen();
   int port() const;  // the bound port, once listening
+  // Serves `fd`, a connected stream socket of any family (an AF_UNIX
+  // socketpair end: the WebSocket fuzz target drives the server through
+  // one), as if it had been accepted; it counts against max_connections
+  // like the others but is never refused for it. On success the server owns
+  // the fd (closed with its connection); on failure (io_error with the uv
+  // errno: not a stream socket, already in the loop) the fd stays the
+  // caller's. Without listen() no timeouts are checked.
+  Result<void> adopt(int fd);
   // Requests on `path` (exact match, query ignored) go to `handler` instead
   // of the Handler; a later call for the same path replaces the earlier.
   // Register before the first request on the path arrives.
