@@ -287,6 +287,51 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       });
     }
 
+    // Readiness at start (/readyz), beyond "a connected node has the pubsub":
+    // a relay started, or restarted behind a Service, must not answer 202
+    // for a broadcast that reaches only the part of the cluster it has found
+    // so far (the pods it has not connected yet, the other beamlinks it has
+    // not found: their subscribers would never get it). So it is ready once
+    //   - DNS has answered and every peer it names (and every --connect
+    //     node) is connected, or has failed to connect at least once (a dead
+    //     address left in DNS must not hold it back);
+    //   - the beamlink finder has completed a poll that began after that;
+    //   - every beamlink found is connected and its pg scope is known (its
+    //     groups' members are where a broadcast goes).
+    // Checked on each /readyz until met, then no more: a pod or beamlink that
+    // appears later does not take a serving relay out of its Service.
+    struct StartupReadiness {
+      bool met = false;
+      bool marked = false;     // the finder was asked to poll once DNS was settled
+      std::uint64_t mark = 0;  // polls_completed() that poll must exceed
+    } startup;
+    auto startup_not_ready = [&](StartupReadiness& st) -> std::string {
+      if (st.met) return {};
+      if (poller && dns_polls.empty()) return "starting: waiting for the first DNS answer";
+      std::map<std::string, int> failures;
+      for (auto& p : peers.peers()) failures[p.node] = p.failures;
+      std::vector<std::string> beams(opts.connect.begin(), opts.connect.end());
+      if (poller) beams.insert(beams.end(), poller->peers().begin(), poller->peers().end());
+      for (auto& n : beams)
+        if (!node.is_connected(n) && failures[n] == 0)
+          return "starting: connecting to " + n + " (found by DNS or --connect)";
+      if (finder) {
+        if (!st.marked) {
+          st.marked = true;
+          st.mark = finder->polls_completed() + (finder->polling() ? 1 : 0);
+          finder->poll_now();
+        }
+        if (finder->polls_completed() <= st.mark)
+          return std::string("starting: asking the pods for the other beamlinks");
+        auto known = scope ? scope->nodes() : std::vector<std::string>{};
+        for (auto& b : finder->found())
+          if (!node.is_connected(b) || std::find(known.begin(), known.end(), b) == known.end())
+            return "starting: connecting to beamlink " + b;
+      }
+      st.met = true;
+      return {};
+    };
+
     // What `run` itself reports besides the node and the relay.
     auto run_metrics = [&](MetricsWriter& m) {
       m.family("beamlink_dns_polls_total", MetricsWriter::Type::counter,
@@ -307,6 +352,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
         return {};
       });
       gateway->add_metrics(run_metrics);
+      gateway->set_readiness_check([&]() { return startup_not_ready(startup); });
       if (auto r = gateway->start(); !r) {
         // Nothing has started yet: free what was made and end.
         std::fprintf(stderr, "beamlink: relay: %s\n", r.error().message.c_str());

@@ -173,15 +173,17 @@ std::string Gateway::not_ready_reason() const {
   const auto& bridges = hub_.bridges();
   if (bridges.size() < expected_bridges_)
     return "starting: the configured pubsub(s) are not set up yet";
-  if (bridges.empty()) return {};  // nothing to relay into: connected is ready
   std::string names;
+  bool found = bridges.empty();  // nothing to relay into: connected is ready
   for (auto* b : bridges) {
-    if (!b->nodes().empty()) return {};
+    if (!b->nodes().empty()) found = true;
     names += (names.empty() ? "" : ", ") + b->name();
   }
-  return "no connected BEAM node has the configured pubsub(s) (" + names +
-         "): " + std::to_string(node_.connected_nodes().size()) +
-         " node(s) connected; broadcasts would be refused";
+  if (!found)
+    return "no connected BEAM node has the configured pubsub(s) (" + names +
+           "): " + std::to_string(node_.connected_nodes().size()) +
+           " node(s) connected; broadcasts would be refused";
+  return readiness_check_ ? readiness_check_() : std::string();
 }
 
 void Gateway::write_metrics(MetricsWriter& m) const {

@@ -92,6 +92,7 @@ inline std::map<std::string, std::string> env_of(Cluster& c, std::vector<std::st
 // DNS poll every second.
 struct BeamlinkInNs {
   std::string netns, host;
+  std::string token;  // sent as a bearer token by http() when set
   std::unique_ptr<Subprocess> proc;
   BeamlinkInNs(Cluster& c, std::vector<std::string> args) : BeamlinkInNs(c, {}, std::move(args)) {}
   BeamlinkInNs(Cluster& c, std::map<std::string, std::string> where,
@@ -119,7 +120,9 @@ struct BeamlinkInNs {
   // A request to the relay on 127.0.0.1:7070 in this beamlink's namespace.
   HttpReply http(const std::string& method, const std::string& path,
                  const std::string& body = "") const {
-    return test::http(method, "http://127.0.0.1:7070" + path, body, {}, in_ns({}));
+    std::vector<std::string> extra;
+    if (!token.empty()) extra = {"-H", "Authorization: Bearer " + token};
+    return test::http(method, "http://127.0.0.1:7070" + path, body, extra, in_ns({}));
   }
 };
 

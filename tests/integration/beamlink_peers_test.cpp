@@ -151,3 +151,42 @@ TEST_CASE("beamlinks: a relay that goes away is dropped and found again when it 
   REQUIRE_MESSAGE(wait_until([&] { return !ws.running(); }, 60s), ws.out() << ws.err());
   CHECK(occurrences(ws.out(), "msg room:2 back {\"n\":2}") == 1);
 }
+
+// Readiness at start: a relay answers 200 on /readyz only once the other
+// beamlinks the node lists are connected with their members known, so
+// behind a Service its first 202 already reaches their subscribers (a
+// subscribe, which cannot be dialled, connects only at its next poll).
+TEST_CASE("beamlinks: a starting relay is ready only once the other beamlinks are connected") {
+  Epmd epmd;
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
+  Relay a(epmd.port(), "relay_a", "t1@127.0.0.1");
+  Subprocess::Options so;
+  so.env = env_for(epmd.port());
+  Subprocess sub({binary_path("app/beamlink"), "subscribe", "--pubsub", "My.PubSub", "--connect",
+                  "t1@127.0.0.1", "--poll-interval", "1", "room:3"},
+                 so);
+  const std::string sub_name = "beamlink_" + std::to_string(sub.pid()) + "@127.0.0.1";
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        return lists(a, {"t1@127.0.0.1", sub_name});
+                      },
+                      60s),
+                  a.proc->err() << sub.err());
+  Relay c(epmd.port(), "relay_c", "t1@127.0.0.1");
+  Http h;
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        h = http("GET", c.url("/readyz"));
+                        return h.status == 200;
+                      },
+                      60s),
+                  c.proc->err() << h.body);
+  // Its first 200 lists them all.
+  CHECK_MESSAGE(h.body.find("\"t1@127.0.0.1\"") != std::string::npos, h.body);
+  CHECK_MESSAGE(h.body.find("\"relay_a@127.0.0.1\"") != std::string::npos, h.body);
+  CHECK_MESSAGE(h.body.find("\"" + sub_name + "\"") != std::string::npos, h.body);
+  REQUIRE(http("POST", c.url("/v1/broadcast"), body("room:3", "first", 1)).status == 202);
+  CHECK_MESSAGE(wait_until([&] { return count(sub.out(), "\"first\"") == 1; }, 60s),
+                sub.out() << sub.err());
+}

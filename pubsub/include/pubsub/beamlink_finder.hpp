@@ -97,6 +97,8 @@ class BeamlinkFinder {
   // The other beamlinks known now.
   const std::set<std::string>& found() const { return found_; }
   std::uint64_t polls_completed() const { return polls_completed_; }
+  // A poll is waiting for its answers (it completes later).
+  bool polling() const { return in_flight_; }
 
  private:
   struct Timer;

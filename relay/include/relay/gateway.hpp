@@ -6,8 +6,9 @@
 //                        reason
 //   GET  /readyz         readiness: as /healthz, and besides at least one
 //                        connected node has one of the configured pubsubs
-//                        (so a POST would be accepted); 503 with
-//                        {"error":"not_ready","reason":...} until then
+//                        (so a POST would be accepted) and the readiness
+//                        check of set_readiness_check (if any) passes; 503
+//                        with {"error":"not_ready","reason":...} until then
 //   GET  /metrics        Prometheus text: the node's families
 //                        (dist::Node::write_metrics), the relay's
 //                        (write_metrics: each part writes its own), and what
@@ -86,6 +87,12 @@ class Gateway {
   // Appended to /healthz's reason when no peer is connected (e.g. what DNS
   // said), so the answer says where to look.
   void set_peer_hint(std::function<std::string()> hint) { peer_hint_ = std::move(hint); }
+  // One more condition of /readyz, asked last: empty when met, else why not
+  // (e.g. `run`'s "has found the whole cluster"). Called on the loop's
+  // thread for each readiness answer.
+  void set_readiness_check(std::function<std::string()> check) {
+    readiness_check_ = std::move(check);
+  }
 
   // The health answer now: empty when healthy, else why not.
   std::string unhealthy_reason() const;
@@ -124,6 +131,7 @@ class Gateway {
   std::unique_ptr<ChannelSocketServer> channels_;  // destroyed before the server and hub
   std::vector<std::function<void(MetricsWriter&)>> metrics_;
   std::function<std::string()> peer_hint_;
+  std::function<std::string()> readiness_check_;
   std::size_t expected_bridges_ = 0;
   GatewayStats stats_;
 };
