@@ -3,7 +3,7 @@
 //
 //   beamlink_bench_relay_ws --port P [--host IP] [--clients 1000] [--threads 2]
 //       [--topic T] --expect N [--quiet-s 5] [--max-s 120] [--token TOKEN]
-//       [--progress]
+//       [--progress] [--latencies FILE]
 //
 // Each client opens ws://HOST:PORT/socket/websocket?vsn=2.0.0 (raw frames, no
 // library: at 1,000 clients x 1,000 broadcasts/s the clients must be cheaper
@@ -20,7 +20,10 @@
 // closed (connections the server closed; the close codes on stderr), lat_p50_us, lat_p99_us,
 // lat_p999_us, lat_max_us, cpu_us (this tool's own CPU). Exit 1 when a
 // client cannot connect or join. --progress: one line a second on stderr
-// (frames received so far, connections closed).
+// (frames received so far, connections closed). --latencies FILE: every
+// latency measured, as "US COUNT" lines in increasing US, so that the
+// percentiles of several runs (clients split over several relays) can be
+// taken together.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -62,6 +65,7 @@ struct Options {
   double max_s = 120;
   std::string token;
   bool progress = false;
+  std::string latencies;  // --latencies FILE: the histogram, "US COUNT" lines
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -98,6 +102,8 @@ Options parse(int argc, char** argv) {
       o.token = next();
     else if (a == "--progress")
       o.progress = true;
+    else if (a == "--latencies")
+      o.latencies = next();
     else
       usage("unknown option");
   }
@@ -418,6 +424,21 @@ int main(int argc, char** argv) {
     }
   }
   std::sort(lat.begin(), lat.end());
+  if (!o.latencies.empty()) {
+    std::FILE* f = std::fopen(o.latencies.c_str(), "w");
+    if (!f) {
+      std::fprintf(stderr, "beamlink_bench_relay_ws: cannot write %s: %s\n", o.latencies.c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+    for (std::size_t k = 0; k < lat.size();) {
+      std::size_t run = k;
+      while (run < lat.size() && lat[run] == lat[k]) ++run;
+      std::fprintf(f, "%u %zu\n", lat[k], run - k);
+      k = run;
+    }
+    std::fclose(f);
+  }
   auto pct = [&](double p) -> std::uint32_t {
     if (lat.empty()) return 0;
     return lat[static_cast<std::size_t>(p * static_cast<double>(lat.size() - 1))];
