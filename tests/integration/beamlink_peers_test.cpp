@@ -158,11 +158,11 @@ TEST_CASE("beamlinks: a relay that goes away is dropped and found again when it 
 // subscribe, which cannot be dialled, connects only at its next poll).
 TEST_CASE("beamlinks: a starting relay is ready only once the other beamlinks are connected") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
   Relay a(epmd.port(), "relay_a", "t1@127.0.0.1");
   Subprocess::Options so;
-  so.env = env_for(epmd.port());
+  so.env = beamlink_env(epmd.port());
   Subprocess sub({binary_path("app/beamlink"), "subscribe", "--pubsub", "My.PubSub", "--connect",
                   "t1@127.0.0.1", "--poll-interval", "1", "room:3"},
                  so);
@@ -174,7 +174,7 @@ TEST_CASE("beamlinks: a starting relay is ready only once the other beamlinks ar
                       60s),
                   a.proc->err() << sub.err());
   Relay c(epmd.port(), "relay_c", "t1@127.0.0.1");
-  Http h;
+  HttpReply h;
   REQUIRE_MESSAGE(wait_until(
                       [&] {
                         h = http("GET", c.url("/readyz"));
@@ -186,7 +186,7 @@ TEST_CASE("beamlinks: a starting relay is ready only once the other beamlinks ar
   CHECK_MESSAGE(h.body.find("\"t1@127.0.0.1\"") != std::string::npos, h.body);
   CHECK_MESSAGE(h.body.find("\"relay_a@127.0.0.1\"") != std::string::npos, h.body);
   CHECK_MESSAGE(h.body.find("\"" + sub_name + "\"") != std::string::npos, h.body);
-  REQUIRE(http("POST", c.url("/v1/broadcast"), body("room:3", "first", 1)).status == 202);
-  CHECK_MESSAGE(wait_until([&] { return count(sub.out(), "\"first\"") == 1; }, 60s),
+  REQUIRE(http("POST", c.url("/v1/broadcast"), broadcast_body("room:3", "first", 1)).status == 202);
+  CHECK_MESSAGE(wait_until([&] { return occurrences(sub.out(), "\"first\"") == 1; }, 60s),
                 sub.out() << sub.err());
 }

@@ -231,7 +231,7 @@ TEST_CASE("relay: a full queue answers 503 with Retry-After and is counted") {
 
 TEST_CASE("relay: a queue over --relay-queue-bytes answers 503 naming the byte bound") {
   Epmd epmd;
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(t1.eval("pubsub_fixture:start(<<\"My.PubSub\">>, 1)") == "ok");
   CHECK(t1.eval("pubsub_fixture:subscribe(<<\"t\">>)") == "ok");
   // A byte bound of 64 KiB, the count bound left at its default: messages
@@ -245,7 +245,7 @@ TEST_CASE("relay: a queue over --relay-queue-bytes answers 503 naming the byte b
   std::string big =
       R"({"topic":"t","event":"e","payload":{"pad":")" + std::string(40000, 'x') + "\"}}";
   int accepted = 0;
-  Http last;
+  HttpReply last;
   INFO("accepted ", accepted, ", last: ", last.status, " ", last.body);
   REQUIRE(wait_until(
       [&] {
