@@ -257,19 +257,30 @@ void Listener::make_room(const std::string& source) {
       std::size_t n = (s == by_source_.end() ? 0 : s->second.size()) + (q->source == source);
       return n > opts_.max_per_source;
     };
-    std::vector<std::pair<int, Pending*>> ranked;
-    ranked.reserve(pending_.size());
-    for (auto& q : pending_)
-      ranked.emplace_back(
-          (over(q.get()) ? 0 : 4) + (idle(q.get()) ? 0 : 2) + (waiting_name(q.get()) ? 0 : 1),
-          q.get());
-    std::stable_sort(ranked.begin(), ranked.end(),
-                     [](const auto& x, const auto& y) { return x.first < y.first; });
-    std::vector<Pending*> c;
-    c.reserve(ranked.size());
-    for (auto& r : ranked) c.push_back(r.second);
-    Pending* v = first_quiet(c);
-    shed((v ? v : c.front())->self);
+    // One pass per try, no allocation: the first (oldest) of the lowest
+    // rank; one spared for unread bytes is passed over on the next try
+    // (all spared: the first of them).
+    auto rank = [&](const Pending* q) {
+      return (over(q) ? 0 : 4) + (idle(q) ? 0 : 2) + (waiting_name(q) ? 0 : 1);
+    };
+    Pending* fallback = nullptr;
+    std::vector<const Pending*> spared;
+    for (std::size_t tries = 0; tries < pending_.size(); ++tries) {
+      Pending* best = nullptr;
+      int best_rank = 8;
+      for (auto& q : pending_) {
+        if (std::find(spared.begin(), spared.end(), q.get()) != spared.end()) continue;
+        if (int r = rank(q.get()); r < best_rank) {
+          best_rank = r;
+          best = q.get();
+        }
+      }
+      if (!best) break;
+      if (!fallback) fallback = best;
+      if (first_quiet({best})) return shed(best->self);
+      spared.push_back(best);
+    }
+    shed((fallback ? fallback : pending_.front().get())->self);
   }
 }
 
