@@ -103,6 +103,7 @@ Result<void> Listener::start(int listen_fd, Options opts, NameStatusFn name_stat
   rc = uv_listen(server_.stream(), 4096, on_connection);
   if (rc == 0) rc = deadline_.init(loop_, this, uv_timer_init);
   if (rc == 0) rc = log_timer_.init(loop_, this, uv_timer_init);
+  if (rc == 0) rc = resume_.init(loop_, this, uv_idle_init);
   if (rc != 0) {
     server_.reset();  // closes listen_fd
     return uv_error(Errc::io_error,
@@ -131,6 +132,7 @@ void Listener::stop() {
   stopped_ = true;
   server_.reset();
   deadline_.reset();
+  resume_.reset();
   flush_log_summary();
   log_timer_.reset();
   by_source_.clear();
@@ -150,21 +152,37 @@ void Listener::on_connection(uv_stream_t* server, int status) {
                       "accept");
     return;
   }
-  self->accept_one();
+  if (self->accepted_in_burst_ >= kAcceptBurst) {
+    // Leave this connection pending: libuv stops watching the listen socket
+    // until uv_accept takes it, which the idle handle does on the loop's
+    // next turn, before that turn's reads and accepts.
+    uv_idle_start(self->resume_.get(), [](uv_idle_t* h) {
+      auto* l = static_cast<Listener*>(h->data);
+      if (!l) return;
+      uv_idle_stop(h);
+      l->accepted_in_burst_ = 0;
+      // uv_accept watches the listen socket again, unless it failed: then
+      // listen again so that accepting goes on.
+      if (!l->accept_one()) (void)uv_listen(l->server_.stream(), 4096, on_connection);
+    });
+    return;
+  }
+  ++self->accepted_in_burst_;
+  (void)self->accept_one();
 }
 
-void Listener::accept_one() {
+bool Listener::accept_one() {
   HandshakeAcceptorCore::Options co;
   co.our_name = opts_.our_name;
   co.cookie = opts_.cookie;
   co.creation = opts_.creation;
   co.name_status = name_status_;
   auto p = std::make_unique<Pending>(this, std::move(co));
-  if (int rc = p->tcp.init(loop_, p.get(), uv_tcp_init); rc != 0) return;
+  if (int rc = p->tcp.init(loop_, p.get(), uv_tcp_init); rc != 0) return false;
   if (int rc = uv_accept(server_.stream(), p->tcp.stream()); rc != 0) {
     log_failure(std::string("accepting on the distribution port failed: ") + uv_strerror(rc),
                 "accept");
-    return;
+    return false;
   }
   sockaddr_storage ss{};
   int len = sizeof ss;
@@ -185,31 +203,14 @@ void Listener::accept_one() {
   p->address = std::string(ip) + ":" + std::to_string(port);
   p->started_ms = p->last_data_ms = uv_now(loop_);
 
-  // The caps: a handshake in progress from this source (or overall) makes
-  // room for the new one — the oldest that has not even sent its name, else
-  // the oldest. A legitimate peer sends its name at once, so a flood of
-  // connections that say nothing (or reconnect as fast as they are shed)
-  // from the same address does not shed it.
-  if (auto s = by_source_.find(p->source);
-      s != by_source_.end() && s->second.size() >= opts_.max_per_source) {
-    auto victim = std::find_if(s->second.begin(), s->second.end(), [](const Pending* q) {
-      return q->core.stage() == AcceptorStage::recv_name;
-    });
-    shed((victim != s->second.end() ? *victim : s->second.front())->self);
-  }
-  if (pending_.size() >= opts_.max_total) {
-    auto victim = std::find_if(pending_.begin(), pending_.end(), [](const auto& q) {
-      return q->core.stage() == AcceptorStage::recv_name;
-    });
-    shed(victim != pending_.end() ? victim : pending_.begin());
-  }
+  make_room(p->source);
 
   uv_tcp_nodelay(p->tcp.get(), 1);
   if (int rc = uv_read_start(p->tcp.stream(), on_alloc, on_read); rc != 0) {
     log_failure("inbound handshake from " + p->address +
                     " failed: cannot read from the socket: " + uv_strerror(rc),
                 "io");
-    return;
+    return true;
   }
   Pending* raw = p.get();
   pending_.push_back(std::move(p));
@@ -229,6 +230,72 @@ void Listener::accept_one() {
       on_read(raw->tcp.stream(), n, &b);  // may fail or complete it: touch nothing after
     }
   }
+  return true;
+}
+
+void Listener::make_room(const std::string& source) {
+  const auto now = uv_now(loop_);
+  const auto grace = static_cast<std::uint64_t>(opts_.shed_grace.count());
+  auto idle = [&](const Pending* q) { return now - q->last_data_ms >= grace; };
+  auto waiting_name = [](const Pending* q) { return q->core.stage() == AcceptorStage::recv_name; };
+  // Per source: only a handshake idle past the grace (waiting for a name
+  // first, then the oldest). None: the new one goes over this cap.
+  if (auto s = by_source_.find(source);
+      s != by_source_.end() && s->second.size() >= opts_.max_per_source) {
+    std::vector<Pending*> c;
+    for (Pending* q : s->second)
+      if (idle(q)) c.push_back(q);
+    std::stable_partition(c.begin(), c.end(), waiting_name);  // oldest first within each
+    if (Pending* v = first_quiet(c)) shed(v->self);
+  }
+  // In all: a hard cap. The sources over their own cap (the new
+  // connection's counted) first, then idle past the grace, then waiting
+  // for a name, then the oldest.
+  if (pending_.size() >= opts_.max_total) {
+    auto over = [&](const Pending* q) {
+      auto s = by_source_.find(q->source);
+      std::size_t n = (s == by_source_.end() ? 0 : s->second.size()) + (q->source == source);
+      return n > opts_.max_per_source;
+    };
+    // One pass per try, no allocation: the first (oldest) of the lowest
+    // rank; one spared for unread bytes is passed over on the next try
+    // (all spared: the first of them).
+    auto rank = [&](const Pending* q) {
+      return (over(q) ? 0 : 4) + (idle(q) ? 0 : 2) + (waiting_name(q) ? 0 : 1);
+    };
+    Pending* fallback = nullptr;
+    std::vector<const Pending*> spared;
+    for (std::size_t tries = 0; tries < pending_.size(); ++tries) {
+      Pending* best = nullptr;
+      int best_rank = 8;
+      for (auto& q : pending_) {
+        if (std::find(spared.begin(), spared.end(), q.get()) != spared.end()) continue;
+        if (int r = rank(q.get()); r < best_rank) {
+          best_rank = r;
+          best = q.get();
+        }
+      }
+      if (!best) break;
+      if (!fallback) fallback = best;
+      if (first_quiet({best})) return shed(best->self);
+      spared.push_back(best);
+    }
+    shed((fallback ? fallback : pending_.front().get())->self);
+  }
+}
+
+Listener::Pending* Listener::first_quiet(const std::vector<Pending*>& candidates) {
+  for (Pending* q : candidates) {
+    int fd = -1;
+    char byte = 0;
+    // MSG_PEEK: nothing is consumed; on_read gets it when libuv reads.
+    if (uv_fileno(q->tcp.handle(), &fd) == 0 && ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+      ++stats_.spared;
+      continue;
+    }
+    return q;
+  }
+  return nullptr;
 }
 
 void Listener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -322,8 +389,9 @@ void Listener::shed(List::iterator it) {
   ++stats_.shed;
   log_failure("inbound handshake from " + p.address + " shed at " +
                   std::string(stage_name(p.core.stage())) + " after " +
-                  std::to_string(uv_now(loop_) - p.started_ms) +
-                  " ms: too many handshakes in progress (at most " +
+                  std::to_string(uv_now(loop_) - p.started_ms) + " ms (nothing from it for " +
+                  std::to_string(uv_now(loop_) - p.last_data_ms) +
+                  " ms): too many handshakes in progress (at most " +
                   std::to_string(opts_.max_per_source) + " per source address, " +
                   std::to_string(opts_.max_total) + " in all) — a newer connection took its place",
               "shed");

@@ -7,12 +7,29 @@
 // a handshake timer per connection; we add caps):
 // - one deadline for the whole handshake (handshake_timeout), however the
 //   peer splits or trickles its bytes;
-// - at most max_per_source handshakes in progress from one source address
-//   and max_total overall: a new connection over a cap sheds the oldest
-//   handshake in progress from that source (or overall) that has not sent
-//   its name yet, else the oldest: the one most likely to be an idle or
-//   stalled attacker (a legitimate peer sends its name at once, so even a
-//   flood from its own address does not shed it); the new one goes on;
+// - at most max_total handshakes in progress overall (a hard cap) and
+//   max_per_source from one source address. Over a cap a handshake in
+//   progress makes room; the new connection always goes on. Which one:
+//   a legitimate peer sends its name right after connecting and its reply
+//   right after our challenge, so a handshake that has said nothing for
+//   shed_grace (the oldest of those still waiting for a name first) is the
+//   one most likely idle or stalled. Before one is shed its socket is
+//   peeked: bytes that arrived but are not read yet (libuv accepts a whole
+//   burst of connections before it reads any) spare it. The per-source cap
+//   only sheds handshakes idle past shed_grace: when a source's are all
+//   younger (a flood reconnecting as fast as it is shed, from a legitimate
+//   peer's own address) the new one goes over it, bounded by max_total,
+//   where the sources over their own cap pay first (their oldest, waiting
+//   for a name first), so a flood from one address never sheds another
+//   address's handshake while it has one of its own, and sheds its own
+//   address's legitimate handshake only after max_total newer ones came
+//   before that peer's name;
+// - at most kAcceptBurst connections accepted in a row: then the loop
+//   gets one turn (reads of the handshakes in progress, timers, other
+//   work) before the next burst. libuv accepts until the queue is empty,
+//   and a flood that reconnects as fast as it is shed never empties it:
+//   without the turn, no handshake (a legitimate peer's included) would be
+//   read again, and nothing else would run on the loop;
 // - no pause or backoff after a failure: the next peer is served at once;
 // - one log line per failure (peer address, step, why), at most kLogBurst
 //   per reason per kLogWindowMs (a garbage flood does not hide the one
@@ -36,6 +53,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/result.hpp"
 #include "common/uv_handle.hpp"
@@ -58,6 +76,9 @@ class Listener {
     std::chrono::milliseconds handshake_timeout{5000};  // the whole handshake
     std::size_t max_per_source = 8;
     std::size_t max_total = 64;
+    // A handshake that has said nothing for this long is fair game for the
+    // per-source cap (and preferred by the total cap).
+    std::chrono::milliseconds shed_grace{200};
   };
   struct Accepted {
     int fd = -1;          // connected, handshaken; the receiver owns it
@@ -68,7 +89,8 @@ class Listener {
     std::uint64_t accepted = 0;
     std::uint64_t failed = 0;
     std::map<std::string, std::uint64_t> failed_by_reason;  // HandshakeAcceptorCore::reason()
-    std::uint64_t shed = 0;  // in-progress handshakes closed for a newer one (caps)
+    std::uint64_t shed = 0;    // in-progress handshakes closed for a newer one (caps)
+    std::uint64_t spared = 0;  // candidates to shed spared: their bytes had arrived unread
     std::size_t in_progress = 0;
   };
   using OnAccepted = std::function<void(Accepted)>;
@@ -78,6 +100,8 @@ class Listener {
   // only counted.
   static constexpr int kLogBurst = 5;
   static constexpr std::uint64_t kLogWindowMs = 10000;
+  // Connections accepted before the loop gets a turn.
+  static constexpr int kAcceptBurst = 32;
 
   explicit Listener(uv_loop_t* loop);
   ~Listener();
@@ -98,7 +122,13 @@ class Listener {
   static void on_connection(uv_stream_t* server, int status);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  void accept_one();
+  // Takes the connection libuv accepted; false when uv_accept failed.
+  bool accept_one();
+  // Makes room for a new connection from `source` under the caps.
+  void make_room(const std::string& source);
+  // The first of `candidates` whose peer has sent nothing that is waiting
+  // unread in its socket, or null.
+  Pending* first_quiet(const std::vector<Pending*>& candidates);
   void shed(List::iterator it);
   void remove(List::iterator it);
   // Sends bytes (try_write, then a queued write for what did not fit).
@@ -115,9 +145,11 @@ class Listener {
   Options opts_;
   NameStatusFn name_status_;
   OnAccepted on_accepted_;
-  UvHandle<uv_tcp_t> server_;                             // data: this
-  UvHandle<uv_timer_t> deadline_;                         // the oldest handshake's deadline
-  UvHandle<uv_timer_t> log_timer_;                        // flushes the suppressed-failure summary
+  UvHandle<uv_tcp_t> server_;       // data: this
+  UvHandle<uv_timer_t> deadline_;   // the oldest handshake's deadline
+  UvHandle<uv_timer_t> log_timer_;  // flushes the suppressed-failure summary
+  UvHandle<uv_idle_t> resume_;      // accepts the connection left pending after a burst
+  int accepted_in_burst_ = 0;
   List pending_;                                          // oldest first
   std::map<std::string, std::list<Pending*>> by_source_;  // oldest first
   Stats stats_;

@@ -465,6 +465,7 @@ const NodeStats& Node::stats() const {
   const auto& ls = impl_->listener.stats();
   stats_.accept_failures = ls.failed;
   stats_.handshakes_shed = ls.shed;
+  stats_.handshakes_spared = ls.spared;
   stats_.handshakes_in_progress = ls.in_progress;
   return stats_;
 }

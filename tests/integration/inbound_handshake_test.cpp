@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -162,6 +164,104 @@ class Load {
   std::thread thread_;
 };
 
+// Holds `n` connections to 127.0.0.1:port open from its own thread, as
+// bench/handshake_flood.py does: each one the listener closes (shed, timed
+// out, refused) is opened again at once, so the listener meets new ones as
+// fast as it sheds them, from the address the legitimate peers use. Every
+// `garbage_every`-th connection (0: none) sends 64 random bytes as soon as
+// it is connected instead of saying nothing. Stops and closes every socket
+// when destroyed.
+class ReconnectingFlood {
+ public:
+  ReconnectingFlood(int port, int n, int garbage_every)
+      : port_(port), n_(n), garbage_every_(garbage_every), ep_(::epoll_create1(EPOLL_CLOEXEC)) {
+    REQUIRE(ep_ >= 0);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~ReconnectingFlood() {
+    stop_ = true;
+    thread_.join();
+    for (auto& [fd, garbage] : open_) ::close(fd);
+    ::close(ep_);
+  }
+  ReconnectingFlood(const ReconnectingFlood&) = delete;
+  ReconnectingFlood& operator=(const ReconnectingFlood&) = delete;
+  // Connections opened again after the listener closed them.
+  std::uint64_t reopened() const { return reopened_; }
+  // Whether all n were open at once (once).
+  bool holding() const { return holding_; }
+
+ private:
+  void open_one() {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port_));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+      ::close(fd);
+      return;
+    }
+    bool garbage = garbage_every_ > 0 && ++opened_ % garbage_every_ == 0;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | (garbage ? EPOLLOUT : 0u);
+    ev.data.fd = fd;
+    if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      ::close(fd);
+      return;
+    }
+    open_[fd] = garbage;
+  }
+  void run() {
+    std::mt19937 rng(11);
+    std::vector<epoll_event> evs(256);
+    while (!stop_) {
+      while (static_cast<int>(open_.size()) < n_ && !stop_) {
+        auto before = open_.size();
+        open_one();
+        if (open_.size() == before) break;  // try again after the next wait
+        if (holding_) ++reopened_;
+      }
+      if (static_cast<int>(open_.size()) >= n_) holding_ = true;
+      int k = ::epoll_wait(ep_, evs.data(), static_cast<int>(evs.size()), 10);
+      for (int i = 0; i < k; ++i) {
+        int fd = evs[i].data.fd;
+        bool closed = (evs[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0;
+        if (!closed && (evs[i].events & EPOLLOUT) && open_[fd]) {
+          std::string junk(64, '\0');
+          for (auto& c : junk) c = static_cast<char>(rng());
+          (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+          open_[fd] = false;  // sent: now it only waits to be closed
+          epoll_event ev{};
+          ev.events = EPOLLIN | EPOLLRDHUP;
+          ev.data.fd = fd;
+          ::epoll_ctl(ep_, EPOLL_CTL_MOD, fd, &ev);
+        }
+        if (!closed && (evs[i].events & EPOLLIN)) {
+          char buf[512];
+          ssize_t r = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+          closed = r == 0 || (r < 0 && errno != EAGAIN);
+        }
+        if (closed) {
+          ::epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);
+          ::close(fd);
+          open_.erase(fd);
+        }
+      }
+    }
+  }
+
+  const int port_, n_, garbage_every_;
+  const int ep_;
+  std::map<int, bool> open_;  // fd -> garbage still to send
+  std::uint64_t opened_ = 0;
+  std::atomic<std::uint64_t> reopened_{0};
+  std::atomic<bool> holding_{false};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 void fresh_node_pings_at_once(int epmd_port) {
   ErlNode fresh(erl_options("fresh@127.0.0.1", epmd_port));
   auto [r, ms] = timed_ping(fresh);
@@ -226,6 +326,38 @@ TEST_CASE("pings get pong while idle connections stream in from the same address
   auto shed = bl.on_loop([&] { return bl->stats().handshakes_shed; });
   MESSAGE("shed " << shed);
   CHECK(shed > 100);
+}
+
+TEST_CASE("every ping gets pong while an idle and garbage flood reconnects from its address") {
+  // What scripts/bench handshake does with the flood from the pinger's own
+  // address: 2,000 connections held open from 127.0.0.1, one in ten
+  // sending garbage, each reopened as soon as the listener closes it, so
+  // new connections from the legitimate peer's address arrive as fast as
+  // beamlink sheds them. A real node on 127.0.0.1 pings in a loop, each a
+  // fresh handshake: no ping may be refused.
+  REQUIRE(raise_fd_limit(40000) >= 12000);
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  CHECK(timed_ping(t1).first == "pong");
+  ReconnectingFlood flood(bl->listen_port(), 2000, 10);
+  REQUIRE(wait_until([&] { return flood.holding(); }, 60s));
+  // Both kinds are met: idle ones shed by the caps, garbage refused.
+  REQUIRE(wait_until(
+      [&] {
+        auto st = bl.on_loop([&] { return bl->stats(); });
+        auto failed = bl.on_loop([&] { return bl->accept_failures_by_reason(); });
+        return st.handshakes_shed > 500 && failed["protocol"] + failed["closed"] > 50;
+      },
+      60s));
+  auto worst = ping_rounds(t1, 40);
+  auto st = bl.on_loop([&] { return bl->stats(); });
+  MESSAGE("slowest of 40 pings through the reconnecting flood: "
+          << worst << " ms; reopened " << flood.reopened() << ", shed " << st.handshakes_shed
+          << ", spared " << st.handshakes_spared << ", in progress " << st.handshakes_in_progress);
+  CHECK(st.handshakes_in_progress <= 64);
+  CHECK(flood.reopened() > 1000);
 }
 
 TEST_CASE("pings get pong with 1000 half-finished handshakes and slow-drip connections") {

@@ -69,6 +69,7 @@ struct NodeStats {
   std::uint64_t tick_timeouts = 0, queue_full = 0, late_rpc_replies = 0;
   std::uint64_t epmd_reregistrations = 0;
   std::uint64_t handshakes_shed = 0;         // inbound handshakes shed by the caps
+  std::uint64_t handshakes_spared = 0;       // candidates to shed whose unread bytes spared them
   std::uint64_t handshakes_in_progress = 0;  // inbound, now
 };
 
