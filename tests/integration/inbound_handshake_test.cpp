@@ -339,7 +339,7 @@ TEST_CASE("every ping gets pong while an idle and garbage flood reconnects from 
   Epmd epmd;
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(erl("t1@127.0.0.1", epmd.port()));
+  ErlNode t1(erl_options("t1@127.0.0.1", epmd.port()));
   CHECK(timed_ping(t1).first == "pong");
   ReconnectingFlood flood(bl->listen_port(), 2000, 10);
   REQUIRE(wait_until([&] { return flood.holding(); }, 60s));
