@@ -1,24 +1,14 @@
 #include "common/base64.hpp"
 
-#include <openssl/evp.h>
-
-#include <algorithm>
+#include <nettle/base64.h>
 
 namespace beamlink {
 
 std::string base64_encode(std::string_view bytes) {
-  // EVP_EncodeBlock takes an int length: feed whole 3-byte groups in
-  // chunks, so every chunk but the last ends without padding.
-  constexpr std::size_t kChunk = 3u << 20;
-  std::string out((bytes.size() + 2) / 3 * 4 + 1, '\0');
-  std::size_t written = 0;
-  for (std::size_t at = 0; at < bytes.size(); at += kChunk) {
-    auto n = std::min(kChunk, bytes.size() - at);
-    written += static_cast<std::size_t>(EVP_EncodeBlock(
-        reinterpret_cast<unsigned char*>(out.data() + written),
-        reinterpret_cast<const unsigned char*>(bytes.data() + at), static_cast<int>(n)));
-  }
-  out.resize(written);
+  // base64_encode_raw writes exactly BASE64_ENCODE_RAW_LENGTH(n) characters,
+  // padding included, and takes a size_t: one call for any length.
+  std::string out(BASE64_ENCODE_RAW_LENGTH(bytes.size()), '\0');
+  base64_encode_raw(out.data(), bytes.size(), reinterpret_cast<const std::uint8_t*>(bytes.data()));
   return out;
 }
 

@@ -1,34 +1,29 @@
 #include "common/digest.hpp"
 
-#include <openssl/evp.h>
-
-#include <cstdlib>
-#include <memory>
+#include <nettle/md5.h>
+#include <nettle/sha1.h>
 
 namespace beamlink {
 
-namespace {
+// Nettle's hash functions keep their state in the caller's context struct:
+// nothing is allocated, nothing is initialised globally, and they cannot fail.
 
-// One-shot EVP_Digest: allocates nothing of ours and cannot fail for these
-// two fixed algorithms short of running out of memory, which it reports as
-// 0; we abort then, as operator new would.
-template <std::size_t N>
-std::array<std::uint8_t, N> digest(const EVP_MD* md, std::string_view data) {
-  std::array<std::uint8_t, N> out{};
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1 || len != N)
-    std::abort();
+Md5Digest md5(std::string_view data) {
+  md5_ctx ctx;
+  md5_init(&ctx);
+  md5_update(&ctx, data.size(), reinterpret_cast<const std::uint8_t*>(data.data()));
+  Md5Digest out{};
+  md5_digest(&ctx, out.size(), out.data());
   return out;
 }
 
-}  // namespace
-
-Md5Digest md5(std::string_view data) {
-  return digest<16>(EVP_md5(), data);
-}
-
 Sha1Digest sha1(std::string_view data) {
-  return digest<20>(EVP_sha1(), data);
+  sha1_ctx ctx;
+  sha1_init(&ctx);
+  sha1_update(&ctx, data.size(), reinterpret_cast<const std::uint8_t*>(data.data()));
+  Sha1Digest out{};
+  sha1_digest(&ctx, out.size(), out.data());
+  return out;
 }
 
 }  // namespace beamlink

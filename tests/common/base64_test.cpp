@@ -19,8 +19,8 @@ TEST_CASE("base64 matches the RFC 4648 vectors") {
 }
 
 TEST_CASE("base64 of an input over one chunk has no padding inside") {
-  // The encoder feeds libcrypto 3 MiB at a time: the output must be one
-  // unbroken encoding.
+  // An input past 3 MiB (an encoder that works in chunks must not pad
+  // inside): the output must be one unbroken encoding.
   std::string in((3u << 20) + 4, 'a');
   auto out = base64_encode(in);
   CHECK(out.size() == (in.size() + 2) / 3 * 4);

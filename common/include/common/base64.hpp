@@ -1,4 +1,4 @@
-// Base64 with padding (RFC 4648 section 4), through OpenSSL's libcrypto:
+// Base64 with padding (RFC 4648 section 4), through nettle:
 // the WebSocket accept key (RFC 6455 section 4.2.2) and the JSON form of a
 // binary that is not UTF-8 ({"$binary":"..."}).
 //

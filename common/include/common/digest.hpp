@@ -1,4 +1,4 @@
-// MD5 and SHA-1, computed by OpenSSL's libcrypto (EVP). Both are here
+// MD5 and SHA-1, computed by nettle. Both are here
 // because a protocol fixes them, not for security:
 //   - MD5: the distribution handshake's digest, MD5(Cookie ++
 //     integer_to_list(Challenge)) ("Distribution Handshake", ERTS user's
