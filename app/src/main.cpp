@@ -1,5 +1,6 @@
 // beamlink: a C++ peer for BEAM clusters. Subcommand parsing and wiring only;
 // the behaviour lives in the libraries.
+#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -17,6 +18,15 @@ int main(int argc, char** argv) {
   // do name lookups: 4 threads (the default) would let 4 black-holed peers
   // stall the rest. Set before the pool's first use; the user's value wins.
   ::setenv("UV_THREADPOOL_SIZE", "16", 0);
+  // Every descriptor the hard limit allows (as Go's runtime does since
+  // 1.19): beamlink holds a socket per peer, WebSocket client and inbound
+  // handshake in progress, and nothing in it uses select(), so a soft limit
+  // of 1,024 would only make a flood or a busy relay fail early. The
+  // handshake cap is sized from what this leaves (dist::NodeConfig).
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+  }
   CLI::App app{"beamlink — a C++ peer for BEAM (Erlang/Elixir) clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version",

@@ -59,10 +59,11 @@ struct Listener::Pending {
   UvHandle<uv_tcp_t> tcp;  // data: this
   HandshakeAcceptorCore core;
   std::string address;  // ip:port
-  std::string source;   // ip
   std::uint64_t started_ms = 0;
   std::uint64_t last_data_ms = 0;
   List::iterator self;
+  Sources::value_type* source = nullptr;    // its address's entry (ip)
+  std::list<Pending*>::iterator in_source;  // its place there
   int writes_in_flight = 0;
   bool acking = false;  // done: our ack is being written
 };
@@ -199,11 +200,10 @@ bool Listener::accept_one() {
       port = ntohs(a->sin6_port);
     }
   }
-  p->source = ip;
   p->address = std::string(ip) + ":" + std::to_string(port);
   p->started_ms = p->last_data_ms = uv_now(loop_);
 
-  make_room(p->source);
+  make_room(ip);
 
   uv_tcp_nodelay(p->tcp.get(), 1);
   if (int rc = uv_read_start(p->tcp.stream(), on_alloc, on_read); rc != 0) {
@@ -215,7 +215,8 @@ bool Listener::accept_one() {
   Pending* raw = p.get();
   pending_.push_back(std::move(p));
   raw->self = std::prev(pending_.end());
-  by_source_[raw->source].push_back(raw);
+  raw->source = &*by_source_.try_emplace(ip).first;
+  raw->in_source = raw->source->second.insert(raw->source->second.end(), raw);
   stats_.in_progress = pending_.size();
   if (pending_.size() == 1) arm_deadline();
   // Read what the peer sent already (a legitimate peer sends its name right
@@ -234,54 +235,39 @@ bool Listener::accept_one() {
 }
 
 void Listener::make_room(const std::string& source) {
+  // Below the total cap nobody is shed, whatever its source: a connection
+  // shed is one a flood opens again at once, and every flood connection not
+  // held here waits in the kernel's accept queue, in front of a legitimate
+  // peer's. Held, an idle connection costs a descriptor and a few hundred
+  // bytes until its deadline.
+  if (pending_.size() < opts_.max_total) return;
   const auto now = uv_now(loop_);
   const auto grace = static_cast<std::uint64_t>(opts_.shed_grace.count());
-  auto idle = [&](const Pending* q) { return now - q->last_data_ms >= grace; };
-  auto waiting_name = [](const Pending* q) { return q->core.stage() == AcceptorStage::recv_name; };
-  // Per source: only a handshake idle past the grace (waiting for a name
-  // first, then the oldest). None: the new one goes over this cap.
-  if (auto s = by_source_.find(source);
-      s != by_source_.end() && s->second.size() >= opts_.max_per_source) {
-    std::vector<Pending*> c;
-    for (Pending* q : s->second)
-      if (idle(q)) c.push_back(q);
-    std::stable_partition(c.begin(), c.end(), waiting_name);  // oldest first within each
-    if (Pending* v = first_quiet(c)) shed(v->self);
+  // Over the cap: among the kShedScan oldest, the sources over their own
+  // cap (the new connection's counted) first, then idle past the grace,
+  // then waiting for a name, then the oldest. A bounded scan: the
+  // bookkeeping per accept stays the same however many are held.
+  auto rank = [&](const Pending* q) {
+    std::size_t n = q->source->second.size() + (q->source->first == source);
+    bool over = n > opts_.max_per_source;
+    bool idle = now - q->last_data_ms >= grace;
+    bool waiting_name = q->core.stage() == AcceptorStage::recv_name;
+    return (over ? 0 : 4) + (idle ? 0 : 2) + (waiting_name ? 0 : 1);
+  };
+  std::vector<std::pair<int, Pending*>> scan;
+  scan.reserve(kShedScan);
+  for (auto& q : pending_) {
+    if (scan.size() == kShedScan) break;
+    scan.emplace_back(rank(q.get()), q.get());
   }
-  // In all: a hard cap. The sources over their own cap (the new
-  // connection's counted) first, then idle past the grace, then waiting
-  // for a name, then the oldest.
-  if (pending_.size() >= opts_.max_total) {
-    auto over = [&](const Pending* q) {
-      auto s = by_source_.find(q->source);
-      std::size_t n = (s == by_source_.end() ? 0 : s->second.size()) + (q->source == source);
-      return n > opts_.max_per_source;
-    };
-    // One pass per try, no allocation: the first (oldest) of the lowest
-    // rank; one spared for unread bytes is passed over on the next try
-    // (all spared: the first of them).
-    auto rank = [&](const Pending* q) {
-      return (over(q) ? 0 : 4) + (idle(q) ? 0 : 2) + (waiting_name(q) ? 0 : 1);
-    };
-    Pending* fallback = nullptr;
-    std::vector<const Pending*> spared;
-    for (std::size_t tries = 0; tries < pending_.size(); ++tries) {
-      Pending* best = nullptr;
-      int best_rank = 8;
-      for (auto& q : pending_) {
-        if (std::find(spared.begin(), spared.end(), q.get()) != spared.end()) continue;
-        if (int r = rank(q.get()); r < best_rank) {
-          best_rank = r;
-          best = q.get();
-        }
-      }
-      if (!best) break;
-      if (!fallback) fallback = best;
-      if (first_quiet({best})) return shed(best->self);
-      spared.push_back(best);
-    }
-    shed((fallback ? fallback : pending_.front().get())->self);
-  }
+  std::stable_sort(scan.begin(), scan.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Pending*> candidates;
+  candidates.reserve(scan.size());
+  for (auto& [r, q] : scan) candidates.push_back(q);
+  // One whose bytes wait unread is spared; all spared: the first of them.
+  Pending* victim = first_quiet(candidates);
+  shed((victim ? victim : candidates.front())->self);
 }
 
 Listener::Pending* Listener::first_quiet(const std::vector<Pending*>& candidates) {
@@ -391,9 +377,10 @@ void Listener::shed(List::iterator it) {
                   std::string(stage_name(p.core.stage())) + " after " +
                   std::to_string(uv_now(loop_) - p.started_ms) + " ms (nothing from it for " +
                   std::to_string(uv_now(loop_) - p.last_data_ms) +
-                  " ms): too many handshakes in progress (at most " +
-                  std::to_string(opts_.max_per_source) + " per source address, " +
-                  std::to_string(opts_.max_total) + " in all) — a newer connection took its place",
+                  " ms): " + std::to_string(opts_.max_total) +
+                  " handshakes in progress, the most allowed (addresses with more than " +
+                  std::to_string(opts_.max_per_source) +
+                  " pay first) — a newer connection took its place",
               "shed");
   remove(it);
 }
@@ -417,10 +404,8 @@ void Listener::succeed(List::iterator it) {
 
 void Listener::remove(List::iterator it) {
   Pending* p = it->get();
-  if (auto s = by_source_.find(p->source); s != by_source_.end()) {
-    s->second.remove(p);
-    if (s->second.empty()) by_source_.erase(s);
-  }
+  p->source->second.erase(p->in_source);
+  if (p->source->second.empty()) by_source_.erase(by_source_.find(p->source->first));
   bool was_front = it == pending_.begin();
   pending_.erase(it);
   stats_.in_progress = pending_.size();

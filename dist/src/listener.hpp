@@ -7,23 +7,24 @@
 // a handshake timer per connection; we add caps):
 // - one deadline for the whole handshake (handshake_timeout), however the
 //   peer splits or trickles its bytes;
-// - at most max_total handshakes in progress overall (a hard cap) and
-//   max_per_source from one source address. Over a cap a handshake in
-//   progress makes room; the new connection always goes on. Which one:
-//   a legitimate peer sends its name right after connecting and its reply
-//   right after our challenge, so a handshake that has said nothing for
-//   shed_grace (the oldest of those still waiting for a name first) is the
-//   one most likely idle or stalled. Before one is shed its socket is
-//   peeked: bytes that arrived but are not read yet (libuv accepts a whole
-//   burst of connections before it reads any) spare it. The per-source cap
-//   only sheds handshakes idle past shed_grace: when a source's are all
-//   younger (a flood reconnecting as fast as it is shed, from a legitimate
-//   peer's own address) the new one goes over it, bounded by max_total,
-//   where the sources over their own cap pay first (their oldest, waiting
-//   for a name first), so a flood from one address never sheds another
-//   address's handshake while it has one of its own, and sheds its own
-//   address's legitimate handshake only after max_total newer ones came
-//   before that peer's name;
+// - at most max_total handshakes in progress (a hard cap). Below it
+//   nothing is shed, from whatever address: a connection closed is one a
+//   flood opens again at once, and every flood connection not held here
+//   waits in the kernel's accept queue in front of the next legitimate
+//   peer (measured: a flood of 10,000 idle connections against a cap of
+//   64 kept that queue full, and a legitimate ping waited behind it). So
+//   the cap is sized to hold a flood (NodeConfig::max_handshakes, bounded
+//   by the descriptor limit), and idle connections end at their deadline,
+//   as a BEAM's do. At the cap the new connection always goes on and one
+//   in progress makes room, picked among the kShedScan oldest (a bounded
+//   scan, so an accept costs the same however many are held): first from
+//   an address with more than max_per_source in progress (the new one
+//   counted), so a flood from one address pays before anyone else; then
+//   one that has said nothing for shed_grace (a legitimate peer sends its
+//   name right after connecting and its reply right after our challenge);
+//   then one still waiting for a name; then the oldest. Before one is shed
+//   its socket is peeked: bytes that arrived but are not read yet (libuv
+//   accepts a whole burst of connections before it reads any) spare it;
 // - at most kAcceptBurst connections accepted in a row: then the loop
 //   gets one turn (reads of the handshakes in progress, timers, other
 //   work) before the next burst. libuv accepts until the queue is empty,
@@ -52,6 +53,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -74,10 +76,10 @@ class Listener {
     std::string cookie;
     std::uint32_t creation = 1;
     std::chrono::milliseconds handshake_timeout{5000};  // the whole handshake
-    std::size_t max_per_source = 8;
+    std::size_t max_per_source = 8;                     // over it, an address pays first at the cap
     std::size_t max_total = 64;
-    // A handshake that has said nothing for this long is fair game for the
-    // per-source cap (and preferred by the total cap).
+    // At the cap, a handshake that has said nothing for this long is shed
+    // before one that has.
     std::chrono::milliseconds shed_grace{200};
   };
   struct Accepted {
@@ -118,6 +120,11 @@ class Listener {
  private:
   struct Pending;
   using List = std::list<std::unique_ptr<Pending>>;
+  // By source address (ip): its handshakes in progress, oldest first.
+  using Sources = std::unordered_map<std::string, std::list<Pending*>>;
+  // How many of the oldest handshakes the total cap weighs to pick one to
+  // shed.
+  static constexpr std::size_t kShedScan = 64;
 
   static void on_connection(uv_stream_t* server, int status);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -150,8 +157,8 @@ class Listener {
   UvHandle<uv_timer_t> log_timer_;  // flushes the suppressed-failure summary
   UvHandle<uv_idle_t> resume_;      // accepts the connection left pending after a burst
   int accepted_in_burst_ = 0;
-  List pending_;                                          // oldest first
-  std::map<std::string, std::list<Pending*>> by_source_;  // oldest first
+  List pending_;  // oldest first
+  Sources by_source_;
   Stats stats_;
   char read_buf_[4096];
   // Log rate limiting.

@@ -2,8 +2,10 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -31,6 +33,20 @@ namespace {
 constexpr std::uint64_t kFinishLingerMs = 5000;
 // Version 6 handshakes (ei, blocking) at once; more connects wait their turn.
 constexpr int kDialThreads = 4;
+
+// The cap on inbound handshakes in progress: the configured one, but no
+// more than half the descriptors the process may open (at least 64).
+std::size_t handshake_cap(std::size_t configured) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return configured;
+  auto half = std::max<std::size_t>(64, static_cast<std::size_t>(rl.rlim_cur / 2));
+  if (half < configured)
+    spdlog::info(
+        "at most {} inbound handshakes in progress: half the descriptor limit ({}; raise it "
+        "with ulimit -n to hold a bigger flood)",
+        half, static_cast<std::size_t>(rl.rlim_cur));
+  return std::min(configured, half);
+}
 }  // namespace
 
 Result<std::pair<std::string, std::string>> split_node_name(const std::string& node) {
@@ -268,7 +284,7 @@ Result<void> Node::Impl::registered(std::uint32_t creation) {
   lo.creation = creation;
   lo.handshake_timeout = cfg.accept_timeout;
   lo.max_per_source = cfg.max_handshakes_per_source;
-  lo.max_total = cfg.max_handshakes;
+  lo.max_total = handshake_cap(cfg.max_handshakes);
   return listener.start(
       fd, std::move(lo), [this](const std::string& peer) { return name_status(peer); },
       [this](Listener::Accepted a) { accepted(std::move(a)); });

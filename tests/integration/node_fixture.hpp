@@ -24,6 +24,8 @@ inline dist::NodeConfig test_node_config(int epmd_port,
   c.port_min = c.port_max = static_cast<std::uint16_t>(p);
   c.connect_timeout = std::chrono::milliseconds(5000);
   c.accept_timeout = std::chrono::milliseconds(2000);
+  // The flood tests exercise shedding at the cap: a small one.
+  c.max_handshakes = 64;
   return c;
 }
 

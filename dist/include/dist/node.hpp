@@ -51,10 +51,13 @@ struct NodeConfig {
   std::chrono::milliseconds accept_timeout{5000};
   std::size_t max_frame = 128u << 20;
   std::size_t max_outbound = 16u << 20;  // bytes queued per peer before send() says queue_full
-  // Inbound handshakes in progress, per source address and in all: over a
-  // cap the oldest one in progress (from that address, or overall) is shed.
+  // Inbound handshakes in progress (Listener): at most max_handshakes, and
+  // no more than half the descriptor limit (RLIMIT_NOFILE's soft value at
+  // start), so a flood is held, not churned, while the other half stays for
+  // connections and clients. At the cap one in progress is shed for the new
+  // one, from an address with more than max_handshakes_per_source first.
   std::size_t max_handshakes_per_source = 8;
-  std::size_t max_handshakes = 64;
+  std::size_t max_handshakes = 16384;
   // Where the output of our rpcs goes (we are their group leader): UTF-8
   // text as the calls print it. Unset: logged at info.
   std::function<void(const std::string& utf8)> rpc_output;
