@@ -107,6 +107,7 @@ long ping_rounds(ErlNode& n, int rounds) {
   for (int i = 0; i < rounds; ++i) {
     auto [r, ms] = timed_ping(n);
     CAPTURE(i);
+    CAPTURE(ms);  // a refusal's timing says what refused it
     CHECK(r == "pong");
     worst = std::max(worst, ms);
   }
