@@ -20,8 +20,11 @@ inline dist::NodeConfig test_node_config(int epmd_port,
   c.name = name;
   c.cookie = kCookie;
   c.epmd_port = static_cast<std::uint16_t>(epmd_port);
-  int p = free_port();
-  c.port_min = c.port_max = static_cast<std::uint16_t>(p);
+  // Port 0: the kernel picks a free one when the node binds (listen_port()
+  // reads it back). A port picked beforehand could be taken by another
+  // socket's connect() before the bind, as floods that cycle through the
+  // ephemeral range showed ("no free distribution port").
+  c.port_min = c.port_max = 0;
   c.connect_timeout = std::chrono::milliseconds(5000);
   c.accept_timeout = std::chrono::milliseconds(2000);
   // The flood tests exercise shedding at the cap: a small one.

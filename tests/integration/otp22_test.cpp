@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <optional>
+#include <vector>
 
 #include "dist/handshake_core.hpp"
 #include "node_fixture.hpp"
@@ -26,6 +28,58 @@ term::Pid spawn_counter(TestNode& node, std::shared_ptr<std::atomic<int>> got) {
   });
 }
 
+// What a beamlink process received: kind, sender, the term as text.
+struct Received {
+  dist::Envelope::Kind kind;
+  std::optional<term::Pid> from;
+  std::string text;
+};
+
+// Spawns a beamlink process that records what it receives (read it on the
+// loop). A beamlink process never dies of an exit signal: it receives it as
+// an exit envelope, as a BEAM process that traps exits receives
+// {'EXIT', From, Reason}.
+term::Pid spawn_recorder(TestNode& node, std::shared_ptr<std::vector<Received>> seen) {
+  return node.on_loop([&] {
+    return node->spawn([seen](const term::Pid&, const dist::Envelope& e) {
+      Received r{e.kind, e.from ? std::optional<term::Pid>(*e.from) : std::nullopt, {}};
+      auto in = e.kind == dist::Envelope::Kind::message
+                    ? term::TermReader::from_external(e.term)
+                    : Result<term::TermReader>(term::TermReader(e.term));
+      if (in) {
+        auto text = term::format_term(*in);
+        r.text = text ? *text : "unreadable: " + text.error().message;
+      }
+      seen->push_back(std::move(r));
+    });
+  });
+}
+
+// beamlink (with `echo` registered) on an epmd of its own, connected to the
+// OTP 22 node t1@127.0.0.1 it dialled.
+struct DialledOtp22 {
+  DialledOtp22() {
+    install_echo(bl);
+    REQUIRE(bl.connect("t1@127.0.0.1") == "");
+  }
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl{lt, test_node_config(epmd.port())};
+  ErlNode t1{otp22_options("t1@127.0.0.1", epmd.port())};
+};
+
+// Sends beamlink's pid `a` to the OTP 22 shell process, which keeps it as
+// get(a) and as the variable A.
+void hand_pid_to_shell(DialledOtp22& s, const term::Pid& a) {
+  s.t1.eval("register(sink, self())");
+  s.bl.on_loop([&] {
+    term::TermWriter w;
+    w.tuple(2).atom("pid").pid(a);
+    return s.bl->reg_send(a, "t1@127.0.0.1", "sink", w.bytes()).ok();
+  });
+  REQUIRE(s.t1.eval("receive {pid, A} -> put(a, A), ok after 10000 -> timeout end") == "ok");
+}
+
 }  // namespace
 
 TEST_CASE("otp22 - the OTP 22 runtime speaks handshake version 5 only") {
@@ -36,12 +90,8 @@ TEST_CASE("otp22 - the OTP 22 runtime speaks handshake version 5 only") {
   CHECK(r.out == "22\n");
 }
 
-TEST_CASE("otp22 - beamlink dials an OTP 22 node with version 5 and both ping") {
-  Epmd epmd;
-  LoopThread lt;
-  TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
-  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+TEST_CASE_FIXTURE(DialledOtp22,
+                  "otp22 - beamlink dials an OTP 22 node with version 5 and both ping") {
   auto caps = bl.on_loop([&] { return bl->peer_caps("t1@127.0.0.1"); });
   REQUIRE(caps.has_value());
   CHECK(caps->version == 5);
@@ -69,13 +119,7 @@ TEST_CASE("otp22 - beamlink ping and rpc reach an OTP 22 node") {
   CHECK(r.out == "[three,<<\"two\">>,1]\n");
 }
 
-TEST_CASE("otp22 - messages to registered names and pids both ways") {
-  Epmd epmd;
-  LoopThread lt;
-  TestNode bl(lt, test_node_config(epmd.port()));
-  install_echo(bl);
-  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
-  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+TEST_CASE_FIXTURE(DialledOtp22, "otp22 - messages to registered names and pids both ways") {
   // OTP 22 -> beamlink's registered name, beamlink -> the OTP 22 pid.
   t1.eval("{echo, 'beamlink@127.0.0.1'} ! {self(), {hello, <<\"v5\">>, 42}}");
   CHECK(t1.eval("receive {echo, M} -> M after 10000 -> timeout end") == "{hello,<<\"v5\">>,42}");
@@ -92,13 +136,8 @@ TEST_CASE("otp22 - messages to registered names and pids both ways") {
   CHECK(wait_until([&] { return got->load() == 1; }, 60s));
 }
 
-TEST_CASE("otp22 - links use the old protocol and exits reach the OTP 22 side") {
-  Epmd epmd;
-  LoopThread lt;
-  TestNode bl(lt, test_node_config(epmd.port()));
-  install_echo(bl);
-  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
-  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+TEST_CASE_FIXTURE(DialledOtp22,
+                  "otp22 - links use the old protocol and exits reach the OTP 22 side") {
   auto got = std::make_shared<std::atomic<int>>(0);
   auto a = spawn_counter(bl, got);
   auto b = spawn_counter(bl, got);
@@ -131,24 +170,60 @@ TEST_CASE("otp22 - links use the old protocol and exits reach the OTP 22 side") 
   CHECK(bl.connected("t1@127.0.0.1"));
 }
 
+TEST_CASE_FIXTURE(DialledOtp22,
+                  "otp22 - an exit from a linked OTP 22 process reaches the beamlink process") {
+  auto seen = std::make_shared<std::vector<Received>>();
+  auto a = spawn_recorder(bl, seen);
+  hand_pid_to_shell(*this, a);
+  // Two OTP 22 processes link to it (LINK); the second unlinks again (the
+  // old UNLINK: no id, no ack); each then waits to be told its exit reason.
+  CHECK(t1.eval("Parent = self(), P1 = spawn(fun() -> link(A), Parent ! {ready, self()}, "
+                "receive {go, R1} -> exit(R1) end end), receive {ready, P1} -> ok after 10000 "
+                "-> timeout end") == "ok");
+  CHECK(t1.eval("P2 = spawn(fun() -> link(A), unlink(A), Parent ! {ready, self()}, receive {go, "
+                "R2} -> exit(R2) end end), receive {ready, P2} -> ok after 10000 -> timeout "
+                "end") == "ok");
+  // The echo's reply comes after the LINKs and the UNLINK on the connection.
+  const std::string sync =
+      "{echo, 'beamlink@127.0.0.1'} ! {self(), sync}, receive {echo, sync} -> ok after 10000 -> "
+      "timeout end";
+  CHECK(t1.eval(sync) == "ok");
+  CHECK(bl.on_loop([&] { return bl->processes().link_count(); }) == 1);
+
+  // Both exit: only the linked one's EXIT reaches the beamlink process, with
+  // its reason, and the link is gone on our side.
+  t1.eval("P2 ! {go, {shutdown, <<\"not linked\">>}}");
+  t1.eval("P1 ! {go, {shutdown, <<\"v5\">>}}");
+  REQUIRE(wait_until([&] { return bl.on_loop([&] { return !seen->empty(); }); }, 60s));
+  CHECK(t1.eval("{is_process_alive(P1), is_process_alive(P2)}") == "{false,false}");
+  CHECK(t1.eval(sync) == "ok");
+  auto got = bl.on_loop([&] { return *seen; });
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].kind == dist::Envelope::Kind::exit);
+  CHECK(got[0].text == "{shutdown,<<\"v5\">>}");
+  REQUIRE(got[0].from.has_value());
+  CHECK(got[0].from->node == "t1@127.0.0.1");
+  CHECK(bl.on_loop([&] { return bl->processes().link_count(); }) == 0);
+
+  // The beamlink process traps the exit: it lives on and still receives.
+  CHECK(bl.on_loop([&] { return bl->processes().exists(a); }));
+  t1.eval("get(a) ! after_exit");
+  REQUIRE(wait_until([&] { return bl.on_loop([&] { return seen->size() == 2; }); }, 60s));
+  got = bl.on_loop([&] { return *seen; });
+  CHECK(got[1].kind == dist::Envelope::Kind::message);
+  CHECK(got[1].text == "after_exit");
+  CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+  CHECK(bl.connected("t1@127.0.0.1"));
+}
+
 // erts sends MONITOR_P only to a peer with DFLAG_DIST_MONITOR_NAME, which ei
 // (and so beamlink) does not announce: a BEAM monitor on a beamlink process
 // watches the connection, as for any C node.
-TEST_CASE("otp22 - a monitor from the OTP 22 side fires when the connection goes") {
-  Epmd epmd;
-  LoopThread lt;
-  TestNode bl(lt, test_node_config(epmd.port()));
-  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
-  REQUIRE(bl.connect("t1@127.0.0.1") == "");
+TEST_CASE_FIXTURE(DialledOtp22,
+                  "otp22 - a monitor from the OTP 22 side fires when the connection goes") {
   auto got = std::make_shared<std::atomic<int>>(0);
   auto a = spawn_counter(bl, got);
-  t1.eval("register(sink, self())");
-  bl.on_loop([&] {
-    term::TermWriter w;
-    w.tuple(2).atom("pid").pid(a);
-    return bl->reg_send(a, "t1@127.0.0.1", "sink", w.bytes()).ok();
-  });
-  REQUIRE(t1.eval("receive {pid, A} -> put(a, A), ok after 10000 -> timeout end") == "ok");
+  hand_pid_to_shell(*this, a);
   CHECK(t1.eval("put(m, erlang:monitor(process, get(a))), ok") == "ok");
   CHECK(t1.eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
   bl.on_loop([&] {
