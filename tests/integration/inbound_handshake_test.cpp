@@ -459,6 +459,11 @@ TEST_CASE("inbound handshakes work with 1100 and 20000 descriptors open") {
       held.fds.push_back(fd);
       if (fd >= target) break;
     }
+    // A new connection each time, so each ping is an inbound handshake.
+    if (bl.connected("t1@127.0.0.1")) {
+      CHECK(t1.eval("erlang:disconnect_node('beamlink@127.0.0.1')") == "true");
+      REQUIRE(wait_until([&] { return !bl.connected("t1@127.0.0.1"); }, 60s));
+    }
     auto [r, ms] = timed_ping(t1);
     CHECK(r == "pong");
     CHECK(bl.connected("t1@127.0.0.1"));
