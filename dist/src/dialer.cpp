@@ -109,9 +109,13 @@ Error Dialer::deadline_error(bool queued) const {
       break;
     case Step::handshake:
       if (queued)
-        text += "waited " + ms + " for a dial thread (all " + std::to_string(pool_.threads()) +
-                " busy with slower handshakes) — connect_timeout ran out before the handshake "
-                "could start";
+        text += "waited " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now() - queued_at_)
+                                   .count()) +
+                " ms for a dial thread (all " + std::to_string(pool_.threads()) +
+                " busy with slower handshakes) — connect_timeout (" + ms +
+                ") ran out before the handshake could start";
       else
         text += "TCP connect and handshake with " + std::string(ip) + ":" + std::to_string(port_) +
                 " did not finish within " + ms +
@@ -213,6 +217,7 @@ void Dialer::handshake(in_addr addr, std::uint16_t port) {
   w->port = port;
   w->deadline = deadline_;
   w->state = job_state_ = std::make_shared<std::atomic<int>>(0);
+  queued_at_ = std::chrono::steady_clock::now();
   DialPool::Job job;
   job.run = [w] {
     int expected = 0;

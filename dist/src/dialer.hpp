@@ -17,7 +17,7 @@
 // handshake share one deadline, and each step gets only what is left of it.
 // When it passes, the dial fails at once (Errc::timeout) with a message
 // naming the step that ran out ("resolving HOST took longer than N ms",
-// "waited N ms for a dial thread", ...). A name lookup still running then
+// "waited M ms for a dial thread", ...). A name lookup still running then
 // cannot be stopped (getaddrinfo is not cancellable once on a thread): its
 // result is freed and ignored when it comes; a queued one is cancelled. A
 // version 6 handshake not yet started is dropped from the queue; one
@@ -103,7 +103,8 @@ class Dialer {
   std::uint16_t port_ = 0;         // from epmd
   // A version 6 handshake job: 0 queued, 1 running, 2 abandoned (deadline).
   std::shared_ptr<std::atomic<int>> job_state_;
-  std::unique_ptr<HandshakeDriver> driver_;  // version 5
+  std::chrono::steady_clock::time_point queued_at_;  // when that job was submitted
+  std::unique_ptr<HandshakeDriver> driver_;          // version 5
   Liveness alive_;
 };
 
