@@ -27,7 +27,7 @@ struct HandshakeWork {
   in_addr addr;
   std::uint16_t port;
   std::chrono::steady_clock::time_point deadline;  // the dial's, from submission
-  std::shared_ptr<std::atomic<int>> state;         // Dialer::job_state_
+  std::shared_ptr<Dialer::JobState> state;         // Dialer::job_state_
   Result<EiDialed> result = make_error(Errc::io_error, "not run");
 };
 
@@ -85,7 +85,7 @@ void Dialer::on_deadline() {
   bool queued = false;
   if (step_ == Step::handshake && job_state_) {
     int expected = 0;
-    queued = job_state_->compare_exchange_strong(expected, 2);
+    queued = job_state_->state.compare_exchange_strong(expected, 2);
   }
   fail(deadline_error(queued));
 }
@@ -116,11 +116,21 @@ Error Dialer::deadline_error(bool queued) const {
                 " ms for a dial thread (all " + std::to_string(pool_.threads()) +
                 " busy with slower handshakes) — connect_timeout (" + ms +
                 ") ran out before the handshake could start";
-      else
+      else {
         text += "TCP connect and handshake with " + std::string(ip) + ":" + std::to_string(port_) +
-                " did not finish within " + ms +
-                " of the dial (connect_timeout) — is a firewall dropping the port, or is the "
-                "node overloaded?";
+                " did not finish within " + ms + " of the dial (connect_timeout)";
+        // A job that got its thread late had little of the budget left: say so.
+        if (job_state_ && job_state_->started.load() != 0) {
+          auto started = std::chrono::steady_clock::time_point(
+              std::chrono::steady_clock::duration(job_state_->started.load()));
+          auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(started - queued_at_);
+          if (waited * 4 >= timeout_)
+            text += ", " + std::to_string(waited.count()) +
+                    " ms of it waiting for a dial thread (all " + std::to_string(pool_.threads()) +
+                    " busy with slower handshakes)";
+        }
+        text += " — is a firewall dropping the port, or is the node overloaded?";
+      }
       break;
     case Step::done:
       text += "connect_timeout (" + ms + ") ran out";
@@ -216,12 +226,13 @@ void Dialer::handshake(in_addr addr, std::uint16_t port) {
   w->addr = addr;
   w->port = port;
   w->deadline = deadline_;
-  w->state = job_state_ = std::make_shared<std::atomic<int>>(0);
+  w->state = job_state_ = std::make_shared<JobState>();
   queued_at_ = std::chrono::steady_clock::now();
   DialPool::Job job;
   job.run = [w] {
     int expected = 0;
-    if (!w->state->compare_exchange_strong(expected, 1)) return;  // abandoned while queued
+    if (!w->state->state.compare_exchange_strong(expected, 1)) return;  // abandoned while queued
+    w->state->started = std::chrono::steady_clock::now().time_since_epoch().count();
     auto left = std::chrono::ceil<std::chrono::milliseconds>(w->deadline -
                                                              std::chrono::steady_clock::now());
     if (left.count() <= 0) {

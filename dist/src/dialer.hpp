@@ -56,6 +56,11 @@ class Dialer {
  public:
   enum class Step { resolve, port_please, handshake, done };
   using Done = std::function<void(Result<DialedPeer> peer)>;
+  // A version 6 handshake job, shared with its dial thread (internal).
+  struct JobState {
+    std::atomic<int> state{0};             // 0 queued, 1 running, 2 abandoned (deadline)
+    std::atomic<std::int64_t> started{0};  // steady_clock ticks when it began to run
+  };
 
   // `ec` (the identity with poll_socket_callbacks) is copied for the dial
   // thread. The client and the pool must outlive the Dialer.
@@ -101,8 +106,7 @@ class Dialer {
   uv_req_t* resolving_ = nullptr;  // the getaddrinfo request while it runs
   in_addr addr_{};                 // resolved
   std::uint16_t port_ = 0;         // from epmd
-  // A version 6 handshake job: 0 queued, 1 running, 2 abandoned (deadline).
-  std::shared_ptr<std::atomic<int>> job_state_;
+  std::shared_ptr<JobState> job_state_;
   std::chrono::steady_clock::time_point queued_at_;  // when that job was submitted
   std::unique_ptr<HandshakeDriver> driver_;          // version 5
   Liveness alive_;

@@ -341,7 +341,7 @@ TEST_CASE(
         static_cast<std::uint64_t>(kTimeout.count() / 2), 0);
   });
 
-  int handshaking = 0, queued = 0;
+  int handshaking = 0, queued = 0, waited = 0;
   for (auto& f : outcomes) {
     REQUIRE(f.wait_for(60s) == std::future_status::ready);
     auto o = f.get();
@@ -358,9 +358,13 @@ TEST_CASE(
       ++handshaking;
     else
       FAIL_CHECK("unexpected error: " << o.error);
+    if (o.error.find(" ms for a dial thread") != std::string::npos ||
+        o.error.find(" ms of it waiting for a dial thread") != std::string::npos)
+      ++waited;
   }
   CHECK(handshaking + queued == kStalled);
-  CHECK(queued >= 1);  // some never got a thread
+  // Those that never got a thread, or got one too late, say they waited.
+  CHECK(waited >= kStalled - 4);
 
   REQUIRE(good_fut.wait_for(60s) == std::future_status::ready);
   auto g = good_fut.get();
