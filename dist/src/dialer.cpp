@@ -3,6 +3,10 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <memory>
 
 #include "common/uv_util.hpp"
@@ -22,7 +26,8 @@ struct HandshakeWork {
   std::string peer;
   in_addr addr;
   std::uint16_t port;
-  unsigned timeout_ms;
+  std::chrono::steady_clock::time_point deadline;  // the dial's, from submission
+  std::shared_ptr<Dialer::JobState> state;         // Dialer::job_state_
   Result<EiDialed> result = make_error(Errc::io_error, "not run");
 };
 
@@ -45,14 +50,100 @@ Dialer::Dialer(uv_loop_t* loop, epmd_client::Client& epmd, DialPool& pool, const
   host_ = at == std::string::npos ? std::string() : peer_.substr(at + 1);
 }
 
+Dialer::~Dialer() {
+  // A lookup still queued on libuv's pool is dropped; a running one ends on
+  // its own and its callback frees the result (our watch has expired).
+  if (resolving_) uv_cancel(resolving_);
+}
+
 void Dialer::start() {
+  deadline_ = std::chrono::steady_clock::now() + timeout_;
+  if (int rc = timer_.init(loop_, this, uv_timer_init); rc != 0) {
+    defer(loop_, alive_.watch(), [this, rc] {
+      fail(uv_error(Errc::io_error,
+                    "connecting to " + peer_ + ": uv_timer_init: " + uv_strerror(rc), rc));
+    });
+    return;
+  }
+  uv_timer_start(
+      timer_.get(),
+      [](uv_timer_t* t) {
+        if (auto* self = static_cast<Dialer*>(t->data)) self->on_deadline();
+      },
+      static_cast<std::uint64_t>(timeout_.count()), 0);
   resolve();
+}
+
+std::chrono::milliseconds Dialer::remaining() const {
+  auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+  return std::max(left, std::chrono::milliseconds(1));
+}
+
+void Dialer::on_deadline() {
+  if (step_ == Step::done) return;
+  bool queued = false;
+  if (step_ == Step::handshake && job_state_) {
+    int expected = 0;
+    queued = job_state_->state.compare_exchange_strong(expected, 2);
+  }
+  fail(deadline_error(queued));
+}
+
+Error Dialer::deadline_error(bool queued) const {
+  const std::string ms = std::to_string(timeout_.count()) + " ms";
+  char ip[INET_ADDRSTRLEN] = "?";
+  inet_ntop(AF_INET, &addr_, ip, sizeof ip);
+  std::string text = "connecting to " + peer_ + ": ";
+  switch (step_) {
+    case Step::resolve:
+      text += "resolving " + host_ + " took longer than " + ms +
+              " (connect_timeout) — the resolver does not answer; use the node's IP address "
+              "or fix DNS";
+      break;
+    case Step::port_please:
+      text += "epmd at " + std::string(ip) + ":" + std::to_string(epmd_port_) +
+              " did not give the port of '" + alive_name_ + "' within " + ms +
+              " of the dial (connect_timeout) — is a firewall dropping port " +
+              std::to_string(epmd_port_) + ", or is the host overloaded?";
+      break;
+    case Step::handshake:
+      if (queued)
+        text += "waited " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now() - queued_at_)
+                                   .count()) +
+                " ms for a dial thread (all " + std::to_string(pool_.threads()) +
+                " busy with slower handshakes) — connect_timeout (" + ms +
+                ") ran out before the handshake could start";
+      else {
+        text += "TCP connect and handshake with " + std::string(ip) + ":" + std::to_string(port_) +
+                " did not finish within " + ms + " of the dial (connect_timeout)";
+        // A job that got its thread late had little of the budget left: say so.
+        if (job_state_ && job_state_->started.load() != 0) {
+          auto started = std::chrono::steady_clock::time_point(
+              std::chrono::steady_clock::duration(job_state_->started.load()));
+          auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(started - queued_at_);
+          if (waited * 4 >= timeout_)
+            text += ", " + std::to_string(waited.count()) +
+                    " ms of it waiting for a dial thread (all " + std::to_string(pool_.threads()) +
+                    " busy with slower handshakes)";
+        }
+        text += " — is a firewall dropping the port, or is the node overloaded?";
+      }
+      break;
+    case Step::done:
+      text += "connect_timeout (" + ms + ") ran out";
+      break;
+  }
+  return posix_error(Errc::timeout, text, ETIMEDOUT);
 }
 
 // resolve: a literal at once (reported later), a name on libuv's pool.
 void Dialer::resolve() {
   step_ = Step::resolve;
   auto resolved = [this](Result<in_addr> addr) {
+    resolving_ = nullptr;
     if (!addr)
       return fail(make_error(addr.error().code, peer_ + ": " + addr.error().message,
                              addr.error().domain, addr.error().source));
@@ -63,6 +154,8 @@ void Dialer::resolve() {
     defer(loop_, alive_.watch(), [resolved, a] { resolved(a); });
     return;
   }
+  // The watch expires when the dial ends (deadline or not): a late result
+  // is then freed and ignored.
   auto* w = new ResolveWork{{}, alive_.watch(), resolved};
   w->req.data = w;
   addrinfo hints{};
@@ -84,6 +177,7 @@ void Dialer::resolve() {
         if (res) uv_freeaddrinfo(res);
       },
       host_.c_str(), nullptr, &hints);
+  if (rc == 0) resolving_ = reinterpret_cast<uv_req_t*>(&w->req);
   if (rc != 0) {
     std::unique_ptr<ResolveWork> work(w);
     defer(loop_, alive_.watch(), [cb = std::move(work->cb), rc, host = host_] {
@@ -95,15 +189,17 @@ void Dialer::resolve() {
 // port_please: PORT_PLEASE2 to the epmd on the peer's host.
 void Dialer::port_please(in_addr addr) {
   step_ = Step::port_please;
+  addr_ = addr;
   char ip[INET_ADDRSTRLEN];
   inet_ntop(AF_INET, &addr, ip, sizeof ip);
   epmd_client::Endpoint ep;
   ep.host = ip;
   ep.port = epmd_port_;
   epmd_.port_please(
-      ep, alive_name_, timeout_,
+      ep, alive_name_, remaining(),
       [this, alive = alive_.watch(), addr](Result<epmd_client::NodeInfo> info) {
         if (!alive) return;
+        if (!info && info.error().code == Errc::timeout) return fail(deadline_error(false));
         if (!info)
           return fail(make_error(info.error().code,
                                  "connecting to " + peer_ + ": " + info.error().message,
@@ -123,15 +219,28 @@ void Dialer::port_please(in_addr addr) {
 // the poll() socket callbacks (no fd_set, one deadline).
 void Dialer::handshake(in_addr addr, std::uint16_t port) {
   step_ = Step::handshake;
+  port_ = port;
   auto w = std::make_shared<HandshakeWork>();
   w->ec = ec_;
   w->peer = peer_;
   w->addr = addr;
   w->port = port;
-  w->timeout_ms = static_cast<unsigned>(timeout_.count());
+  w->deadline = deadline_;
+  w->state = job_state_ = std::make_shared<JobState>();
+  queued_at_ = std::chrono::steady_clock::now();
   DialPool::Job job;
   job.run = [w] {
-    w->result = handshake_initiate(w->ec, w->peer, w->addr, w->port, w->timeout_ms);
+    int expected = 0;
+    if (!w->state->state.compare_exchange_strong(expected, 1)) return;  // abandoned while queued
+    w->state->started = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(w->deadline -
+                                                             std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      w->result = make_error(Errc::timeout, "no time left");
+      return;
+    }
+    w->result =
+        handshake_initiate(w->ec, w->peer, w->addr, w->port, static_cast<unsigned>(left.count()));
   };
   job.discard = [w] {
     if (w->result) ::close(w->result->fd);
@@ -141,6 +250,7 @@ void Dialer::handshake(in_addr addr, std::uint16_t port) {
       if (w->result) ::close(w->result->fd);
       return;
     }
+    if (!w->result && w->result.error().code == Errc::timeout) return fail(deadline_error(false));
     if (!w->result) return fail(std::move(w->result).error());
     DialedPeer p;
     p.fd = w->result->fd;
@@ -165,6 +275,7 @@ void Dialer::handshake(in_addr addr, std::uint16_t port) {
 // handshake, version 5: our core on the loop, one deadline for all of it.
 void Dialer::handshake_v5(in_addr addr, std::uint16_t port) {
   step_ = Step::handshake;
+  port_ = port;
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr = addr;
@@ -174,10 +285,11 @@ void Dialer::handshake_v5(in_addr addr, std::uint16_t port) {
   HandshakeInitiatorCore core(our_name_, cookie_, dflag::v5_default, 0, std::nullopt, 5);
   core.expect_peer(peer_);
   driver_ = std::make_unique<HandshakeDriver>(
-      loop_, std::move(core), sa, timeout_,
+      loop_, std::move(core), sa, remaining(),
       "connecting to " + peer_ + " at " + ip + ":" + std::to_string(port) + " (version 5)",
       [this](Result<DialedPeer> p) {
         auto driver = std::move(driver_);  // destroyed when this returns
+        if (!p && p.error().code == Errc::timeout) return fail(deadline_error(false));
         if (!p) return fail(std::move(p).error());
         succeed(std::move(*p));
       });
@@ -186,12 +298,21 @@ void Dialer::handshake_v5(in_addr addr, std::uint16_t port) {
 
 void Dialer::succeed(DialedPeer p) {
   step_ = Step::done;
+  timer_.reset();
+  alive_.expire();  // nothing pending reaches this Dialer any more
   auto done = std::move(done_);
   done(std::move(p));  // may destroy this Dialer: nothing after it
 }
 
 void Dialer::fail(Error why) {
   step_ = Step::done;
+  timer_.reset();
+  driver_.reset();  // a version 5 handshake in progress closes its socket
+  if (resolving_) {
+    uv_cancel(resolving_);  // only while queued; a running lookup is ignored when it ends
+    resolving_ = nullptr;
+  }
+  alive_.expire();  // a late lookup, epmd answer or handshake is dropped (its socket closed)
   auto done = std::move(done_);
   done(std::move(why));  // may destroy this Dialer: nothing after it
 }
