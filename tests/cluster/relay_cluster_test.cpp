@@ -5,6 +5,7 @@
 // http.client and the official phoenix npm client over ws.
 #include <doctest/doctest.h>
 
+#include <functional>
 #include <sstream>
 
 #include "cluster_fixture.hpp"
@@ -218,24 +219,24 @@ TEST_CASE("relay in the cluster: a restarted pod scope gets beamlink's membershi
   CHECK(sub.wait_out("msg room:r fence {\"after\":\"restart\"}", 60s));
 }
 
-TEST_CASE(
-    "relay in the cluster: a pod killed mid-stream costs the survivors nothing and is counted") {
-  NEED_NETNS();
-  Cluster c;
-  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:1";
-  REQUIRE(c.cmd({"up", "3"}).code == 0);
-  Relay relay(c, "EWalletAPI.PubSub", {"--relay-ttl", "3000"});
-  for (int p = 1; p <= 3; ++p)
-    REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"s\")") == kOk);
+namespace {
+
+// A pod killed mid-stream, in a cluster of either generation: once a probe
+// POST reaches all 3 pods, a keep-alive client POSTs n broadcasts 0..n-1 on
+// topic "s" through `relay` while pod 3 is killed. Every one is accepted
+// (pods 1 and 2 were there all along), survivor_checks(pod, n) checks that
+// pod's subscriber got them all in order, and the relay's counters account
+// for every message queued.
+void a_pod_killed_mid_stream(Cluster& c, Relay& relay, int n,
+                             const std::function<void(int pod, int n)>& survivor_checks) {
   REQUIRE(wait_until(
       [&] {
         auto before = relay.metric("beamlink_relay_messages_queued_total");
         return relay.http("POST", "/v1/broadcast", broadcast_body("probe", "p", 0)).status == 202 &&
                relay.metric("beamlink_relay_messages_queued_total") - before == 3;
       },
-      20s));
+      60s));
   // A keep-alive client POSTing 0..N-1 and counting answers by status.
-  const int n = 20000;
   std::string py =
       "import http.client, sys, collections\n"
       "c = http.client.HTTPConnection('127.0.0.1', 7070)\n"
@@ -264,15 +265,7 @@ TEST_CASE(
   int accepted = std::atoi(out.c_str() + at + 9);
   CHECK(accepted == n);  // pods 1 and 2 were there all along: no 503
   // Every accepted broadcast reached both survivors exactly once, in order.
-  for (int p = 1; p <= 2; ++p) {
-    CHECK(pubsub(c, p,
-                 "wait_count(\"EWalletAPI.PubSub\", \"s\", " + std::to_string(n) + ", 20_000)") ==
-          std::to_string(n));
-    CHECK(pubsub(c, p,
-                 "messages(\"EWalletAPI.PubSub\", \"s\") |> Enum.map(& &1.payload[\"n\"]) == "
-                 "Enum.to_list(0.." +
-                     std::to_string(n - 1) + ")") == "true");
-  }
+  for (int p = 1; p <= 2; ++p) survivor_checks(p, n);
   // Nothing without a trace: every message queued for a node was written to
   // its connection, or retried, or expired (pod 3 stays down past the TTL);
   // none is left waiting (every queue_depth series is 0).
@@ -296,6 +289,28 @@ TEST_CASE(
     CHECK(relay.proc->err().find("were not written before its connection closed") !=
           std::string::npos);
   if (expired > 0) CHECK(relay.proc->err().find("dropped") != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "relay in the cluster: a pod killed mid-stream costs the survivors nothing and is counted") {
+  NEED_NETNS();
+  Cluster c;
+  c.env["CLUSTER_PUBSUB"] = "2:EWalletAPI.PubSub:1";
+  REQUIRE(c.cmd({"up", "3"}).code == 0);
+  Relay relay(c, "EWalletAPI.PubSub", {"--relay-ttl", "3000"});
+  for (int p = 1; p <= 3; ++p)
+    REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"s\")") == kOk);
+  a_pod_killed_mid_stream(c, relay, 20000, [&](int p, int n) {
+    CHECK(pubsub(c, p,
+                 "wait_count(\"EWalletAPI.PubSub\", \"s\", " + std::to_string(n) + ", 20_000)") ==
+          std::to_string(n));
+    CHECK(pubsub(c, p,
+                 "messages(\"EWalletAPI.PubSub\", \"s\") |> Enum.map(& &1.payload[\"n\"]) == "
+                 "Enum.to_list(0.." +
+                     std::to_string(n - 1) + ")") == "true");
+  });
 }
 
 namespace {
@@ -437,44 +452,7 @@ TEST_CASE(
   for (int p = 1; p <= 3; ++p)
     REQUIRE(pubsub(c, p, "subscribe(\"EWalletAPI.PubSub\", \"s\")") == kOk);
   REQUIRE(wait_until([&] { return relay.http("GET", "/healthz").status == 200; }, 60s));
-  REQUIRE(wait_until(
-      [&] {
-        auto before = relay.metric("beamlink_relay_messages_queued_total");
-        return relay.http("POST", "/v1/broadcast", broadcast_body("probe", "p", 0)).status == 202 &&
-               relay.metric("beamlink_relay_messages_queued_total") - before == 3;
-      },
-      60s));
-  // A keep-alive client POSTing 0..N-1 and counting answers by status.
-  const int n = 20000;
-  std::string py =
-      "import http.client, sys, collections\n"
-      "c = http.client.HTTPConnection('127.0.0.1', 7070)\n"
-      "st = collections.Counter()\n"
-      "accepted = []\n"
-      "for i in range(" +
-      std::to_string(n) +
-      "):\n"
-      "    body = '{\"topic\":\"s\",\"event\":\"new_msg\",\"payload\":{\"n\":%d}}' % i\n"
-      "    c.request('POST', '/v1/broadcast', body, {'Content-Type': 'application/json'})\n"
-      "    r = c.getresponse(); r.read()\n"
-      "    st[r.status] += 1\n"
-      "    if r.status == 202: accepted.append(i)\n"
-      "print('statuses', dict(st))\n"
-      "print('accepted', len(accepted))\n";
-  Subprocess client(relay.in_ns({"/usr/bin/python3", "-c", py}));
-  // Kill pod 3 once the stream is under way.
-  REQUIRE(wait_until(
-      [&] { return std::stoi(pubsub(c, 1, "count(\"EWalletAPI.PubSub\", \"s\")")) >= 2000; }, 60s));
-  REQUIRE(c.cmd({"kill-pod", "3"}).code == 0);
-  REQUIRE(client.wait(120s) == 0);
-  auto out = client.out();
-  INFO(out);
-  auto at = out.find("accepted ");
-  REQUIRE(at != std::string::npos);
-  int accepted = std::atoi(out.c_str() + at + 9);
-  CHECK(accepted == n);  // pods 1 and 2 were there all along: no 503
-  // Every accepted broadcast reached both survivors exactly once, in order.
-  for (int p = 1; p <= 2; ++p) {
+  a_pod_killed_mid_stream(c, relay, 20000, [&](int p, int n) {
     CHECK(pubsub(c, p,
                  "wait_count(\"EWalletAPI.PubSub\", \"s\", " + std::to_string(n) + ", 20000)") ==
           std::to_string(n));
@@ -484,28 +462,5 @@ TEST_CASE(
                  "lists:seq(0, " +
                      std::to_string(n - 1) + ")") == "true");
     CHECK(pubsub(c, p, "errors()") == "[]");
-  }
-  // Nothing without a trace: every message queued for a node was written to
-  // its connection, or retried, or expired (pod 3 stays down past the TTL);
-  // none is left waiting (every queue_depth series is 0).
-  REQUIRE(wait_until(
-      [&] {
-        std::istringstream t(relay.metrics());
-        for (std::string line; std::getline(t, line);)
-          if (line.starts_with("beamlink_relay_queue_depth{") && !line.ends_with(" 0"))
-            return false;
-        return true;
-      },
-      20s));
-  auto queued = relay.metric("beamlink_relay_messages_queued_total");
-  auto delivered = relay.metric("beamlink_relay_messages_delivered_total");
-  auto expired = relay.metric("beamlink_relay_messages_dropped_total{reason=\"expired\"}");
-  auto retried = relay.metric("beamlink_relay_messages_retried_total");
-  MESSAGE("queued " << queued << ", delivered " << delivered << ", retried " << retried
-                    << ", expired " << expired);
-  CHECK(queued == delivered + expired);
-  if (retried > 0)
-    CHECK(relay.proc->err().find("were not written before its connection closed") !=
-          std::string::npos);
-  if (expired > 0) CHECK(relay.proc->err().find("dropped") != std::string::npos);
+  });
 }
