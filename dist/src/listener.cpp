@@ -62,8 +62,7 @@ struct Listener::Pending {
   std::uint64_t started_ms = 0;
   std::uint64_t last_data_ms = 0;
   List::iterator self;
-  Sources::value_type* source = nullptr;    // its address's entry (ip)
-  std::list<Pending*>::iterator in_source;  // its place there
+  Sources::value_type* source = nullptr;  // its address's entry (ip, count)
   int writes_in_flight = 0;
   bool acking = false;  // done: our ack is being written
 };
@@ -215,8 +214,8 @@ bool Listener::accept_one() {
   Pending* raw = p.get();
   pending_.push_back(std::move(p));
   raw->self = std::prev(pending_.end());
-  raw->source = &*by_source_.try_emplace(ip).first;
-  raw->in_source = raw->source->second.insert(raw->source->second.end(), raw);
+  raw->source = &*by_source_.try_emplace(ip, 0).first;
+  ++raw->source->second;
   stats_.in_progress = pending_.size();
   if (pending_.size() == 1) arm_deadline();
   // Read what the peer sent already (a legitimate peer sends its name right
@@ -248,7 +247,7 @@ void Listener::make_room(const std::string& source) {
   // then waiting for a name, then the oldest. A bounded scan: the
   // bookkeeping per accept stays the same however many are held.
   auto rank = [&](const Pending* q) {
-    std::size_t n = q->source->second.size() + (q->source->first == source);
+    std::size_t n = q->source->second + (q->source->first == source);
     bool over = n > opts_.max_per_source;
     bool idle = now - q->last_data_ms >= grace;
     bool waiting_name = q->core.stage() == AcceptorStage::recv_name;
@@ -404,8 +403,7 @@ void Listener::succeed(List::iterator it) {
 
 void Listener::remove(List::iterator it) {
   Pending* p = it->get();
-  p->source->second.erase(p->in_source);
-  if (p->source->second.empty()) by_source_.erase(by_source_.find(p->source->first));
+  if (--p->source->second == 0) by_source_.erase(by_source_.find(p->source->first));
   bool was_front = it == pending_.begin();
   pending_.erase(it);
   stats_.in_progress = pending_.size();

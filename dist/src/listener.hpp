@@ -120,8 +120,9 @@ class Listener {
  private:
   struct Pending;
   using List = std::list<std::unique_ptr<Pending>>;
-  // By source address (ip): its handshakes in progress, oldest first.
-  using Sources = std::unordered_map<std::string, std::list<Pending*>>;
+  // By source address (ip): how many handshakes it has in progress (the
+  // shed ranking's "over its share").
+  using Sources = std::unordered_map<std::string, std::size_t>;
   // How many of the oldest handshakes the total cap weighs to pick one to
   // shed.
   static constexpr std::size_t kShedScan = 64;
