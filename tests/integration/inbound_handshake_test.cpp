@@ -326,11 +326,18 @@ void pings_while_10000_idle_connections_are_held_open(PeerOptions peer) {
 }
 
 void pings_while_idle_connections_stream_in_from_the_same_address(PeerOptions peer) {
-  // The worst case for the per-source cap: new idle connections from the
-  // pinging node's own address as fast as they can be opened, each
-  // shedding an older one. The ones that never sent a name are shed first.
+  // New idle connections from the pinging node's own address as fast as
+  // they can be opened, the oldest beyond 2,000 reset by the client: the
+  // listener meets a stream of connections that arrive, say nothing and
+  // vanish. beamlink runs with its own cap (NodeConfig's default, bounded
+  // by half the descriptor limit), as a BEAM holds every connection until
+  // its setup time: none is shed, each reset one is counted as a socket
+  // error, and every ping answers. (With a test cap of 64 such a stream
+  // turns the 64 slots over in a few ms, and a ping whose name comes later
+  // than that is shed: the design limit the default cap removes. The
+  // shedding itself is the 10,000-connection scenario's.)
   REQUIRE(raise_fd_limit(40000) >= 12000);
-  Scene s(peer);
+  Scene s(peer, "t1@127.0.0.1", dist::NodeConfig{}.max_handshakes);
   const int port = s.port();
   std::deque<int> held;
   {
@@ -346,13 +353,23 @@ void pings_while_idle_connections_stream_in_from_the_same_address(PeerOptions pe
           }
         },
         0ms);
+    // The stream is under way, past its first resets, before the pings.
+    REQUIRE(wait_until(
+        [&] {
+          auto failed = s.bl.on_loop([&] { return s.bl->accept_failures_by_reason(); });
+          return failed["io"] > 100;
+        },
+        120s));
     auto worst = ping_rounds(s.pinger, 20);
     MESSAGE("slowest of 20 pings with idle connections streaming in: " << worst << " ms");
   }
   for (int fd : held) ::close(fd);
-  auto shed = s.bl.on_loop([&] { return s.bl->stats().handshakes_shed; });
-  MESSAGE("shed " << shed);
-  CHECK(shed > 100);
+  auto st = s.bl.on_loop([&] { return s.bl->stats(); });
+  auto failed = s.bl.on_loop([&] { return s.bl->accept_failures_by_reason(); });
+  MESSAGE("shed " << st.handshakes_shed << ", reset by the client " << failed["io"]
+                  << ", in progress " << st.handshakes_in_progress);
+  CHECK(st.handshakes_shed == 0);
+  CHECK(failed["io"] > 100);
 }
 
 void every_ping_through_a_reconnecting_flood_from_its_address(PeerOptions peer) {
