@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "common/heap_trim.hpp"
 #include "common/log_event.hpp"
 #include "common/metrics.hpp"
 #include "common/uv_handle.hpp"
@@ -332,6 +333,10 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       return {};
     };
 
+    // A burst (a handshake flood, a pipelining client, a queue filled while
+    // a node was away) leaves freed memory resident: give it back.
+    HeapTrimmer trimmer(&loop);
+
     // What `run` itself reports besides the node and the relay.
     auto run_metrics = [&](MetricsWriter& m) {
       m.family("beamlink_dns_polls_total", MetricsWriter::Type::counter,
@@ -341,6 +346,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       peers.write_metrics(m);
       m.gauge("beamlink_pubsub_bridges", "Phoenix.PubSub bridges.",
               static_cast<double>(bridges.size()));
+      trimmer.write_metrics(m);
     };
 
     if (relaying) {

@@ -50,6 +50,8 @@ TEST_CASE("metrics listen: GET /metrics with the relay off") {
   CHECK(m.body.find("beamlink_epmd_registered 1\n") != std::string::npos);
   CHECK(m.body.find("beamlink_known_peers{state=\"connected\"} 1\n") != std::string::npos);
   CHECK(m.body.find("beamlink_pubsub_bridges 0\n") != std::string::npos);
+  CHECK(m.body.find("beamlink_heap_bytes{state=\"in_use\"} ") != std::string::npos);
+  CHECK(m.body.find("# TYPE beamlink_heap_trims_total counter\n") != std::string::npos);
   CHECK(m.body.find("beamlink_relay_") == std::string::npos);  // no relay, no relay families
   CHECK(http("GET", base + "/healthz").status == 404);
   CHECK(http("GET", base + "/v1/broadcast").status == 404);
