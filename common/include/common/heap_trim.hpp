@@ -31,7 +31,7 @@ class HeapTrimmer {
  public:
   struct Options {
     std::chrono::milliseconds period{10000};
-    std::size_t threshold = 4u << 20;  // free bytes grown by
+    std::size_t threshold = 1u << 20;  // free bytes grown by
   };
   struct Heap {
     std::size_t in_use = 0;  // allocated, from the arenas and mmap
