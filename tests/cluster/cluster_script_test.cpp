@@ -318,3 +318,95 @@ TEST_CASE(
 
   CHECK(c.cmd({"down"}).code == 0);
 }
+
+namespace {
+
+// A TCP server that, to each client, streams "NAME N" lines every 20 ms;
+// and a client that prints each line it reads ("got NAME N"), then "eof" or
+// "error TEXT" when its connection ends.
+constexpr const char* kStreamServer = R"py(
+import socket, sys, threading, time
+name = sys.argv[1]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7070))
+s.listen(16)
+print("listening", flush=True)
+def serve(c):
+    n = 0
+    try:
+        while True:
+            c.sendall(b"%s %d\n" % (name.encode(), n))
+            n += 1
+            time.sleep(0.02)
+    except OSError:
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+)py";
+
+constexpr const char* kStreamClient = R"py(
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], 7070), timeout=30)
+    for line in c.makefile("rb"):
+        print("got " + line.decode().strip(), flush=True)
+    print("eof", flush=True)
+except OSError as e:
+    print("error " + str(e), flush=True)
+)py";
+
+}  // namespace
+
+TEST_CASE(
+    "scripts/cluster service: open connections keep their endpoint through changes - none "
+    "refuses") {
+  NEED_NETNS();
+  Cluster c;
+  REQUIRE(c.cmd({"up", "1"}).code == 0);
+  std::map<std::string, std::unique_ptr<Subprocess>> servers;
+  for (const std::string name : {"r1", "r2"}) {
+    REQUIRE(c.cmd({"add-beamlink", name}).code == 0);
+    auto ns = env_of(c, {"--beamlink", name})["BEAMLINK_NETNS"];
+    servers[name] = std::make_unique<Subprocess>(
+        std::vector<std::string>{"ip", "netns", "exec", ns, "python3", "-c", kStreamServer, name});
+    REQUIRE_MESSAGE(servers[name]->wait_out("listening", 60s), servers[name]->err());
+  }
+  auto v = c.vars();
+  const std::string vip = v["CLUSTER_SERVICE_IP"];
+  auto client = [&] {
+    return std::make_unique<Subprocess>(std::vector<std::string>{
+        "ip", "netns", "exec", v["BEAMLINK_NETNS"], "python3", "-c", kStreamClient, vip});
+  };
+  auto lines = [](Subprocess& p) { return occurrences(p.out(), "got "); };
+
+  REQUIRE(c.cmd({"service", "7070", "beamlink:r1"}).code == 0);
+  auto open = client();
+  REQUIRE_MESSAGE(open->wait_out("got r1 ", 60s), open->out() << open->err());
+  // Endpoints come and go while r1 streams to the open connection, as in a
+  // rolling restart: the connection stays with r1 and loses nothing.
+  for (int k = 0; k < 10; ++k) {
+    std::vector<std::string> args = {"service", "7070", "beamlink:r1"};
+    if (k % 2 == 0) args.push_back("beamlink:r2");
+    auto r = c.cmd(args);
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    auto seen = lines(*open);
+    REQUIRE_MESSAGE(wait_until([&] { return lines(*open) >= seen + 5 || !open->running(); }, 60s),
+                    open->out());
+    REQUIRE_MESSAGE(open->running(), "change " << k << ": " << open->out());
+  }
+  CHECK(occurrences(open->out(), "got r2 ") == 0);
+
+  // A new connection goes to the endpoints there are now; with none it is
+  // refused.
+  REQUIRE(c.cmd({"service", "7070", "beamlink:r2"}).code == 0);
+  auto second = client();
+  CHECK_MESSAGE(second->wait_out("got r2 ", 60s), second->out() << second->err());
+  REQUIRE(c.cmd({"service", "7070"}).code == 0);
+  auto refused = client();
+  CHECK_MESSAGE(refused->wait_out("error ", 60s), refused->out());
+  CHECK(refused->out().find("refused") != std::string::npos);
+  CHECK(open->running());
+  CHECK(second->running());
+}
