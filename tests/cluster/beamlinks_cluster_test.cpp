@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "cluster_fixture.hpp"
 
@@ -132,8 +133,8 @@ TEST_CASE("beamlinks in the cluster: two relays and subscribe get every broadcas
   // Fences through both relays end the clients once each has seen both.
   REQUIRE(r1->http("POST", "/v1/broadcast", broadcast("room:1", "fence", 1)).status == 202);
   REQUIRE(r2.http("POST", "/v1/broadcast", broadcast("room:1", "fence", 2)).status == 202);
-  REQUIRE(w1.wait(60s).has_value());
-  REQUIRE(w2.wait(60s).has_value());
+  REQUIRE_MESSAGE(w1.wait(60s).has_value(), w1.out() << w1.err() << r1->proc->err());
+  REQUIRE_MESSAGE(w2.wait(60s).has_value(), w2.out() << w2.err() << r2.proc->err());
   for (auto* w : {&w1, &w2}) {
     INFO(w->out());
     for (int n = 0; n < 10; ++n)
@@ -177,7 +178,8 @@ TEST_CASE("beamlinks in the cluster: two relays and subscribe get every broadcas
   REQUIRE_MESSAGE(w3.wait_out("push ok", 60s), w3.err());
   REQUIRE(r2.http("POST", "/v1/broadcast", broadcast("room:1", "new_msg", 42)).status == 202);
   REQUIRE(r2.http("POST", "/v1/broadcast", broadcast("room:1", "fence", 3)).status == 202);
-  REQUIRE(w3.wait(60s).has_value());
+  REQUIRE_MESSAGE(w3.wait(60s).has_value(), w3.out()
+                                                << w3.err() << r1->proc->err() << r2.proc->err());
   CHECK_MESSAGE(count(w3.out(), "msg room:1 new_msg {\"n\":42}") == 1, w3.out());
 }
 
@@ -355,6 +357,30 @@ TEST_CASE(
   MESSAGE(ok.size() << " broadcasts accepted, " << failed.size() << " attempts failed");
   REQUIRE(ok.size() >= 250);
 
+  // Everything the clients and relays said, for a failure's message.
+  auto story = [&] {
+    std::ostringstream o;
+    for (std::size_t k = 0; k < ws.size(); ++k) o << "client " << k << ":\n" << ws[k]->err();
+    for (auto& [name, r] : relays) o << "relay " << name << ":\n" << r->proc->err();
+    return o.str();
+  };
+  // Every client is joined again (its last "joined" after its last
+  // "closed"): a fence that passed while one reconnected would never reach
+  // it, as Phoenix has no replay.
+  auto joined = [&](Subprocess& w) {
+    auto text = w.out();
+    auto j = text.rfind("joined " + topic), cl = text.rfind("closed");
+    return j != std::string::npos && (cl == std::string::npos || j > cl);
+  };
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        drain();
+                        for (auto& w : ws)
+                          if (!joined(*w)) return false;
+                        return true;
+                      },
+                      60s),
+                  story());
   // A fence through each relay ends the WebSocket clients and closes the
   // count everywhere (each relay's broadcasts reach everyone in order).
   for (auto& [name, r] : relays) {
@@ -384,7 +410,7 @@ TEST_CASE(
                   sub.proc->err());
   unanswered += check_exactly_once("subscribe", tally(sub.proc->out(), "\"roll\""), ok);
   for (auto& w : ws) {
-    REQUIRE_MESSAGE(w->wait(60s).has_value(), w->out() << w->err());
+    REQUIRE_MESSAGE(w->wait(60s).has_value(), w->out() << story());
     // Broadcasts made while it reconnected never reach it (Phoenix has no
     // replay); none reaches it twice.
     auto seen = tally(w->out(), " roll ");

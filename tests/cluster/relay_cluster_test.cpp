@@ -163,18 +163,18 @@ TEST_CASE(
   // A broadcast on each pod, each from new processes (different pool groups),
   // then the fences that end the clients.
   for (int p = 1; p <= 2; ++p)
-    pubsub(
-        c, p,
-        "broadcast_from_new_process(\"EWalletAPI.PubSub\", \"room:a\", "
-        "%Phoenix.Socket.Broadcast{topic: \"room:a\", event: \"hello\", payload: %{\"from\" => " +
-            std::to_string(p) + "}}, Phoenix.Channel.Server)");
+    CHECK(pubsub(c, p,
+                 "broadcast_from_new_process(\"EWalletAPI.PubSub\", \"room:a\", "
+                 "%Phoenix.Socket.Broadcast{topic: \"room:a\", event: \"hello\", payload: "
+                 "%{\"from\" => " +
+                     std::to_string(p) + "}}, Phoenix.Channel.Server)") == kOk);
   for (auto t : {"room:a", "room:b"})
-    pubsub(c, 1,
-           std::string("broadcast(\"EWalletAPI.PubSub\", \"") + t +
-               "\", %Phoenix.Socket.Broadcast{topic: \"" + t +
-               "\", event: \"fence\", payload: %{}}, Phoenix.Channel.Server)");
-  REQUIRE(a.wait(60s).has_value());
-  REQUIRE(b.wait(60s).has_value());
+    CHECK(pubsub(c, 1,
+                 std::string("broadcast(\"EWalletAPI.PubSub\", \"") + t +
+                     "\", %Phoenix.Socket.Broadcast{topic: \"" + t +
+                     "\", event: \"fence\", payload: %{}}, Phoenix.Channel.Server)") == kOk);
+  REQUIRE_MESSAGE(a.wait(60s).has_value(), a.out() << a.err() << relay.proc->err());
+  REQUIRE_MESSAGE(b.wait(60s).has_value(), b.out() << b.err() << relay.proc->err());
   auto out_a = a.out(), out_b = b.out();
   auto count = [](const std::string& s, const std::string& needle) {
     int n = 0;
@@ -400,16 +400,18 @@ TEST_CASE(
   const std::string sub_node = "beamlink_" + std::to_string(sub.pid()) + "@" + v["NODE_HOST"];
   for (int p = 1; p <= 2; ++p) REQUIRE(pg2_member(c, p, "EWalletAPI.PubSub", sub_node));
   for (int p = 1; p <= 2; ++p)
-    pubsub(
-        c, p,
-        "broadcast(\"EWalletAPI.PubSub\", \"room:a\", " +
-            socket_broadcast22("room:a", "hello", "#{<<\"from\">> => " + std::to_string(p) + "}") +
-            ", 'Elixir.Phoenix.Channel.Server')");
-  pubsub(c, 1,
-         "broadcast(\"EWalletAPI.PubSub\", \"room:a\", " +
-             socket_broadcast22("room:a", "fence", "#{}") + ", 'Elixir.Phoenix.Channel.Server')");
-  REQUIRE(ws.wait(60s).has_value());
-  REQUIRE(wait_until([&] { return occurrences(sub.out(), "\"fence\"") >= 1; }, 60s));
+    CHECK(pubsub(c, p,
+                 "broadcast(\"EWalletAPI.PubSub\", \"room:a\", " +
+                     socket_broadcast22("room:a", "hello",
+                                        "#{<<\"from\">> => " + std::to_string(p) + "}") +
+                     ", 'Elixir.Phoenix.Channel.Server')") == kOk);
+  CHECK(pubsub(c, 1,
+               "broadcast(\"EWalletAPI.PubSub\", \"room:a\", " +
+                   socket_broadcast22("room:a", "fence", "#{}") +
+                   ", 'Elixir.Phoenix.Channel.Server')") == kOk);
+  REQUIRE_MESSAGE(ws.wait(60s).has_value(), ws.out() << ws.err() << relay.proc->err());
+  REQUIRE_MESSAGE(wait_until([&] { return occurrences(sub.out(), "\"fence\"") >= 1; }, 60s),
+                  sub.out() << sub.err());
   auto out_ws = ws.out(), out_sub = sub.out();
   INFO("client:\n" << out_ws << "subscribe:\n" << out_sub);
   CHECK(occurrences(out_ws, "msg room:a hello {\"from\":1}") == 1);
@@ -428,12 +430,13 @@ TEST_CASE(
   CHECK(pg2_member(c, 2, "EWalletAPI.PubSub", relay.node()));
   CHECK(pg2_member(c, 2, "AdminAPI.PubSub", relay.node()));
   Subprocess ws2(relay.in_ns({"node", js, "ws://127.0.0.1:7070/socket", "room:r"}));
-  REQUIRE(ws2.wait_out("joined room:r", 60s));
-  pubsub(c, 2,
-         "broadcast(\"EWalletAPI.PubSub\", \"room:r\", " +
-             socket_broadcast22("room:r", "fence", "#{<<\"after\">> => <<\"restart\">>}") +
-             ", 'Elixir.Phoenix.Channel.Server')");
-  CHECK(ws2.wait_out("msg room:r fence {\"after\":\"restart\"}", 60s));
+  REQUIRE_MESSAGE(ws2.wait_out("joined room:r", 60s), ws2.err());
+  CHECK(pubsub(c, 2,
+               "broadcast(\"EWalletAPI.PubSub\", \"room:r\", " +
+                   socket_broadcast22("room:r", "fence", "#{<<\"after\">> => <<\"restart\">>}") +
+                   ", 'Elixir.Phoenix.Channel.Server')") == kOk);
+  CHECK_MESSAGE(ws2.wait_out("msg room:r fence {\"after\":\"restart\"}", 60s),
+                ws2.out() << ws2.err() << relay.proc->err());
   CHECK(pubsub(c, 1, "errors()") == "[]");
 }
 

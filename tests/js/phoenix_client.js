@@ -23,15 +23,20 @@ const socket = new Socket(url, {
   params: token ? { token } : {},
   // The official client also gives up on the connection when a heartbeat
   // is not answered within this interval (its heartbeat timeout is the
-  // interval): a test whose client is busy for longer sets
-  // PHOENIX_HEARTBEAT_MS.
-  heartbeatIntervalMs: Number(process.env.PHOENIX_HEARTBEAT_MS || 50),
+  // interval), and this one reconnects only after a minute: the fence that
+  // ends it would then pass while it is away. At 50 ms a loaded machine (two
+  // cluster tests beside two CPU hogs) missed a heartbeat; two seconds is a
+  // stall, not a delay. PHOENIX_HEARTBEAT_MS overrides it.
+  heartbeatIntervalMs: Number(process.env.PHOENIX_HEARTBEAT_MS || 2000),
   reconnectAfterMs: () => 60000,
   rejoinAfterMs: () => 60000,
   // The client's own view of the connection (a heartbeat timeout, a close)
   // on stderr: the tests print it when they fail.
   logger: (kind, msg) => {
-    if (kind === "transport") process.stderr.write(`phoenix ${kind}: ${msg}\n`);
+    if (kind === "transport") {
+      const t = new Date().toISOString().slice(11, 23);
+      process.stderr.write(`${t} phoenix ${kind}: ${msg}\n`);
+    }
   },
 });
 
