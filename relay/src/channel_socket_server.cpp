@@ -1,6 +1,7 @@
 #include "relay/channel_socket_server.hpp"
 
 #include <spdlog/spdlog.h>
+#include <uv.h>
 
 #include <unordered_map>
 #include <vector>
@@ -126,8 +127,9 @@ struct ChannelSocketServer::Impl {
     if (info.idle) ++stats.idle_closes;
     if (info.unsent > 0 && !c->slow) {
       ++stats.unsent_closes;
-      spdlog::info("relay websocket: a connection closed with {} bytes unsent (close code {})",
-                   info.unsent, info.code);
+      spdlog::info("relay websocket: a connection closed with {} bytes unsent (close code {}{}{})",
+                   info.unsent, info.code, info.error ? ", " : "",
+                   info.error ? uv_strerror(info.error) : "");
     }
     // wslay's own closes: a frame breaking RFC 6455, a message over the
     // limit; and ours for invalid UTF-8 (the others are counted where sent).

@@ -316,7 +316,7 @@ struct WebSocket::Impl {
     if (rc != 0) {
       delete w;
       writing = false;
-      finish();
+      finish(rc);
     }
   }
 
@@ -324,7 +324,7 @@ struct WebSocket::Impl {
     writing = false;
     in_flight = 0;
     if (status < 0) {
-      finish();
+      finish(status);
       return;
     }
     last_progress = uv_now(loop);
@@ -402,7 +402,7 @@ struct WebSocket::Impl {
 
   void on_read(ssize_t nread, const uv_buf_t* buf) {
     if (nread < 0) {  // EOF or error: nothing more can be said on this socket
-      finish();
+      finish(static_cast<int>(nread));
       return;
     }
     if (nread == 0) return;
@@ -530,11 +530,12 @@ struct WebSocket::Impl {
     return Send::queued;
   }
 
-  void finish() {
+  void finish(int error = 0) {
     if (closed) return;
     closed = true;
     closing = true;
     Closed info;
+    info.error = error;
     info.idle = idle;
     info.by_peer = by_peer;
     info.unsent = queue_bytes + in_flight;
