@@ -18,11 +18,11 @@
 // go. ASan's leak check covers the rest.
 //
 // One server serves input after input, as the relay serves client after
-// client: building the loop and the servers for every input (zeroing the
-// 64 KiB read buffer alone was a tenth of the time) held the run to about
-// 400 inputs a second. A connection the server keeps after its client
-// closed ends that server, as above, and is counted in a line printed at
-// exit. A crash found this way may need the inputs before it to replay.
+// client, instead of a loop and servers built (and a 64 KiB read buffer
+// zeroed) for every input: 3,584 inputs a second from the seeds, against
+// 2,794. A connection the server keeps after its client closed ends that
+// server, as above, and is counted in a line printed at exit. A crash
+// found this way may need the inputs before it to replay.
 //
 // A hub stands for the cluster: a client's push comes back as a broadcast on
 // the same topic on a later iteration (as a cluster broadcast would), so
@@ -140,15 +140,19 @@ struct World {
     ws->attach(*http);
   }
   bool idle() const { return http->connection_count() == 0 && ws->sockets() == 0; }
+  // Runs the loop until no connection is left, or gives up; idle() says which.
+  void run_until_idle() {
+    for (int i = 0; i < 2000 && !idle(); ++i) {
+      uv_run(&loop, UV_RUN_NOWAIT);
+      hub.flush();
+    }
+  }
   // The endpoint closes (1001 to open sockets), everything goes, and the
   // loop must close with no handle left; then a new endpoint.
   void rebuild() {
     ws->close();
     http->close();
-    for (int i = 0; i < 2000 && !idle(); ++i) {
-      uv_run(&loop, UV_RUN_NOWAIT);
-      hub.flush();
-    }
+    run_until_idle();
     ws.reset();
     http.reset();
     hub.pending.clear();
@@ -234,10 +238,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   ::close(client);
-  for (int i = 0; i < 2000 && !w.idle(); ++i) {
-    uv_run(&w.loop, UV_RUN_NOWAIT);
-    w.hub.flush();
-  }
+  w.run_until_idle();
   if (!w.idle()) {
     ++kept_after_close;
     w.rebuild();
