@@ -1,6 +1,9 @@
 #include "relay/websocket.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <simdjson.h>
+#include <sys/socket.h>
 #include <wslay/wslay.h>
 
 #include <algorithm>
@@ -402,13 +405,25 @@ struct WebSocket::Impl {
 
   void on_read(ssize_t nread, const uv_buf_t* buf) {
     if (nread < 0) {  // EOF or error: nothing more can be said on this socket
-      finish(static_cast<int>(nread));
+      finish(nread == UV_EOF && was_reset() ? UV_ECONNRESET : static_cast<int>(nread));
       return;
     }
     if (nread == 0) return;
     last_read = uv_now(loop);
     idle_due = false;
     feed(buf->base, static_cast<std::size_t>(nread));
+  }
+
+  // A reset is reported to the first call that meets it. When that is a
+  // write, libuv delivers its error one iteration later, and the read that
+  // comes first sees only the end of the stream. The socket's state tells
+  // the two apart: a FIN leaves it in CLOSE_WAIT, an RST in CLOSE.
+  bool was_reset() const {
+    uv_os_fd_t fd;
+    if (uv_fileno(reinterpret_cast<const uv_handle_t*>(tcp.get()), &fd) != 0) return false;
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE;
   }
 
   void feed(const char* p, std::size_t n) {

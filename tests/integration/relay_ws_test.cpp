@@ -5,10 +5,13 @@
 // test broadcast. Clients are subprocesses tracked by PID; the loop runs
 // until they print what the test waits for (deadline-bounded, no sleeps).
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <regex>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -430,4 +433,99 @@ TEST_CASE("relay ws: one broadcast frame reaches 200 clients once - written in o
   REQUIRE(f.serve_until([&] { return f.ws->sockets() == 0; }));
   CHECK(f.ws->stats().unsent_closes == 0);
   CHECK(f.ws->stats().broadcasts_sent == static_cast<std::uint64_t>(n) * (a + b));
+}
+
+namespace {
+
+// Joins `topic`, says "joined", then waits for a line on stdin without
+// reading anything more: "reset" resets the connection (SO_LINGER 0: an
+// RST), "fin" shuts its sending side (a FIN) and reads until the server
+// has closed.
+constexpr const char* kLeavingClient = R"(
+import os, socket, struct, sys, json
+port, topic = int(sys.argv[1]), sys.argv[2]
+def frame(op, payload):
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | op, 0x80 | len(payload)]) + mask + body
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" +
+          frame(1, json.dumps(["1", "1", topic, "phx_join", {}]).encode()))
+got = b""
+while b'"phx_reply"' not in got:
+    d = s.recv(4096)
+    if not d: sys.exit("closed before the join reply")
+    got += d
+print("joined", flush=True)
+how = sys.stdin.readline().strip()
+if how == "reset":
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+else:
+    s.shutdown(socket.SHUT_WR)
+    try:
+        while s.recv(1 << 16): pass
+    except ConnectionResetError:
+        pass
+print(how, flush=True)
+)";
+
+// Puts spdlog's default logger on a ring buffer for the test's life.
+struct CapturedLog {
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> ring =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  CapturedLog() { spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", ring)); }
+  ~CapturedLog() { spdlog::set_default_logger(previous); }
+  std::string text() const {
+    std::string all;
+    for (auto& l : ring->last_formatted()) all += l;
+    return all;
+  }
+};
+
+// A client leaves `how` while 16 MiB it has not read are queued for it:
+// more than the kernel's socket buffers hold (tcp_wmem's maximum is 4 MiB
+// by default), so frames are still queued or in flight when it goes.
+// Returns what the relay logged.
+std::string leave_with_frames_unsent(const std::string& how) {
+  CapturedLog log;
+  ChannelOptions o;
+  o.websocket.max_outbound = 64u << 20;  // the queue stays under it: no slow-client close
+  Fixture f(o);
+  Subprocess::Options io;
+  io.pipe_stdin = true;
+  Subprocess p({"python3", "-c", kLeavingClient, std::to_string(f.http->port()), "room:r"}, io);
+  REQUIRE_MESSAGE(
+      f.serve_until([&] { return has(p, "joined") && f.hub.subscribers("room:r") == 1; }),
+      p.out() << p.err());
+  std::string payload = "{\"pad\":\"" + std::string(64 * 1024, 'x') + "\"}";
+  for (int i = 0; i < 256; ++i) f.hub.broadcast("room:r", "bulk", payload);
+  p.write_stdin(how + "\n");
+  REQUIRE_MESSAGE(f.serve_until([&] { return f.ws->sockets() == 0; }), p.out() << p.err());
+  REQUIRE_MESSAGE(f.serve_until([&] { return !p.running(); }), p.out() << p.err());
+  CHECK_MESSAGE(p.wait(1s) == 0, p.err());
+  CHECK(p.out() == "joined\n" + how + "\n");
+  CHECK(f.ws->stats().unsent_closes == 1);
+  CHECK(f.ws->stats().slow_client_closes == 0);
+  return log.text();
+}
+
+}  // namespace
+
+TEST_CASE("relay ws: a client gone with frames unsent is logged with the socket error") {
+  const std::regex line(
+      "a connection closed with [0-9]+ bytes unsent \\(close code 1006, ([a-z ]+)\\)");
+  std::smatch m;
+  // Which call meets the reset first (the read or the pending write) is the
+  // kernel's timing; a read that sees only the stream's end after a failed
+  // write is told apart by the socket's state: never "end of file".
+  auto reset = leave_with_frames_unsent("reset");
+  REQUIRE_MESSAGE(std::regex_search(reset, m, line), reset);
+  CHECK_MESSAGE((m[1] == "connection reset by peer" || m[1] == "broken pipe"), reset);
+  auto fin = leave_with_frames_unsent("fin");
+  REQUIRE_MESSAGE(std::regex_search(fin, m, line), fin);
+  CHECK_MESSAGE(m[1] == "end of file", fin);
 }
