@@ -19,7 +19,8 @@
 //
 // Prints one line of JSON on stdout when done: sent, answered, by_status,
 // elapsed_us (first send to last answer), errors, late (paced), HTTP
-// response latency percentiles and cpu_us (this tool's own user+system CPU).
+// response latency percentiles, cpu_us (this tool's own user+system CPU) and
+// first_refusal (the status and first 300 bytes of the first answer not 202).
 // Exit 1 on a connection error.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -124,6 +125,7 @@ struct Load {
   std::int64_t next_i = 1;
   std::int64_t sent = 0, answered = 0, errors = 0, late = 0;
   std::map<int, std::int64_t> by_status;
+  std::string first_refusal;  // the first answer other than 202: status and body
   std::vector<std::uint32_t> http_lat_us;
   std::int64_t first_send = 0, last_answer = 0;
 
@@ -214,6 +216,9 @@ struct Load {
         p = eol + 2;
       }
       if (c.in.size() < end + 4 + len) break;
+      if (status != 202 && first_refusal.empty())
+        first_refusal =
+            std::to_string(status) + " " + c.in.substr(end + 4, std::min<std::size_t>(len, 300));
       c.in.erase(0, end + 4 + len);
       ++by_status[status];
       ++answered;
@@ -337,6 +342,23 @@ struct Load {
     return errors == 0 ? 0 : 1;
   }
 
+  static std::string json_escaped(const std::string& in) {
+    std::string out;
+    for (unsigned char ch : in) {
+      if (ch == '"' || ch == '\\') {
+        out += '\\';
+        out += static_cast<char>(ch);
+      } else if (ch < 0x20) {
+        char u[8];
+        std::snprintf(u, sizeof u, "\\u%04x", ch);
+        out += u;
+      } else {
+        out += static_cast<char>(ch);
+      }
+    }
+    return out;
+  }
+
   void report() {
     std::sort(http_lat_us.begin(), http_lat_us.end());
     auto pct = [&](double p) -> std::uint32_t {
@@ -356,11 +378,12 @@ struct Load {
     std::printf(
         "{\"sent\":%lld,\"answered\":%lld,\"by_status\":{%s},\"elapsed_us\":%lld,\"errors\":%lld,"
         "\"late\":%lld,\"last_i\":%lld,\"http_p50_us\":%u,\"http_p99_us\":%u,\"http_max_us\":%u,"
-        "\"cpu_us\":%lld}\n",
+        "\"cpu_us\":%lld,\"first_refusal\":\"%s\"}\n",
         static_cast<long long>(sent), static_cast<long long>(answered), st.c_str(),
         static_cast<long long>(last_answer - first_send), static_cast<long long>(errors),
         static_cast<long long>(late), static_cast<long long>(next_i - 1), pct(0.50), pct(0.99),
-        http_lat_us.empty() ? 0u : http_lat_us.back(), static_cast<long long>(cpu_us()));
+        http_lat_us.empty() ? 0u : http_lat_us.back(), static_cast<long long>(cpu_us()),
+        json_escaped(first_refusal).c_str());
   }
 };
 
