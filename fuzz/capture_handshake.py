@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Records what a real erl sends as the initiator of a distribution
-handshake, for the seed corpus of fuzz/acceptor_handshake_fuzz.cpp.
+handshake, for the seed corpus of fuzz/handshake_acceptor_fuzz.cpp.
 
-    python3 fuzz/capture_handshake.py fuzz/corpus/acceptor_handshake
+    python3 fuzz/capture_handshake.py fuzz/corpus/handshake_acceptor
 
 For each scenario it starts its own epmd (foreground, ended by PID),
 registers the name `fake` there with ALIVE2_REQ (highest version 6 or 5),
