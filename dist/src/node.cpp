@@ -503,6 +503,11 @@ std::vector<std::string> Node::connected_nodes() const {
   return out;
 }
 
+std::size_t Node::peer_entries() const {
+  return impl_->connections.size() + impl_->dialers.size() + impl_->connecting.size() +
+         impl_->inbound_peers.size() + impl_->closed.size();
+}
+
 void Node::disconnect(const std::string& node) {
   auto it = impl_->connections.find(node);
   if (it != impl_->connections.end())

@@ -362,3 +362,37 @@ TEST_CASE("every accepted send completes once - written or cancelled by the clos
   bl.on_loop([&] {});
   CHECK(counts->ok + counts->closed + counts->other == 100 + sent);
 }
+
+TEST_CASE("peers that come and go leave nothing behind in the node") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  auto entries = [&] { return bl.on_loop([&] { return bl->peer_entries(); }); };
+  for (int i = 0; i < 3; ++i) {
+    // Distinct names, as pods replaced in a cluster get: one dialled by
+    // beamlink, one that dials beamlink.
+    std::string out = "out" + std::to_string(i) + "@127.0.0.1";
+    std::string in = "in" + std::to_string(i) + "@127.0.0.1";
+    auto a = std::make_unique<ErlNode>(erl_options(out, epmd.port()));
+    auto b = std::make_unique<ErlNode>(erl_options(in, epmd.port()));
+    REQUIRE(bl.connect(out) == "");
+    REQUIRE(b->eval("net_adm:ping('beamlink@127.0.0.1')") == "pong");
+    REQUIRE(wait_until([&] { return bl.connected(in); }, 60s));
+    // A message each way, so the connections have written and read.
+    REQUIRE(a->eval("register(sink, self())") == "true");
+    CHECK(bl.on_loop([&] {
+      term::TermWriter msg;
+      msg.atom("hi");
+      auto from = bl->spawn([](const term::Pid&, const dist::Envelope&) {});
+      return bl->reg_send(from, out, "sink", msg.bytes()).ok();
+    }));
+    CHECK(a->eval("receive hi -> ok after 60000 -> timeout end") == "ok");
+    CHECK(entries() >= 2);
+    a.reset();
+    b.reset();
+    CHECK_MESSAGE(wait_until([&] { return entries() == 0; }, 60s), entries() << " entries");
+  }
+  // A dial that fails leaves nothing either.
+  CHECK(bl.connect("nobody@127.0.0.1") != "");
+  CHECK_MESSAGE(wait_until([&] { return entries() == 0; }, 60s), entries() << " entries");
+}

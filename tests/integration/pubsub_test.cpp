@@ -442,3 +442,24 @@ TEST_CASE(
     CHECK(wait_until([&] { return members() == "[<<\"v22a@127.0.0.1\">>]"; }, 60s));
   }
 }
+
+TEST_CASE("automatic: what the bridge keeps for a peer goes with it - none accumulates") {
+  Epmd epmd;
+  LoopThread lt;
+  TestNode bl(lt, test_node_config(epmd.port()));
+  pubsub::PubSubOptions o = v2();
+  o.version = pubsub::PubSubOptions::Version::automatic;
+  Bridge b(bl, o);
+  auto entries = [&] { return bl.on_loop([&] { return b.bridge().peer_entries(); }); };
+  for (int i = 0; i < 3; ++i) {
+    // Plain erl nodes without the pubsub: each is probed, found without it,
+    // and asked again with backoff (its probe result, attempt count and
+    // timer), until it goes.
+    std::string name = "plain" + std::to_string(i) + "@127.0.0.1";
+    auto t = std::make_unique<ErlNode>(erl_options(name, epmd.port()));
+    REQUIRE(bl.connect(name) == "");
+    CHECK_MESSAGE(wait_until([&] { return entries() == 3; }, 60s), entries() << " entries");
+    t.reset();
+    CHECK_MESSAGE(wait_until([&] { return entries() == 0; }, 60s), entries() << " entries");
+  }
+}

@@ -162,6 +162,11 @@ class Node {
   std::optional<AcceptedPeer> inbound_handshake(const std::string& node) const;
   std::vector<std::string> connected_nodes() const;
   void disconnect(const std::string& node);
+  // Entries the node holds for peers (connections, dials and their waiters,
+  // inbound handshakes, closed connections not yet freed): what it keeps
+  // per peer, so 0 once every peer has gone. Peers that come and go must
+  // not accumulate state.
+  std::size_t peer_entries() const;
 
   // Node events. Each returns the Subscription that keeps the callback: keep
   // it as a member of the object the callback uses; destroying it (before or

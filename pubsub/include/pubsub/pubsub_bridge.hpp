@@ -199,6 +199,12 @@ class PubSubBridge {
   Result<std::vector<std::string>> publish(std::string_view topic, std::span<const char> message,
                                            std::string_view dispatcher = kChannelServer);
 
+  // Entries the bridge holds for peers (automatic: probe results, reprobe
+  // backoff and timers): 0 once every peer has gone.
+  std::size_t peer_entries() const {
+    return probed_.size() + reprobe_attempts_.size() + reprobe_timers_.size();
+  }
+
   std::uint64_t received() const { return received_; }
   std::uint64_t ignored() const { return ignored_; }
 
