@@ -46,9 +46,11 @@
 #include <vector>
 
 #include "bench_clock.hpp"
+#include "common/utf8.hpp"
 
 namespace {
 
+using beamlink::utf8_prefix;
 using beamlink::bench::cpu_us;
 using beamlink::bench::mono_us;
 using beamlink::bench::realtime_us;
@@ -217,8 +219,8 @@ struct Load {
       }
       if (c.in.size() < end + 4 + len) break;
       if (status != 202 && first_refusal.empty())
-        first_refusal =
-            std::to_string(status) + " " + c.in.substr(end + 4, std::min<std::size_t>(len, 300));
+        first_refusal = std::to_string(status) + " " +
+                        std::string(utf8_prefix(std::string_view(c.in).substr(end + 4, len), 300));
       c.in.erase(0, end + 4 + len);
       ++by_status[status];
       ++answered;

@@ -78,6 +78,8 @@ struct Node::Impl final : ConnectionOwner {
   // write per connection instead of one each.
   UvHandle<uv_check_t> flusher;
   std::vector<Connection*> dirty;
+  // Per peer from here to inbound_peers: a container added for peers must
+  // be counted in peer_entries() and emptied when its peer goes.
   std::unordered_map<std::string, std::unique_ptr<Connection>> connections;
   // Closed connections, destroyed on a later loop turn (a connection closes
   // inside its own callbacks).

@@ -417,10 +417,14 @@ struct WebSocket::Impl {
   // A reset is reported to the first call that meets it. When that is a
   // write, libuv delivers its error one iteration later, and the read that
   // comes first sees only the end of the stream. The socket's state tells
-  // the two apart: a FIN leaves it in CLOSE_WAIT, an RST in CLOSE.
+  // the two apart (the relay never shuts down its own side): a FIN alone
+  // leaves it in CLOSE_WAIT; CLOSE means the connection was aborted, by an
+  // RST alone or answering data sent after the client's FIN (a client that
+  // closed without reading), or by a retransmission timeout, which is then
+  // also reported as a reset. Linux's TCP_INFO.
   bool was_reset() const {
     uv_os_fd_t fd;
-    if (uv_fileno(reinterpret_cast<const uv_handle_t*>(tcp.get()), &fd) != 0) return false;
+    if (uv_fileno(tcp.handle(), &fd) != 0) return false;
     tcp_info ti{};
     socklen_t len = sizeof ti;
     return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE;

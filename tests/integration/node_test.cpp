@@ -368,6 +368,7 @@ TEST_CASE("peers that come and go leave nothing behind in the node") {
   LoopThread lt;
   TestNode bl(lt, test_node_config(epmd.port()));
   auto entries = [&] { return bl.on_loop([&] { return bl->peer_entries(); }); };
+  auto from = bl.on_loop([&] { return bl->spawn([](const term::Pid&, const dist::Envelope&) {}); });
   for (int i = 0; i < 3; ++i) {
     // Distinct names, as pods replaced in a cluster get: one dialled by
     // beamlink, one that dials beamlink.
@@ -383,10 +384,9 @@ TEST_CASE("peers that come and go leave nothing behind in the node") {
     CHECK(bl.on_loop([&] {
       term::TermWriter msg;
       msg.atom("hi");
-      auto from = bl->spawn([](const term::Pid&, const dist::Envelope&) {});
       return bl->reg_send(from, out, "sink", msg.bytes()).ok();
     }));
-    CHECK(a->eval("receive hi -> ok after 60000 -> timeout end") == "ok");
+    CHECK(a->eval("receive hi -> ok after 60000 -> timeout end", 90s) == "ok");
     CHECK(entries() >= 2);
     a.reset();
     b.reset();

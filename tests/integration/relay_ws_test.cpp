@@ -486,10 +486,10 @@ struct CapturedLog {
   }
 };
 
-// A client leaves `how` while 16 MiB it has not read are queued for it:
-// more than the kernel's socket buffers hold (tcp_wmem's maximum is 4 MiB
-// by default), so frames are still queued or in flight when it goes.
-// Returns what the relay logged.
+// A client leaves `how` while 16 MiB it has not read are queued for it.
+// The relay hands them to one uv_write, which counts as unsent until it
+// completes, and it cannot complete before the client has read all 16 MiB:
+// bytes are unsent when it goes. Returns what the relay logged.
 std::string leave_with_frames_unsent(const std::string& how) {
   CapturedLog log;
   ChannelOptions o;
@@ -521,7 +521,8 @@ TEST_CASE("relay ws: a client gone with frames unsent is logged with the socket 
   std::smatch m;
   // Which call meets the reset first (the read or the pending write) is the
   // kernel's timing; a read that sees only the stream's end after a failed
-  // write is told apart by the socket's state: never "end of file".
+  // write is told apart by the socket's state: never "end of file". Without
+  // that, this failed in 2 of 5 runs (when the write met the reset first).
   auto reset = leave_with_frames_unsent("reset");
   REQUIRE_MESSAGE(std::regex_search(reset, m, line), reset);
   CHECK_MESSAGE((m[1] == "connection reset by peer" || m[1] == "broken pipe"), reset);

@@ -163,7 +163,8 @@ class Node {
   std::vector<std::string> connected_nodes() const;
   void disconnect(const std::string& node);
   // Entries the node holds for peers (connections, dials and their waiters,
-  // inbound handshakes, closed connections not yet freed): what it keeps
+  // the handshakes of connected inbound peers, closed connections not yet
+  // freed): what it keeps
   // per peer, so 0 once every peer has gone. Peers that come and go must
   // not accumulate state.
   std::size_t peer_entries() const;

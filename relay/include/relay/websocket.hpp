@@ -78,7 +78,9 @@ class WebSocket {
     bool idle = false;          // closed for idle_timeout
     bool by_peer = false;       // the client sent the first close frame
     std::size_t unsent = 0;     // bytes queued or in flight when the TCP connection closed
-    int error = 0;              // the libuv error that ended it (UV_ECONNRESET, UV_EOF…), else 0
+    // The libuv error that ended it, else 0: UV_EOF for the client's FIN,
+    // UV_ECONNRESET for an aborted connection (see was_reset in the .cpp).
+    int error = 0;
   };
   struct Callbacks {
     std::function<void(std::string_view text)> on_text;
