@@ -164,9 +164,8 @@ class Node {
   void disconnect(const std::string& node);
   // Entries the node holds for peers (connections, dials and their waiters,
   // the handshakes of connected inbound peers, closed connections not yet
-  // freed): what it keeps
-  // per peer, so 0 once every peer has gone. Peers that come and go must
-  // not accumulate state.
+  // freed): 0 once every peer has gone. Peers that come and go must not
+  // accumulate state.
   std::size_t peer_entries() const;
 
   // Node events. Each returns the Subscription that keeps the callback: keep
