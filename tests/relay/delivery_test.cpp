@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "relay/delivery.hpp"
+#include "relay/delivery_core.hpp"
 
 using namespace beamlink;
 using namespace beamlink::relay;
@@ -41,6 +41,14 @@ struct FakeLink : Link {
   std::uint64_t next_id = 0;
   std::size_t bytes_per_frame = 10;
   bool refuse = false;
+
+  // As a real node's connections do when they close, every send still
+  // pending completes (cancelled): the core's completion sink, which
+  // outlives the core while completions are pending, is freed by the last.
+  ~FakeLink() override {
+    for (auto& [n, c] : conns) end(c);
+    for (auto& [id, c] : closed) end(c);
+  }
 
   // Completes what `c` did not write as cancelled, in order.
   static void end(Conn& c) {

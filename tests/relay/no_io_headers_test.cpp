@@ -3,6 +3,7 @@
 // file includes nothing else before the check.
 #include "relay/broadcast_api.hpp"
 #include "relay/channel_hub.hpp"
+#include "relay/delivery_core.hpp"
 #include "relay/http_handler.hpp"
 #include "relay/http_message.hpp"
 #include "relay/phoenix_channels.hpp"

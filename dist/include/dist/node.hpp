@@ -32,6 +32,7 @@
 #include "common/signal.hpp"
 #include "dist/handshake_acceptor_core.hpp"
 #include "dist/process_table.hpp"
+#include "dist/send_done.hpp"
 #include "term/term.hpp"
 
 namespace beamlink::dist {
@@ -75,17 +76,6 @@ struct NodeStats {
   std::uint64_t handshakes_spared = 0;       // candidates to shed whose unread bytes spared them
   std::uint64_t handshakes_in_progress = 0;  // inbound, now
 };
-
-// The completion of one accepted send: called exactly once, later, never
-// from inside the send. Ok once the frame's bytes were written to the socket
-// (the uv_write callback with status 0, also when it runs after the
-// connection closed); Errc::connection_closed when the connection closed
-// before the frame was written (cancelled in flight or still queued). The
-// completions of one connection run in the order of the sends. They may run
-// after the Node is destroyed (its connections' writes end later): a
-// completion guards whatever it touches. A send that fails (not_connected,
-// queue_full, ...) never calls it.
-using SendDone = std::function<void(Result<void>)>;
 
 // The outcome of an rpc: the reply term (with version byte). {badrpc,
 // Reason} is not a reply: it comes back as Errc::badrpc with the reason's
