@@ -12,14 +12,10 @@ struct Client::Request {
   Endpoint epmd;
   std::string alive;  // port_please only
   std::string received;
-  Link* link = nullptr;
+  std::unique_ptr<Link> link;  // destroying it cancels the exchange
   std::function<void(Result<NodeInfo>)> on_port;
   std::function<void(Result<std::vector<NameEntry>>)> on_names;
   std::list<std::unique_ptr<Request>>::iterator self;
-
-  ~Request() {
-    if (link) link->close();  // cancels without callbacks; a no-op if already closing
-  }
 };
 
 Client::Client(uv_loop_t* loop) : loop_(loop) {}

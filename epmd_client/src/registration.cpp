@@ -25,10 +25,7 @@ void Registration::start() {
 
 void Registration::stop() {
   state_ = State::stopped;
-  if (link_) {
-    link_->close();
-    link_ = nullptr;
-  }
+  link_.reset();
   retry_timer_.reset();
 }
 
@@ -59,20 +56,20 @@ Error Registration::explain(Error e) const {
 
 void Registration::on_data(std::span<const char> data) {
   if (state_ == State::registered) {
-    // epmd sends nothing after ALIVE2_X_RESP on this connection.
-    link_->close();
-    link_ = nullptr;
+    // epmd sends nothing after ALIVE2_X_RESP on this connection. (The
+    // bytes are the Link's: counted before it goes.)
+    const auto unexpected = data.size();
+    link_.reset();
     return connection_lost(
         make_error(Errc::protocol_error, "epmd at " + opts_.epmd.str() + " sent " +
-                                             std::to_string(data.size()) +
+                                             std::to_string(unexpected) +
                                              " unexpected bytes on the registration connection"));
   }
   received_.append(data.data(), data.size());
   auto d = decode_alive2_resp(received_);
   if (d.ok() && !d->has_value()) return;  // need more
   if (!d.ok()) {
-    link_->close();
-    link_ = nullptr;
+    link_.reset();
     return attempt_failed(explain(std::move(d).error()));
   }
   link_->stop_timer();  // the connection now lives as long as the registration
@@ -85,7 +82,7 @@ void Registration::on_data(std::span<const char> data) {
 }
 
 void Registration::on_end(Error e) {
-  link_ = nullptr;  // it closed itself
+  link_.reset();  // its handles are closed already
   if (state_ == State::registered) {
     if (e.is(ErrorDomain::uv, UV_EOF))
       e.message = "epmd at " + opts_.epmd.str() +

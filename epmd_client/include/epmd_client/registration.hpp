@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -98,7 +99,7 @@ class Registration {
   uv_loop_t* loop_;
   Options opts_;
   std::function<void(const Event&)> on_event_;
-  detail::Link* link_ = nullptr;
+  std::unique_ptr<detail::Link> link_;
   UvHandle<uv_timer_t> retry_timer_;
   State state_ = State::idle;
   bool ever_registered_ = false;
