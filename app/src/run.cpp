@@ -197,8 +197,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     std::unique_ptr<relay::Gateway> gateway;
     // METRICS_LISTEN's listener, destroyed before everything it reports on.
     std::unique_ptr<relay::HttpServer> metrics;
-    std::map<std::string, std::uint64_t> dns_polls;  // by result, for /metrics
-    std::string dns_last;                            // the last poll's outcome, for /healthz
+    std::string dns_last;  // the last poll's outcome, for /healthz
     // An event: a log line for run (with its fields for LOG_FORMAT=json), a
     // timestamped stdout line for watch.
     auto say = [&](spdlog::level::level_enum level, const char* tag, const std::string& text,
@@ -230,8 +229,6 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       auto made =
           discovery::DnsPoller::create(&loop, po, [&](const discovery::DnsPoller::Event& ev) {
             using Kind = discovery::DnsPoller::Event::Kind;
-            static constexpr const char* kinds[] = {"skipped", "changed", "ok", "failing"};
-            ++dns_polls[kinds[static_cast<int>(ev.kind)]];
             if (ev.kind == Kind::failing)
               dns_last = "DNS " + cfg.dns + ": " + ev.error.message;
             else if (ev.kind == Kind::skipped)
@@ -308,7 +305,8 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
     } startup;
     auto startup_not_ready = [&](StartupReadiness& st) -> std::string {
       if (st.met) return {};
-      if (poller && dns_polls.empty()) return "starting: waiting for the first DNS answer";
+      if (poller && poller->events_by_kind().empty())
+        return "starting: waiting for the first DNS answer";
       std::map<std::string, int> failures;
       for (auto& p : peers.peers()) failures[p.node] = p.failures;
       std::vector<std::string> beams(opts.connect.begin(), opts.connect.end());
@@ -339,10 +337,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
 
     // What `run` itself reports besides the node and the relay.
     auto run_metrics = [&](MetricsWriter& m) {
-      m.family("beamlink_dns_polls_total", MetricsWriter::Type::counter,
-               "NODE_DNS polls by result.");
-      for (auto& [result, n] : dns_polls)
-        m.sample("beamlink_dns_polls_total", n, {{"result", result}});
+      if (poller) poller->write_metrics(m);
       peers.write_metrics(m);
       m.gauge("beamlink_pubsub_bridges", "Phoenix.PubSub bridges.",
               static_cast<double>(bridges.size()));

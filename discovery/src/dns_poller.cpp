@@ -75,8 +75,10 @@ void DnsPoller::finished(const Result<std::vector<Address>>& resolved) {
 
   const Liveness::Watch alive = alive_.watch();
   auto emit = [&](const Event& ev) {
-    if (!alive || stopped_ || !on_event_) return;
-    on_event_(ev);
+    if (!alive || stopped_) return;
+    static constexpr const char* kKinds[] = {"skipped", "changed", "ok", "failing"};
+    ++events_[kKinds[static_cast<int>(ev.kind)]];
+    if (on_event_) on_event_(ev);
   };
   for (auto& s : out.skipped) {
     Event ev{Event::Kind::skipped, {}, 0, {}, s};
@@ -93,6 +95,13 @@ void DnsPoller::finished(const Result<std::vector<Address>>& resolved) {
     Event ev{Event::Kind::failing, {}, 0, *out.error, {}};
     emit(ev);
   }
+}
+
+void DnsPoller::write_metrics(MetricsWriter& m, const DnsPoller* poller) {
+  m.family("beamlink_dns_polls_total", MetricsWriter::Type::counter, "NODE_DNS polls by result.");
+  if (!poller) return;
+  for (auto& [result, n] : poller->events_)
+    m.sample("beamlink_dns_polls_total", n, {{"result", result}});
 }
 
 void DnsPoller::schedule_next() {

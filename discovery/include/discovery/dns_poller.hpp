@@ -38,11 +38,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "common/signal.hpp"
 #include "common/uv_handle.hpp"
@@ -97,6 +99,12 @@ class DnsPoller {
   uint64_t polls_completed() const { return polls_completed_; }
   const Options& options() const { return opts_; }
   const Resolver& resolver() const { return *resolver_; }
+  // The events reported so far, by kind ("skipped", "changed", "ok",
+  // "failing"); empty until the first poll has said anything.
+  const std::map<std::string, std::uint64_t>& events_by_kind() const { return events_; }
+  // beamlink_dns_polls_total{result}: the events above, of `poller`; the
+  // family with no sample when there is none (no NODE_DNS).
+  static void write_metrics(MetricsWriter& m, const DnsPoller* poller);
 
  private:
   DnsPoller(uv_loop_t* loop, Options opts, EventCallback on_event,
@@ -117,6 +125,7 @@ class DnsPoller {
   bool again_ = false;         // poll_now() during a poll
   uint64_t poll_started_ = 0;  // uv_now
   uint64_t polls_completed_ = 0;
+  std::map<std::string, std::uint64_t> events_;
   Liveness alive_;  // expires with *this
 };
 
