@@ -218,11 +218,10 @@ std::string HandshakeAcceptorCore::send_challenge() {
     put_be(body, opts_.creation, 4);
     put_be(body, opts_.our_name.size(), 2);
   } else {
-    // 'n' Version:2 Flags:4 Challenge:4 Name. The 32 low flags, without
-    // those an OTP 21/22 node does not know (they describe version 6 peers).
+    // 'n' Version:2 Flags:4 Challenge:4 Name.
     body = "n";
     put_be(body, 5, 2);
-    put_be(body, opts_.our_flags & 0xffffffffu & ~dflag::v6_only, 4);
+    put_be(body, opts_.our_flags_v5, 4);
     put_be(body, our_challenge_, 4);
   }
   body += opts_.our_name;

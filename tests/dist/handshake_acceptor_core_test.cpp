@@ -49,8 +49,7 @@ std::string expected_challenge_v6() {
                be(std::string(kOurName).size(), 2) + kOurName);
 }
 std::string expected_challenge_v5() {
-  return frame("n" + be(5, 2) + be(dflag::ei_hidden_node & 0xffffffffu & ~dflag::v6_only, 4) +
-               be(kOurChallenge, 4) + kOurName);
+  return frame("n" + be(5, 2) + be(dflag::v5_default, 4) + be(kOurChallenge, 4) + kOurName);
 }
 std::string expected_ack() {
   return frame("a" + digest_bytes(kPeerChallenge, kCookie));
@@ -313,4 +312,28 @@ TEST_CASE("node_name_problem accepts alive at host and names what is wrong") {
 TEST_CASE("acceptor core announces the flags ei announces") {
   CHECK(dflag::ei_hidden_node == kEiChallengeFlags);
   CHECK((dflag::ei_hidden_node & dflag::published) == 0);  // hidden
+}
+
+// A peer sees the same flags whichever way the connection was made: version
+// 6 inbound announces ei's (above) as ei_connect does outbound; version 5
+// inbound announces what the initiator core announces when beamlink dials
+// an OTP 21/22 node, both in the handshake bytes themselves.
+TEST_CASE("version 5 - the acceptor's challenge and the initiator's name announce the same flags") {
+  // Inbound: the flags in the acceptor's challenge ('n' Version:2 Flags:4
+  // after the status frame and the 2-byte length).
+  auto core = make_core();
+  auto out = feed(core, name_v5());
+  const auto status = frame("sok");
+  REQUIRE(out.size() > status.size() + 2 + 1 + 2 + 4);
+  auto inbound = out.substr(status.size() + 2 + 1 + 2, 4);
+  // Outbound: the flags in the initiator's name as the dialer runs it for
+  // an OTP 21/22 peer (Len:2 'n' Version:2 Flags:4 Name).
+  HandshakeInitiatorCore init("a@127.0.0.1", kCookie, dflag::v5_default, 0, std::nullopt, 5);
+  auto name = init.start();
+  REQUIRE(name.size() > 2 + 1 + 2 + 4);
+  auto outbound = name.substr(2 + 1 + 2, 4);
+  CHECK(inbound == outbound);
+  CHECK(inbound == be(dflag::v5_default, 4));
+  CHECK((dflag::v5_default & dflag::published) == 0);  // hidden both ways
+  CHECK((dflag::v5_default & dflag::v6_only) == 0);
 }

@@ -72,8 +72,8 @@ inline constexpr std::uint64_t ei_hidden_node =
 // without DFLAG_HANDSHAKE_23, which those releases do not know.
 inline constexpr std::uint64_t required_v6 = mandatory_25;
 inline constexpr std::uint64_t required_v5 = mandatory_25 & ~handshake_23;
-// Flags that only mean something between version 6 nodes: left out of a
-// version 5 challenge (an OTP 21/22 peer does not know them).
+// Flags that only mean something between version 6 nodes (an OTP 21/22
+// peer does not know them): none is in v5_default, which a test checks.
 inline constexpr std::uint64_t v6_only = handshake_23 | unlink_id | mandatory_25_digest;
 }  // namespace dflag
 
@@ -114,7 +114,11 @@ class HandshakeAcceptorCore {
     std::string our_name;  // alive@host
     std::string cookie;
     std::uint32_t creation = 1;
-    std::uint64_t our_flags = dflag::ei_hidden_node;
+    std::uint64_t our_flags = dflag::ei_hidden_node;  // version 6
+    // Version 5: what the initiator core announces to OTP 21/22 (what ei
+    // announced in those releases), so such a peer sees the same flags
+    // whether it dialled beamlink or beamlink dialled it.
+    std::uint32_t our_flags_v5 = static_cast<std::uint32_t>(dflag::v5_default);
     std::optional<std::uint32_t> our_challenge;  // injected by tests; random otherwise
     // Asked once, with the validated name, to choose the status. Empty: ok.
     std::function<NameStatus(const std::string&)> name_status;
