@@ -328,6 +328,11 @@ struct Doctor::Impl {
                 " (distribution versions " + std::to_string(info->lowest_version) + "-" +
                 std::to_string(info->highest_version) +
                 (p.version == 5 ? ": OTP 22 or older (eWallet pins 21))" : ": OTP 23 or newer)");
+          } else {
+            // Probed with version 6; should it close after our name, the
+            // handshake's text says an OTP 22 node does that too.
+            text += " (its distribution versions are unknown: " + info.error().message +
+                    "; probing with version 6)";
           }
           // The registration check goes first in the report.
           p.checks.insert(std::find_if(p.checks.begin(), p.checks.end(),
