@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -264,6 +265,24 @@ TEST_CASE("otp22 - a wrong cookie outbound says the cookies differ") {
   CHECK(contains(err, "cookies differ"));
   CHECK(contains(err, "after our challenge reply"));
   CHECK_FALSE(bl.connected("t1@127.0.0.1"));
+
+  // What `beamlink run` logs for it: one line with the peer, the version and
+  // the cause, and no "malformed" or "Input/output error" guess.
+  Subprocess::Options o;
+  o.env = beamlink_env(epmd.port());
+  o.env["DIST_PORT_MIN"] = o.env["DIST_PORT_MAX"] = std::to_string(free_port());
+  Subprocess run_({beamlink_bin(), "run", "--name", "bl2@127.0.0.1", "--connect", "t1@127.0.0.1"},
+                  o);
+  REQUIRE_MESSAGE(run_.wait_err("cookies differ", 60s), run_.err());
+  auto logged = run_.err();
+  INFO(logged);
+  CHECK(contains(logged, "t1@127.0.0.1"));
+  CHECK(contains(logged, "version 5"));
+  CHECK(contains(logged, "after our challenge reply"));
+  CHECK_FALSE(contains(logged, "malformed"));
+  CHECK_FALSE(contains(logged, "Input/output error"));
+  run_.signal(SIGTERM);
+  CHECK(run_.wait(60s).has_value());
 }
 
 TEST_CASE("otp22 - a peer whose handshake name differs from the dialled one is refused") {
@@ -298,4 +317,66 @@ TEST_CASE("otp22 - doctor probes an OTP 22 node with version 5 through the cooki
   CHECK(contains(r.out, "OTP 22 or older (eWallet pins 21)"));
   CHECK(contains(r.out, "cookies differ"));
   CHECK_FALSE(contains(r.out, "malformed"));
+}
+
+// What eWallet's own services would run against its cluster: the one-shot
+// `beamlink broadcast` and `beamlink subscribe`, with the pubsub's version
+// left to `automatic`, against Phoenix.PubSub 1.1 on real pg2 (the 1.1.2
+// fixture), with eWallet's payloads (atom keys, status => ok).
+TEST_CASE("otp22 - beamlink broadcast and subscribe find Phoenix.PubSub 1.1 by themselves") {
+  Epmd epmd;
+  ErlNode t1(otp22_options("t1@127.0.0.1", epmd.port()));
+  const std::string m = "pubsub_v1_pg2:", name = "\"EWalletAPI.PubSub\"";
+  REQUIRE(t1.eval(m + "start_spec(\"1.1:EWalletAPI.PubSub\")") == "ok");
+  REQUIRE(t1.eval(m + "subscribe(" + name + ", \"user:1\")") == "ok");
+
+  // subscribe: no ":1.1" given. It finds 1.1 on t1 and becomes a pg2 member
+  // of {phx, NAME} there by pg2's exchange.
+  Subprocess::Options o;
+  o.env = beamlink_env(epmd.port());
+  Subprocess sub({beamlink_bin(), "subscribe", "--pubsub", "EWalletAPI.PubSub", "--connect",
+                  "t1@127.0.0.1", "user:1"},
+                 o);
+  REQUIRE_MESSAGE(sub.wait_err("subscribed as", 60s), sub.err());
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        return t1.eval(
+                                   "length(pg2:get_members({phx, "
+                                   "'Elixir.EWalletAPI.PubSub'}))") == "2";
+                      },
+                      60s),
+                  sub.err());
+  // The pod broadcasts what eWallet's endpoint broadcasts: a
+  // %Phoenix.Socket.Broadcast{} whose payload has atom keys; twice, so that
+  // "once each" is checked, not "at least once".
+  for (int n : {1, 2})
+    REQUIRE(t1.eval(m + "broadcast(" + name +
+                    ", \"user:1\", #{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', "
+                    "topic => <<\"user:1\">>, event => <<\"transaction\">>, payload => "
+                    "#{status => ok, n => " +
+                    std::to_string(n) + "}})") == "ok");
+  REQUIRE_MESSAGE(sub.wait_out("\"n\":2", 60s), (sub.out() + sub.err()));
+  auto out = sub.out();
+  INFO(out);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 2);
+  CHECK(occurrences(out, "\"n\":1") == 1);
+  // Atom keys become JSON keys; an atom value keeps its type ($atom).
+  CHECK(contains(out, "\"payload\":{\"n\":1,\"status\":{\"$atom\":\"ok\"}}"));
+  CHECK(contains(out, "\"event\":\"transaction\""));
+
+  // broadcast: no ":1.1" either; eWallet's payload shape reaches t1's
+  // subscriber once, through the PG2Server under the pubsub's name.
+  auto r = run({beamlink_bin(), "broadcast", "--pubsub", "EWalletAPI.PubSub", "--connect",
+                "t1@127.0.0.1", "--atom-keys", "--atom-values", "status", "user:1", "transaction",
+                R"({"status":"ok","data":{"amount":100},"error":null})"},
+               60s, beamlink_env(epmd.port()));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  const std::string received = m + "messages(" + name + ", \"user:1\")";
+  REQUIRE(wait_until([&] { return t1.eval("length(" + received + ")") == "3"; }, 60s));
+  CHECK(t1.eval("[P || #{payload := P, '__struct__' := 'Elixir.Phoenix.Socket.Broadcast'} <- " +
+                received + ", not is_map_key(n, P)]") ==
+        "[#{data => #{amount => 100},error => nil,status => ok}]");
+  CHECK(t1.eval(m + "errors()") == "[]");
+  sub.signal(SIGTERM);
+  CHECK(sub.wait(60s).has_value());
 }
