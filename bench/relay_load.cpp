@@ -18,9 +18,15 @@
 // long (the JSON of the payload object, not the whole body).
 //
 // Prints one line of JSON on stdout when done: sent, answered, by_status,
-// elapsed_us (first send to last answer), errors, late (paced), HTTP
-// response latency percentiles, cpu_us (this tool's own user+system CPU) and
-// first_refusal (the status and first 300 bytes of the first answer not 202).
+// elapsed_us (first send to the last answer or the end of the window, whichever is later), errors,
+// late (paced), HTTP response latency percentiles, cpu_us (this tool's own user+system CPU) and
+// first_refusal (the status and first 300 bytes of the first answer not 202)
+// and backoffs (answers whose Retry-After the connection waited out).
+// Closed loop, a connection answered with a Retry-After header (the relay's
+// 503 queue_full says 1 s) waits that long before its next request, as a
+// client following the relay contract does: without it the refusals become
+// a retry storm that takes the CPU the queues need to drain, and the step
+// measures the storm instead of the relay (paced: the schedule decides).
 // Exit 1 on a connection error.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -115,6 +121,7 @@ struct Conn {
   std::string out;    // request bytes not yet written
   bool busy = false;  // a request is in flight
   std::int64_t sent_mono = 0;
+  std::int64_t retry_at = 0;  // closed loop: not before this (mono_us), from Retry-After
 };
 
 struct Load {
@@ -125,11 +132,12 @@ struct Load {
   std::string head;       // request line and headers up to Content-Length's value
   std::string pad;
   std::int64_t next_i = 1;
-  std::int64_t sent = 0, answered = 0, errors = 0, late = 0;
+  std::int64_t sent = 0, answered = 0, errors = 0, late = 0, backoffs = 0;
   std::map<int, std::int64_t> by_status;
   std::string first_refusal;  // the first answer other than 202: status and body
   std::vector<std::uint32_t> http_lat_us;
   std::int64_t first_send = 0, last_answer = 0;
+  std::int64_t stop_mono = 0;  // the end of the sending window
 
   void build_templates() {
     head = "POST /v1/broadcast HTTP/1.1\r\nHost: " + o.host + "\r\n";
@@ -204,6 +212,7 @@ struct Load {
       if (c.in.size() < 12) break;
       int status = std::atoi(c.in.c_str() + 9);
       std::size_t len = 0;
+      long retry_after_s = -1;
       std::string_view headers(c.in.data(), end);
       for (std::size_t p = 0; p < headers.size();) {
         auto eol = headers.find("\r\n", p);
@@ -215,6 +224,12 @@ struct Load {
               return a == std::tolower(static_cast<unsigned char>(b));
             }))
           len = static_cast<std::size_t>(std::atol(std::string(line.substr(cl.size())).c_str()));
+        constexpr std::string_view ra = "retry-after:";
+        if (line.size() > ra.size() &&
+            std::equal(ra.begin(), ra.end(), line.begin(), [](char a, char b) {
+              return a == std::tolower(static_cast<unsigned char>(b));
+            }))
+          retry_after_s = std::atol(std::string(line.substr(ra.size())).c_str());
         p = eol + 2;
       }
       if (c.in.size() < end + 4 + len) break;
@@ -229,6 +244,7 @@ struct Load {
       last_answer = now;
       http_lat_us.push_back(static_cast<std::uint32_t>(now - c.sent_mono));
       c.busy = false;
+      if (status != 202 && retry_after_s >= 0) c.retry_at = now + retry_after_s * 1'000'000;
     }
     return done;
   }
@@ -265,6 +281,7 @@ struct Load {
     const bool paced = o.rate > 0;
     const std::int64_t t0 = mono_us();
     const std::int64_t stop = t0 + static_cast<std::int64_t>(o.duration_s * 1e6);
+    stop_mono = stop;
     std::int64_t due_sent = 0;  // paced: requests issued so far
     if (!paced) {
       for (int i = 0; i < o.connections; ++i) send_one(i);
@@ -289,6 +306,18 @@ struct Load {
           ++due_sent;
         }
       }
+      std::int64_t next_retry = 0;  // closed loop: the earliest backed-off connection
+      if (!paced && sending)
+        for (int i = 0; i < o.connections; ++i) {
+          Conn& c = conns[static_cast<std::size_t>(i)];
+          if (c.fd < 0 || c.busy || c.retry_at == 0) continue;
+          if (c.retry_at <= now) {
+            c.retry_at = 0;
+            send_one(i);
+          } else if (next_retry == 0 || c.retry_at < next_retry) {
+            next_retry = c.retry_at;
+          }
+        }
       bool in_flight = false;
       for (auto& c : conns) in_flight = in_flight || (c.busy && c.fd >= 0);
       if (!sending && !in_flight) break;
@@ -308,6 +337,9 @@ struct Load {
         timeout_ms =
             idle.empty() ? 100 : static_cast<int>(std::max<std::int64_t>(1, (wait + 999) / 1000));
       }
+      if (next_retry != 0)
+        timeout_ms = static_cast<int>(std::clamp<std::int64_t>(
+            (next_retry - mono_us() + 999) / 1000, 1, static_cast<std::int64_t>(timeout_ms)));
       int n = epoll_wait(ep, evs.data(), static_cast<int>(evs.size()), timeout_ms);
       for (int k = 0; k < n; ++k) {
         int ci = static_cast<int>(evs[static_cast<std::size_t>(k)].data.u32);
@@ -333,6 +365,8 @@ struct Load {
             if (mono_us() < stop) {
               if (paced)
                 idle.push_back(ci);
+              else if (c.retry_at > mono_us())
+                ++backoffs;  // sent again by the loop once Retry-After has passed
               else
                 send_one(ci);
             }
@@ -380,12 +414,15 @@ struct Load {
     std::printf(
         "{\"sent\":%lld,\"answered\":%lld,\"by_status\":{%s},\"elapsed_us\":%lld,\"errors\":%lld,"
         "\"late\":%lld,\"last_i\":%lld,\"http_p50_us\":%u,\"http_p99_us\":%u,\"http_max_us\":%u,"
-        "\"cpu_us\":%lld,\"first_refusal\":\"%s\"}\n",
+        "\"cpu_us\":%lld,\"first_refusal\":\"%s\",\"backoffs\":%lld}\n",
         static_cast<long long>(sent), static_cast<long long>(answered), st.c_str(),
-        static_cast<long long>(last_answer - first_send), static_cast<long long>(errors),
-        static_cast<long long>(late), static_cast<long long>(next_i - 1), pct(0.50), pct(0.99),
+        // To the end of the window at least: connections waiting out a
+        // Retry-After at the end answer nothing, but the time was spent.
+        static_cast<long long>(std::max(last_answer, stop_mono) - first_send),
+        static_cast<long long>(errors), static_cast<long long>(late),
+        static_cast<long long>(next_i - 1), pct(0.50), pct(0.99),
         http_lat_us.empty() ? 0u : http_lat_us.back(), static_cast<long long>(cpu_us()),
-        json_escaped(first_refusal).c_str());
+        json_escaped(first_refusal).c_str(), static_cast<long long>(backoffs));
   }
 };
 
