@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <ctime>
 #include <optional>
@@ -31,7 +32,7 @@ struct StopCtx {
   dist::Node* node;
   dist::PeerManager* peers;
   discovery::DnsPoller* poller;
-  uv_signal_t* sigs[2];
+  std::array<UvHandle<uv_signal_t>, 2> sigs{};  // SIGINT, SIGTERM
   relay::Gateway* gateway = nullptr;
   relay::HttpServer* metrics = nullptr;  // METRICS_LISTEN's listener
   std::chrono::milliseconds drain_limit{5000};
@@ -57,9 +58,7 @@ void stop_now(StopCtx* ctx) {
   ctx->peers->stop();
   ctx->drain.reset();
   ctx->node->stop();
-  for (auto* s : ctx->sigs)
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
-      uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  for (auto& s : ctx->sigs) s.reset();
 }
 
 // SIGTERM: stop taking broadcasts (the listener closes) and discovering,
@@ -337,7 +336,7 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
 
     // What `run` itself reports besides the node and the relay.
     auto run_metrics = [&](MetricsWriter& m) {
-      if (poller) poller->write_metrics(m);
+      discovery::DnsPoller::write_metrics(m, poller.get());
       peers.write_metrics(m);
       m.gauge("beamlink_pubsub_bridges", "Phoenix.PubSub bridges.",
               static_cast<double>(bridges.size()));
@@ -401,21 +400,21 @@ int cmd_run(const Config& cfg, const RunOptions& opts) {
       }
     }
     if (code == 0) {  // else the relay could not listen: nothing else starts
-      uv_signal_t sigint, sigterm;
-      uv_signal_init(&loop, &sigint);
-      uv_signal_init(&loop, &sigterm);
-      StopCtx stop_ctx{&node,         &peers,       poller.get(), {&sigint, &sigterm},
-                       gateway.get(), metrics.get()};
+      StopCtx stop_ctx{&node, &peers, poller.get(), {}, gateway.get(), metrics.get()};
       stop_ctx.finder = &finder;
       stop_ctx.drain_limit = std::min(std::chrono::milliseconds(5000), go.delivery.ttl);
-      sigint.data = sigterm.data = &stop_ctx;
       auto on_signal = [](uv_signal_t* s, int signum) {
+        auto* ctx = static_cast<StopCtx*>(s->data);
+        if (!ctx) return;
         spdlog::info("{}: closing connections and unregistering",
                      signum == SIGINT ? "SIGINT" : "SIGTERM");
-        stop_gracefully(static_cast<StopCtx*>(s->data), s->loop);
+        stop_gracefully(ctx, s->loop);
       };
-      uv_signal_start(&sigint, on_signal, SIGINT);
-      uv_signal_start(&sigterm, on_signal, SIGTERM);
+      const int signums[2] = {SIGINT, SIGTERM};
+      for (int i = 0; i < 2; ++i) {
+        (void)stop_ctx.sigs[i].init(&loop, &stop_ctx, uv_signal_init);  // cannot fail
+        uv_signal_start(stop_ctx.sigs[i].get(), on_signal, signums[i]);
+      }
 
       auto started = node.start([&](Result<void> r) {
         if (!r) {
